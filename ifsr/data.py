@@ -1,0 +1,377 @@
+"""Data loading: BEIR sets, pre-training pairs, leakage filtering.
+
+BEIR layout (one directory per set)::
+
+    corpus.jsonl       {"_id": str, "title": str (optional), "text": str}
+    queries.jsonl      {"_id": str, "text": str}
+    qrels/<split>.tsv  query-id <TAB> corpus-id <TAB> score   (optional header line)
+
+Pairs layout: ``<dir>/*.jsonl.gz``, one ``{"query", "positive", "source"}`` object a line.
+
+All parsers are strict: a malformed line raises ValueError naming the file, the 1-based line
+number and the expected format. Nothing is read or downloaded at import time.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import unicodedata
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+# Official md5 of each BEIR zip, from the md5 column of the dataset table in the BEIR README
+# (github.com/beir-cellar/beir).
+BEIR_MD5: dict[str, str] = {
+    "msmarco": "444067daf65d982533ea17ebd59501e4",
+    "trec-covid": "ce62140cb23feb9becf6270d0d1fe6d1",
+    "nfcorpus": "a89dba18a62ef92f7d323ec890a0d38d",
+    "nq": "d4d3d2e48787a744b6f6e691ff534307",
+    "hotpotqa": "f412724f78b0d91183a0e86805e16114",
+    "fiqa": "17918ed23cd04fb15047f73e6c3bd9d9",
+    "arguana": "8ad3e3c2a5867cdced806d6503f29b99",
+    "webis-touche2020": "46f650ba5a527fc69e0a6521c5a23563",
+    "cqadupstack": "4e41456d7df8ee7760a7f866133bda78",
+    "quora": "18fb154900ba42a600f84b839c173167",
+    "dbpedia-entity": "c2a39eb420a3164af735795df012ac2c",
+    "scidocs": "38121350fc3a4d2f48850f6aff52e4a9",
+    "fever": "5a818580227bfb4b35bb6fa46d9b6c03",
+    "climate-fever": "8b66f0a9126c521bae2bde127b4dc99d",
+    "scifact": "5f7d1de60b170fc8027bb7898e2efca1",
+}
+
+CORPUS_FORMAT = 'one JSON object a line: {"_id": str, "title": str (optional), "text": str}'
+QUERIES_FORMAT = 'one JSON object a line: {"_id": str, "text": str}'
+QRELS_FORMAT = "query-id<TAB>corpus-id<TAB>integer score (optional header 'query-id corpus-id score')"
+PAIRS_FORMAT = 'one JSON object a line: {"query": str, "positive": str, "source": str}'
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``path`` if given, else $IFSR_DATA_DIR (read now), else ``data``."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("IFSR_DATA_DIR") or "data")
+
+
+_data_dir = data_dir  # load_beir's ``data_dir`` argument shadows the function
+
+
+# ----------------------------------------------------------------------------- BEIR
+
+@dataclass
+class BeirSet:
+    """One BEIR set with the qrels of one split. Dicts keep file order and are treated as
+    read-only once built (doc_ids and query_ids are computed once and cached)."""
+
+    name: str
+    corpus: dict[str, dict[str, str]]  # doc id -> {"title", "text"}
+    queries: dict[str, str]            # query id -> text (every query in queries.jsonl)
+    qrels: dict[str, dict[str, int]]   # query id -> doc id -> score (this split)
+    split: str = "test"
+    root: Path | None = None           # directory it was read from (None: built in memory)
+    files_sha256: str | None = field(default=None, repr=False)  # set by load_beir
+
+    @cached_property
+    def doc_ids(self) -> list[str]:
+        return list(self.corpus)
+
+    @cached_property
+    def query_ids(self) -> list[str]:
+        """Queries with at least one qrels row in this split, in queries.jsonl order."""
+        return [qid for qid in self.queries if qid in self.qrels]
+
+    def doc_texts(self) -> list[str]:
+        """``title + " " + text`` (stripped; just the text if the title is empty), doc_ids order."""
+        return [_join(d["title"], d["text"]) for d in self.corpus.values()]
+
+    def checksum(self) -> str:
+        """sha256 over the bytes of corpus.jsonl, queries.jsonl and qrels/<split>.tsv, in that
+        order, as hashed when load_beir read them (later edits to the files do not change it).
+
+        For a set built in memory it hashes a canonical JSON dump of the three dicts.
+        """
+        if self.files_sha256 is not None:
+            return self.files_sha256
+        h = hashlib.sha256()
+        for part in (self.corpus, self.queries, self.qrels):
+            h.update(json.dumps(part, sort_keys=True, ensure_ascii=False).encode())
+        return h.hexdigest()
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """sha256 over the concatenated bytes of ``paths``."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _join(title: str, text: str) -> str:
+    title, text = title.strip(), text.strip()
+    return f"{title} {text}" if title else text
+
+
+def _bad(path: Path, lineno: int, what: str, fmt: str) -> ValueError:
+    return ValueError(f"{path}:{lineno}: {what}; expected {fmt}")
+
+
+def _jsonl(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line of a JSONL(.gz) file."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _bad(path, lineno, f"invalid JSON ({e.msg})", fmt) from None
+            if not isinstance(obj, dict):
+                raise _bad(path, lineno, f"not a JSON object ({type(obj).__name__})", fmt)
+            yield lineno, obj
+
+
+def _field(obj: dict[str, Any], key: str, path: Path, lineno: int, fmt: str,
+           default: str | None = None, allow_int: bool = False) -> str:
+    if key not in obj:
+        if default is not None:
+            return default
+        raise _bad(path, lineno, f"missing {key!r}", fmt)
+    v = obj[key]
+    if allow_int and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str):
+        raise _bad(path, lineno, f"{key!r} is {type(v).__name__}, not a string", fmt)
+    return v
+
+
+def _read_by_id(path: Path, fmt: str, value) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n, obj in _jsonl(path, fmt):
+        key = _field(obj, "_id", path, n, fmt, allow_int=True)
+        if key in out:
+            raise _bad(path, n, f"duplicate _id {key!r}", fmt)
+        out[key] = value(obj, n)
+    return out
+
+
+def read_corpus(path: Path) -> dict[str, dict[str, str]]:
+    return _read_by_id(path, CORPUS_FORMAT, lambda o, n: {
+        "title": _field(o, "title", path, n, CORPUS_FORMAT, default=""),
+        "text": _field(o, "text", path, n, CORPUS_FORMAT)})
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    return _read_by_id(path, QUERIES_FORMAT, lambda o, n: _field(o, "text", path, n, QUERIES_FORMAT))
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if n == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue  # header
+            if len(cols) != 3:
+                raise _bad(path, n, f"{len(cols)} tab-separated columns, not 3", QRELS_FORMAT)
+            qid, did, score = (c.strip() for c in cols)
+            try:
+                qrels.setdefault(qid, {})[did] = int(score)
+            except ValueError:
+                raise _bad(path, n, f"score {score!r} is not an integer", QRELS_FORMAT) from None
+    return qrels
+
+
+def _download_beir(name: str, root: Path) -> None:
+    """Fetch the official zip of ``name`` into ``root``, check its md5 and unzip it there."""
+    url = BEIR_URL.format(name=name)
+    if name not in BEIR_MD5:
+        raise FileNotFoundError(f"BEIR set {name!r} not found under {root} and it is not an official "
+                                f"download (no md5 known; official: {sorted(BEIR_MD5)}); url would be {url}")
+    root.mkdir(parents=True, exist_ok=True)
+    zpath = root / f"{name}.zip.part"
+    try:
+        fetch(url, zpath)
+    except OSError as e:  # URLError, HTTPError, timeouts are all OSError
+        zpath.unlink(missing_ok=True)
+        raise FileNotFoundError(f"BEIR set {name!r} not found in {root / name} and download of "
+                                f"{url} failed: {e}") from e
+    md5 = hashlib.md5(zpath.read_bytes()).hexdigest()
+    if md5 != BEIR_MD5[name]:
+        zpath.unlink(missing_ok=True)
+        raise ValueError(f"md5 mismatch for {url}: got {md5}, expected {BEIR_MD5[name]}")
+    with zipfile.ZipFile(zpath) as z:
+        for member in z.namelist():  # refuse paths escaping root
+            if member.startswith("/") or ".." in Path(member).parts:
+                raise ValueError(f"unsafe path {member!r} in {url}")
+        z.extractall(root)
+    zpath.unlink()
+
+
+def fetch(url: str, dest: Path) -> None:
+    """Download ``url`` to ``dest`` (the one network call of this module; tests replace it)."""
+    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
+        shutil.copyfileobj(r, f)
+
+
+def load_beir(name_or_path: str, split: str = "test", data_dir: str | os.PathLike | None = None,
+              download: bool = True) -> BeirSet:
+    """Load a BEIR set: an existing directory, else ``<data_dir>/beir/<name>``, else download it.
+
+    ``name`` may be ``cqadupstack/android``-style; the download then fetches the parent zip.
+    Raises FileNotFoundError if the set is absent and cannot be downloaded, or if the split has no
+    qrels file (the message lists the splits there are); ValueError on malformed files or a bad
+    md5.
+    """
+    if os.path.isdir(name_or_path):
+        root = Path(name_or_path)
+    elif os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")):
+        raise FileNotFoundError(f"no such directory: {name_or_path}")
+    else:
+        beir_root = _data_dir(data_dir) / "beir"
+        root = beir_root / name_or_path
+        if not (root / "corpus.jsonl").is_file():
+            top = name_or_path.split("/")[0]
+            if not download:
+                raise FileNotFoundError(f"no BEIR set in {root} (download disabled; url: "
+                                        f"{BEIR_URL.format(name=top)})")
+            _download_beir(top, beir_root)
+            if not (root / "corpus.jsonl").is_file():
+                raise FileNotFoundError(f"no corpus.jsonl in {root} after downloading "
+                                        f"{BEIR_URL.format(name=top)}")
+    if not (root / "queries.jsonl").is_file() or not (root / "corpus.jsonl").is_file():
+        raise FileNotFoundError(f"{root} lacks corpus.jsonl or queries.jsonl")
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
+        raise FileNotFoundError(f"no qrels for split {split!r}: {qrels_path} is missing; "
+                                f"available splits: {splits}")
+    digest = files_sha256([root / "corpus.jsonl", root / "queries.jsonl", qrels_path])
+    s = BeirSet(name=root.name, corpus=read_corpus(root / "corpus.jsonl"),
+                queries=read_queries(root / "queries.jsonl"), qrels=read_qrels(qrels_path),
+                split=split, root=root, files_sha256=digest)
+    missing_q = [q for q in s.qrels if q not in s.queries]
+    missing_d = {d for rel in s.qrels.values() for d in rel if d not in s.corpus}
+    if missing_q or missing_d:
+        log.warning("%s/%s: qrels name %d queries and %d docs absent from the files",
+                    s.name, split, len(missing_q), len(missing_d))
+    return s
+
+
+def training_queries(beir_set: BeirSet) -> list[tuple[str, str, list[str]]]:
+    """(query id, query text, positive doc ids) for each query of the split with a score > 0 doc.
+
+    Positives keep qrels file order; docs absent from the corpus are left out.
+    """
+    out = []
+    for qid in beir_set.query_ids:
+        pos = [d for d, s in beir_set.qrels[qid].items() if s > 0 and d in beir_set.corpus]
+        if pos:
+            out.append((qid, beir_set.queries[qid], pos))
+    return out
+
+
+# ----------------------------------------------------------------------------- pairs
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    positive: str
+    source: str
+
+
+def load_pairs(directory: str | os.PathLike, sources: list[str] | None = None) -> list[Pair]:
+    """Read every ``*.jsonl.gz`` in ``directory`` (sorted by file name, file order within).
+
+    ``sources`` keeps pairs whose ``source`` field, or whose file name without ``.jsonl.gz``, is
+    listed (so ``stackexchange`` selects all three stackexchange_* sources). An unknown name is a
+    ValueError listing the known ones.
+    """
+    d = Path(directory)
+    files = sorted(d.glob("*.jsonl.gz"))
+    if not files:
+        raise FileNotFoundError(f"no *.jsonl.gz pair files in {d.resolve()}")
+    want = set(sources) if sources is not None else None
+    pairs: list[Pair] = []
+    known: set[str] = set()
+    for path in files:
+        stem = path.name[: -len(".jsonl.gz")]
+        known.add(stem)
+        for n, obj in _jsonl(path, PAIRS_FORMAT):
+            p = Pair(*(_field(obj, k, path, n, PAIRS_FORMAT) for k in ("query", "positive", "source")))
+            known.add(p.source)
+            if want is None or p.source in want or stem in want:
+                pairs.append(p)
+    if want is not None and want - known:
+        raise ValueError(f"unknown pair sources {sorted(want - known)}; known: {sorted(known)}")
+    return pairs
+
+
+# ----------------------------------------------------------------------------- leakage
+
+_WS = re.compile(r"\s+")
+
+
+def _is_edge(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch)[0] == "P"
+
+
+def normalize_text(s: str) -> str:
+    """Text key for leakage checks: NFKC, lowercase, whitespace runs -> one space, and Unicode
+    punctuation (categories P*, e.g. . ? ! " % ») stripped at both ends only ("What is X?" ==
+    "what is x"). Inner punctuation and symbols at the ends ($, +) are kept, so distinct strings
+    rarely collide."""
+    s = _WS.sub(" ", unicodedata.normalize("NFKC", s).lower())
+    i, j = 0, len(s)
+    while i < j and _is_edge(s[i]):
+        i += 1
+    while j > i and _is_edge(s[j - 1]):
+        j -= 1
+    return s[i:j]
+
+
+def filter_leakage(pairs: list[Pair], eval_sets: list[BeirSet]) -> tuple[list[Pair], dict[str, int]]:
+    """Drop pairs whose query equals a judged eval query, or whose passage equals an eval document.
+
+    Equality is on normalize_text. Eval queries: each set's query_ids (those judged in its
+    split). Eval documents: each doc's ``title + text`` and its ``text`` alone (a passage that
+    copies an abstract without its title is still a leak). A pair matching both counts as
+    ``dropped_query``. Returns (kept pairs, {"kept", "dropped_query", "dropped_passage"}).
+    """
+    bad_q: set[str] = set()
+    bad_d: set[str] = set()
+    for s in eval_sets:
+        bad_q.update(normalize_text(s.queries[q]) for q in s.query_ids)
+        for doc in s.corpus.values():
+            bad_d.add(normalize_text(_join(doc["title"], doc["text"])))
+            bad_d.add(normalize_text(doc["text"]))
+    bad_q.discard("")
+    bad_d.discard("")
+    kept: list[Pair] = []
+    counts = {"kept": 0, "dropped_query": 0, "dropped_passage": 0}
+    for p in pairs:
+        if normalize_text(p.query) in bad_q:
+            counts["dropped_query"] += 1
+        elif normalize_text(p.positive) in bad_d:
+            counts["dropped_passage"] += 1
+        else:
+            kept.append(p)
+    counts["kept"] = len(kept)
+    log.info("leakage filter against %s: %s", [s.name for s in eval_sets], counts)
+    return kept, counts

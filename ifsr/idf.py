@@ -1,0 +1,100 @@
+"""Inverse document frequency: the whole query side of an inference-free retriever.
+
+    idf(t) = ln(1 + (N - df_t + 0.5) / (df_t + 0.5))                     (BM25's IDF, SPEC §1)
+
+df_t counts the documents containing token t at least once (no special tokens, no truncation).
+Tokens never seen get a default weight (1.0 in the released MS MARCO file).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+UNSEEN_DEFAULT = 1.0
+
+
+def idf_from_df(df: np.ndarray, n_docs: int, unseen: float = UNSEEN_DEFAULT) -> np.ndarray:
+    """idf = ln(1 + (N - df + 0.5)/(df + 0.5)) elementwise; entries with df == 0 get `unseen`."""
+    if n_docs <= 0:
+        raise ValueError(f"n_docs must be positive, got {n_docs}")
+    df = np.asarray(df, dtype=np.float64)  # [V]
+    if (df < 0).any() or (df > n_docs).any():
+        raise ValueError("document frequencies must lie in [0, n_docs]")
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))  # [V]
+    return np.where(df > 0, idf, unseen).astype(np.float32)
+
+
+def document_frequencies(
+    texts: Iterable[str], tokenizer, batch_size: int = 1024, show_progress: bool = False
+) -> tuple[np.ndarray, int]:
+    """Count, for every vocabulary id, how many texts contain it (each token once per text).
+
+    Special tokens are not counted and texts are never truncated. Returns (df [V], N).
+    """
+    vocab_size = len(tokenizer)
+    special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+    df = np.zeros(vocab_size, dtype=np.int64)  # [V]
+    n = 0
+    texts = list(texts)
+    bar = tqdm(total=len(texts), desc="document frequencies", disable=not show_progress)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        enc = tokenizer(chunk, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        for ids in enc:
+            df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
+        n += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    df[special] = 0
+    return df, n
+
+
+def compute_idf(texts: Sequence[str], tokenizer, unseen: float = UNSEEN_DEFAULT) -> np.ndarray:
+    """IDF over any corpus for any tokenizer: a float32 vector [V] in vocabulary-id order."""
+    df, n = document_frequencies(texts, tokenizer)
+    return idf_from_df(df, n, unseen)
+
+
+def save_idf(path: str | os.PathLike, idf: np.ndarray, tokenizer) -> None:
+    """Write `{token string: idf}` for the whole vocabulary (the OpenSearch `idf.json` layout)."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    if len(idf) != len(tokens):
+        raise ValueError(f"idf has {len(idf)} entries, tokenizer vocabulary has {len(tokens)}")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({t: float(w) for t, w in zip(tokens, idf)}, f, ensure_ascii=False)
+
+
+def load_idf(path: str | os.PathLike, tokenizer) -> np.ndarray:
+    """Read an `idf.json` (token string -> positive number) into a float32 vector [V].
+
+    The file must cover the tokenizer's vocabulary exactly: a missing or extra token is an error
+    that says how many (and shows a few), since a silent mismatch would shift every query weight.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"IDF file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); expected an object of token -> idf") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected a JSON object of token -> idf, got {type(table).__name__}")
+    vocab = tokenizer.get_vocab()  # token -> id
+    missing = sorted(set(vocab) - set(table), key=vocab.get)
+    extra = sorted(set(table) - set(vocab))
+    if missing or extra:
+        raise ValueError(
+            f"{path}: IDF tokens do not match the tokenizer vocabulary ({len(vocab)} tokens): "
+            f"{len(missing)} missing (e.g. {missing[:5]}), {len(extra)} extra (e.g. {extra[:5]})"
+        )
+    idf = np.zeros(len(tokenizer), dtype=np.float32)  # [V]
+    for token, weight in table.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"{path}: token {token!r} has weight {weight!r}; expected a positive number")
+        idf[vocab[token]] = weight
+    return idf

@@ -1,0 +1,133 @@
+"""The paper's losses as pure functions of tensors (SPEC §2, §3).
+
+Shapes: B queries, G candidates per query (slot 0 = positive), V vocabulary, K teachers.
+A candidate mask [B, G] (True = real) lets queries carry different candidate counts.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NORM_EPS = 1e-6  # min-max denominator guard (SPEC §3)
+
+
+def flops(w: Tensor) -> Tensor:
+    """FLOPS regularizer (Paria et al. 2020):  L = sum_j ( (1/N) sum_i w_ij )^2   over w [N, V]."""
+    return w.mean(dim=0).pow(2).sum()
+
+
+def flops_per_slot(w: Tensor) -> Tensor:
+    """Reference-code variant: w [B, G, V] laid out per query; one FLOPS term per slot g, summed.
+
+    About G times `flops(w.flatten(0, 1))`, so lambda does not transfer between the two forms.
+    """
+    return w.mean(dim=0).pow(2).sum()  # mean over queries, per slot -> [G, V] -> sum over slots and vocab
+
+
+def flops_idf_form(v: Tensor, idf: Tensor) -> Tensor:
+    """The equivalent form of the IDF-aware penalty on v = idf * w (SPEC §2):
+
+        L = sum_j idf_j^-2 ( (1/N) sum_i v_ij )^2           v [N, V], idf [V] > 0
+    Equal to `flops(v / idf)`: FLOPS on the raw weights, written in the ranking function's units.
+    """
+    return (v.mean(dim=0).pow(2) / idf.pow(2)).sum()
+
+
+def lambda_at(step: int, lam: float, warmup_steps: int) -> float:
+    """Quadratic warm-up of the FLOPS weight:  lambda_t = lambda * min(1, t / T)^2."""
+    if warmup_steps <= 0:
+        return lam
+    return lam * min(1.0, step / warmup_steps) ** 2
+
+
+def candidate_scores(q: Tensor, d: Tensor) -> Tensor:
+    """Student scores s(q, d) = sum_j q_j w_j(d):  q [B, V], d [B, G, V] -> [B, G]."""
+    return torch.einsum("bv,bgv->bg", q, d)
+
+
+def minmax_normalize(scores: Tensor, mask: Tensor | None = None, eps: float = NORM_EPS) -> Tensor:
+    """Per-query min-max over the candidate set:  (s - min_C s) / (max_C s - min_C s + eps).
+
+    scores [B, G]; padded slots (mask False) neither set the min/max nor keep a value (set to 0).
+    """
+    if mask is None:
+        mask = torch.ones_like(scores, dtype=torch.bool)
+    lo = scores.masked_fill(~mask, float("inf")).amin(dim=1, keepdim=True)  # [B, 1]
+    hi = scores.masked_fill(~mask, float("-inf")).amax(dim=1, keepdim=True)  # [B, 1]
+    return ((scores - lo) / (hi - lo + eps)).masked_fill(~mask, 0.0)
+
+
+def ensemble_targets(
+    teacher_scores: Tensor,
+    mask: Tensor | None = None,
+    weights: Tensor | None = None,
+    scale: float = 30.0,
+    normalize: bool = True,
+) -> Tensor:
+    """Heterogeneous ensemble (SPEC §3):  t = S * sum_k alpha_k * minmax(s_k)   [K, B, G] -> [B, G].
+
+    alpha defaults to 1/K. With `normalize=False` this is the ablation's raw sum  sum_k s_k  (no S,
+    no alpha): a sparse teacher's dot products (tens) then swamp a dense teacher's cosines (< 1).
+    """
+    if teacher_scores.dim() != 3:
+        raise ValueError(f"teacher_scores must be [K, B, G], got shape {tuple(teacher_scores.shape)}")
+    if not normalize:
+        return teacher_scores.sum(dim=0)
+    k = teacher_scores.shape[0]
+    alpha = torch.full((k,), 1.0 / k, dtype=teacher_scores.dtype) if weights is None else weights
+    normed = torch.stack([minmax_normalize(s, mask) for s in teacher_scores])  # [K, B, G]
+    return scale * torch.einsum("k,kbg->bg", alpha.to(normed), normed)
+
+
+def kl_distill(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """KL( softmax(teacher) || softmax(student) ) over each query's candidates, mean over queries.
+
+    student, teacher [B, G]; temperature 1 (the teacher's scale S acts as its inverse temperature).
+    Padded candidates get probability 0 on both sides.
+    """
+    if mask is not None:
+        student = student.masked_fill(~mask, float("-inf"))
+        teacher = teacher.masked_fill(~mask, float("-inf"))
+    log_p_t = torch.log_softmax(teacher.detach(), dim=1)  # [B, G]
+    log_p_s = torch.log_softmax(student, dim=1)  # [B, G]
+    kl = torch.where(log_p_t.isfinite(), log_p_t.exp() * (log_p_t - log_p_s), torch.zeros_like(log_p_t))
+    return kl.sum(dim=1).mean()
+
+
+def margin_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MarginMSE (Hofstätter et al. 2020): mean over (q, neg) of ((s_pos - s_neg) - (t_pos - t_neg))^2.
+
+    Slot 0 is the positive; slots 1.. are negatives.
+    """
+    diff = (student[:, :1] - student[:, 1:]) - (teacher[:, :1] - teacher[:, 1:]).detach()  # [B, G-1]
+    valid = torch.ones_like(diff, dtype=torch.bool) if mask is None else mask[:, 1:]
+    return diff.pow(2).masked_select(valid).mean()
+
+
+def inference_free_loss(
+    query_weights: Tensor,
+    doc_weights: Tensor,
+    teacher: Tensor,
+    lam: float,
+    mask: Tensor | None = None,
+    flops_form: str = "batch",
+    rank_loss: str = "kl",
+) -> dict[str, Tensor]:
+    """The paper's objective:  L = L_rank( s(q, d) ) + lambda_t * L_FLOPS(w).
+
+    query_weights [B, V]: idf_j on query tokens (IDF-aware arm) or 1 (plain-FLOPS arm).
+    doc_weights [B, G, V]: raw document weights w; FLOPS stays on w, never on idf * w (SPEC trap 1).
+    teacher [B, G]: target scores (e.g. `ensemble_targets`). Returns every term by name.
+    """
+    if flops_form not in ("batch", "per_slot"):
+        raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {flops_form!r}")
+    if rank_loss not in ("kl", "margin_mse"):
+        raise ValueError(f"rank_loss must be 'kl' or 'margin_mse', got {rank_loss!r}")
+    scores = candidate_scores(query_weights, doc_weights)  # [B, G]
+    rank = kl_distill(scores, teacher, mask) if rank_loss == "kl" else margin_mse(scores, teacher, mask)
+    if flops_form == "batch":
+        real = doc_weights.flatten(0, 1) if mask is None else doc_weights[mask]  # [N, V] real documents
+        reg = flops(real)
+    else:
+        reg = flops_per_slot(doc_weights)
+    return {"loss": rank + lam * reg, "rank": rank.detach(), "flops": reg.detach(), "lambda": torch.tensor(lam)}

@@ -1,0 +1,296 @@
+"""BM25 search and hard-negative mining, with candidate lists that can be saved and checksummed.
+
+Ranking ties are broken by document index: order is (score desc, doc index asc), always.
+Randomness comes only from explicit seeds; a query's draws depend on (seed, its id), not on the
+order or subset of queries mined alongside it.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from ifsr.data import Pair, _bad, _jsonl, normalize_text
+
+# ----------------------------------------------------------------------------- BM25
+
+
+def topk_stable(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best entries of a 1-d array, by (score desc, index asc)."""
+    n = scores.shape[0]
+    k = min(k, n)
+    if k < n:  # keep everything tied with the k-th best, then order exactly
+        cand = np.flatnonzero(scores >= np.partition(scores, n - k)[n - k])
+    else:
+        cand = np.arange(n)
+    return cand[np.lexsort((cand, -scores[cand]))][:k]
+
+
+class Bm25Index:
+    """BM25 over ``bm25s``: lowercase, ``\\w\\w+`` tokens, bm25s English stopwords, Snowball
+    English stemmer (PyStemmer), Lucene scoring (idf = ln(1 + (N - df + .5)/(df + .5)),
+    tf part tf / (tf + k1 (1 - b + b dl/avgdl))). A repeated query term counts once per repeat."""
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75, method: str = "lucene",
+                 stopwords: str | list[str] | None = "en", stemmer: str | None = "english",
+                 show_progress: bool = False) -> None:
+        if method not in ("lucene", "robertson", "atire", "bm25l", "bm25+"):
+            raise ValueError(f"unknown BM25 method {method!r}")
+        self.k1, self.b, self.method = k1, b, method
+        self.stopwords = stopwords
+        self.stemmer = Stemmer.Stemmer(stemmer) if stemmer else None
+        self.show_progress = show_progress
+        self._bm25: bm25s.BM25 | None = None
+        self.n_docs = 0
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        return bm25s.tokenize(list(texts), stopwords=self.stopwords, stemmer=self.stemmer,
+                              return_ids=False, show_progress=False)
+
+    def build(self, doc_texts: Sequence[str]) -> Bm25Index:
+        if len(doc_texts) == 0:
+            raise ValueError("cannot build a BM25 index over zero documents")
+        tokens = self._tokenize(doc_texts)
+        if not any(tokens):
+            raise ValueError("no indexable tokens (words of 2+ characters, not stopwords) in the documents")
+        self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        self._bm25.index(tokens, show_progress=self.show_progress)
+        self.n_docs = len(doc_texts)
+        return self
+
+    def scores(self, query_text: str) -> np.ndarray:
+        """float32 BM25 score of every document for one query."""
+        return self._scores(self._tokenize([query_text])[0])
+
+    def _scores(self, tokens: list[str]) -> np.ndarray:
+        if self._bm25 is None:
+            raise ValueError("index not built: call build(doc_texts) first")
+        vocab = self._bm25.vocab_dict
+        ids = [vocab[t] for t in tokens if t in vocab]
+        if not ids:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+    def search(self, query_texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query: (indices int64 [nq, k'], scores float32 [nq, k']), k' = min(k, n_docs),
+        ordered by score desc then doc index asc."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self._bm25 is None:
+            raise ValueError("index not built: call build(doc_texts) first")
+        k = min(k, self.n_docs)
+        idx = np.zeros((len(query_texts), k), dtype=np.int64)
+        val = np.zeros((len(query_texts), k), dtype=np.float32)
+        it: Any = self._tokenize(query_texts) if len(query_texts) else []
+        if self.show_progress:
+            from tqdm.auto import tqdm
+            it = tqdm(it, desc="BM25 search")
+        for i, toks in enumerate(it):
+            s = self._scores(toks)
+            idx[i] = topk_stable(s, k)
+            val[i] = s[idx[i]]
+        return idx, val
+
+
+# ----------------------------------------------------------------------------- candidates
+
+@dataclass(frozen=True)
+class Candidates:
+    """A query and the documents to score it against: positives first, then hard negatives.
+
+    ``positives`` holds every positive (the trainer picks one per step); ``negatives`` are in
+    mined rank order (hardest first). Ids are corpus doc ids, or passage ids (passage_id) for
+    pairs.
+    """
+
+    query_id: str
+    query: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...]
+    source: str = ""
+
+    @property
+    def doc_ids(self) -> tuple[str, ...]:
+        return self.positives + self.negatives
+
+    def to_json(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "query": self.query, "positives": list(self.positives),
+                "negatives": list(self.negatives), "source": self.source}
+
+
+class Searcher(Protocol):
+    def search(self, query_texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")])
+
+
+def _draw(pool: list[str], n: int, rng: np.random.Generator) -> tuple[str, ...]:
+    """n of pool without replacement, returned in pool (rank) order."""
+    picked = np.sort(rng.choice(len(pool), size=n, replace=False))
+    return tuple(pool[i] for i in picked)
+
+
+def mine_hard_negatives(queries: Mapping[str, str], positives: Mapping[str, Sequence[str]],
+                        doc_ids: Sequence[str], index: Searcher | None, n_neg: int, depth: int,
+                        seed: int, ranking: Mapping[str, Sequence[str]] | None = None,
+                        source: str = "") -> list[Candidates]:
+    """Candidates for each query in ``queries`` (qid -> text), in that order.
+
+    Negatives: ``n_neg`` drawn uniformly without replacement from the query's top-``depth``
+    ranking with its positives removed. The ranking is ``index.search`` (rows aligned with
+    ``doc_ids``; any teacher with that method plugs in) or, if given, ``ranking`` (qid -> doc ids,
+    best first, e.g. a cached teacher run). ``positives``: qid -> positive doc ids (all kept).
+    """
+    if n_neg < 0 or depth < n_neg:
+        raise ValueError(f"need 0 <= n_neg <= depth, got n_neg={n_neg}, depth={depth}")
+    qids = list(queries)
+    if ranking is None:
+        if index is None:
+            raise ValueError("give an index or a precomputed ranking")
+        most = max((len(positives.get(q, ())) for q in qids), default=0)
+        rows, _ = index.search([queries[q] for q in qids], depth + most)
+        ranking = {q: [doc_ids[j] for j in row] for q, row in zip(qids, rows)}
+    out = []
+    for q in qids:
+        pos = tuple(positives.get(q, ()))
+        if not pos:
+            raise ValueError(f"query {q!r} has no positives")
+        if q not in ranking:
+            raise ValueError(f"query {q!r} is missing from the ranking")
+        ps = set(pos)
+        pool = [d for d in ranking[q] if d not in ps][:depth]
+        if len(pool) < n_neg:
+            raise ValueError(f"query {q!r}: only {len(pool)} non-positive docs ranked, need {n_neg}")
+        out.append(Candidates(q, queries[q], pos, _draw(pool, n_neg, _rng(seed, q)), source))
+    return out
+
+
+def passage_id(source: str, text: str) -> str:
+    """Content id of a pre-training passage: ``<source>:<sha256(normalize_text(text))[:16]>``."""
+    return f"{source}:{hashlib.sha256(normalize_text(text).encode()).hexdigest()[:16]}"
+
+
+def passage_table(pairs: Sequence[Pair]) -> dict[str, str]:
+    """passage_id -> text (first text seen) for every positive in ``pairs``; rebuilds the texts
+    behind mine_in_source's ids without storing them."""
+    table: dict[str, str] = {}
+    for p in pairs:
+        table.setdefault(passage_id(p.source, p.positive), p.positive)
+    return table
+
+
+def mine_in_source(pairs: Sequence[Pair], n_neg: int, depth: int, seed: int,
+                   show_progress: bool = False) -> list[Candidates]:
+    """One Candidates per pair (same order; query_id = the pair's index as a string).
+
+    Per source: BM25 over that source's distinct passages (by normalized text); negatives drawn
+    as in mine_hard_negatives from the top-``depth``, excluding the pair's positive and every
+    other passage paired with the same normalized query in that source (not false negatives).
+    Ids are passage_id()s; passage_table(pairs) maps them back to text.
+    """
+    if n_neg < 0 or depth < n_neg:
+        raise ValueError(f"need 0 <= n_neg <= depth, got n_neg={n_neg}, depth={depth}")
+    by_source: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_source.setdefault(p.source, []).append(i)
+    out: list[Candidates | None] = [None] * len(pairs)
+    for src, members in by_source.items():
+        pid_of = {i: passage_id(src, pairs[i].positive) for i in members}
+        texts: dict[str, str] = {}
+        own_of: dict[str, set[str]] = {}  # normalized query -> its positives' ids
+        for i in members:
+            texts.setdefault(pid_of[i], pairs[i].positive)
+            own_of.setdefault(normalize_text(pairs[i].query), set()).add(pid_of[i])
+        pids = list(texts)
+        most = max(len(v) for v in own_of.values())
+        index = Bm25Index(show_progress=show_progress).build(list(texts.values()))
+        queries = list(dict.fromkeys(pairs[i].query for i in members))
+        rows, _ = index.search(queries, depth + most)
+        ranked = dict(zip(queries, rows))
+        for i in members:
+            p = pairs[i]
+            own = own_of[normalize_text(p.query)]
+            pool = [pids[j] for j in ranked[p.query] if pids[j] not in own][:depth]
+            if len(pool) < n_neg:
+                raise ValueError(f"source {src!r} has too few passages for {n_neg} negatives")
+            out[i] = Candidates(str(i), p.query, (pid_of[i],),
+                                _draw(pool, n_neg, _rng(seed, f"{i}\t{p.query}")), src)
+    return [c for c in out if c is not None]
+
+
+# ----------------------------------------------------------------------------- save / load
+
+def _line(c: Candidates) -> str:
+    return json.dumps(c.to_json(), ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def candidates_checksum(cands: Sequence[Candidates]) -> str:
+    """sha256 of the canonical JSONL that save_candidates writes (independent of gzip)."""
+    h = hashlib.sha256()
+    for c in cands:
+        h.update(_line(c).encode())
+    return h.hexdigest()
+
+
+def save_candidates(path: str | os.PathLike, cands: Sequence[Candidates]) -> str:
+    """Write one canonical JSON object a line (gzip if the name ends in .gz); returns the checksum."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        for c in cands:
+            f.write(_line(c))
+    return candidates_checksum(cands)
+
+
+CANDIDATES_FORMAT = ('one JSON object a line: {"query_id": str, "query": str, "positives": [str], '
+                     '"negatives": [str], "source": str}')
+
+
+def load_candidates(path: str | os.PathLike) -> list[Candidates]:
+    path = Path(path)
+    out = []
+    for n, obj in _jsonl(path, CANDIDATES_FORMAT):
+        for key, kind in (("query_id", str), ("query", str), ("positives", list),
+                          ("negatives", list), ("source", str)):
+            if not isinstance(obj.get(key), kind):
+                raise _bad(path, n, f"{key!r} missing or not a {kind.__name__}", CANDIDATES_FORMAT)
+        if not all(isinstance(d, str) for d in obj["positives"] + obj["negatives"]):
+            raise _bad(path, n, "a doc id is not a string", CANDIDATES_FORMAT)
+        out.append(Candidates(obj["query_id"], obj["query"], tuple(obj["positives"]),
+                              tuple(obj["negatives"]), obj["source"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- batches
+
+def source_batches(items: Sequence[Pair | Candidates], batch_size: int, seed: int,
+                   drop_last: bool = False) -> list[list[int]]:
+    """Index batches, each from one ``source``: indices shuffled within each source, cut into
+    batches of ``batch_size`` (a source's last short batch dropped if ``drop_last``), then the
+    batch order shuffled. Same (items' sources, batch_size, seed) -> same batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.source, []).append(i)
+    batches: list[list[int]] = []
+    for src in sorted(groups):
+        idx = np.asarray(groups[src], dtype=np.int64)[rng.permutation(len(groups[src]))]
+        for s in range(0, len(idx), batch_size):
+            b = idx[s:s + batch_size].tolist()
+            if len(b) == batch_size or not drop_last:
+                batches.append(b)
+    return [batches[i] for i in rng.permutation(len(batches))]

