@@ -79,6 +79,25 @@ def ensemble_targets(
     return scale * torch.einsum("k,kbg->bg", alpha.to(normed), normed)
 
 
+TEACHER_MODES = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
+
+
+def teacher_targets(scores: Tensor, mode: str, mask: Tensor | None = None, scale: float = 30.0) -> Tensor:
+    """Targets for one ablation arm from raw teacher scores [B, K=2, G] (index 0 dense, 1 sparse).
+
+    Single teachers are min-max normalized and scaled like one member of the ensemble, so every
+    arm's targets live on the same [0, S] range and only the teacher differs.
+    """
+    if mode not in TEACHER_MODES:
+        raise ValueError(f"teacher mode must be one of {TEACHER_MODES}, got {mode!r}")
+    per_teacher = scores.transpose(0, 1)  # [K, B, G]
+    if mode == "dense":
+        per_teacher = per_teacher[:1]
+    elif mode == "sparse":
+        per_teacher = per_teacher[1:2]
+    return ensemble_targets(per_teacher, mask, scale=scale, normalize=mode != "ensemble-raw")
+
+
 def kl_distill(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
     """KL( softmax(teacher) || softmax(student) ) over each query's candidates, mean over queries.
 
@@ -117,7 +136,8 @@ def inference_free_loss(
 
     query_weights [B, V]: idf_j on query tokens (IDF-aware arm) or 1 (plain-FLOPS arm).
     doc_weights [B, G, V]: raw document weights w; FLOPS stays on w, never on idf * w (SPEC trap 1).
-    teacher [B, G]: target scores (e.g. `ensemble_targets`). Returns every term by name.
+    teacher [B, G]: target scores (e.g. `ensemble_targets`). Returns every term by name, each still
+    attached to the graph ("loss" = rank + lambda * flops), so a trainer may log or sum them.
     """
     if flops_form not in ("batch", "per_slot"):
         raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {flops_form!r}")
@@ -130,4 +150,4 @@ def inference_free_loss(
         reg = flops(real)
     else:
         reg = flops_per_slot(doc_weights)
-    return {"loss": rank + lam * reg, "rank": rank.detach(), "flops": reg.detach(), "lambda": torch.tensor(lam)}
+    return {"loss": rank + lam * reg, "rank": rank, "flops": reg, "lambda": torch.tensor(lam)}

@@ -1,0 +1,94 @@
+"""Batch replication: run every notebook of a preset with papermill into results/<preset>/.
+
+    ifsr replicate --preset smoke            # the whole chain, minutes (CI)
+    ifsr replicate --preset cpu              # the real replication on a CPU machine
+    ifsr replicate --preset gpu --force      # redo finished results too
+
+Each notebook's parameters come from configs/presets.yaml; they are checked against the notebook's
+`parameters` cell (papermill.inspect_notebook) and unknown names are refused before anything runs.
+A finished result (its manifest.json exists) is not overwritten without `force`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NOTEBOOKS: dict[str, str] = {  # notebook -> results sub-directory
+    "00_baselines": "baselines",
+    "01_idf_flops": "idf_flops",
+    "02_teachers": "teachers",
+    "03_latency": "latency",
+}
+
+
+def load_presets(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as f:
+        presets = yaml.safe_load(f)
+    if not isinstance(presets, dict):
+        raise ValueError(f"{path}: expected a mapping preset -> notebook -> parameters")
+    for preset, notebooks in presets.items():
+        unknown = sorted(set(notebooks or {}) - set(NOTEBOOKS))
+        if unknown:
+            raise ValueError(f"{path}: preset {preset!r} names unknown notebook(s) {unknown}; known: {sorted(NOTEBOOKS)}")
+    return presets
+
+
+def check_parameters(notebook: str | os.PathLike, params: dict[str, Any]) -> None:
+    """Refuse parameters the notebook's `parameters` cell does not declare."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ValueError(f"{notebook}: unknown parameter(s) {unknown}; declared: {sorted(declared)}")
+
+
+def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None,
+         only: list[str] | None = None) -> list[tuple[Path, Path, dict[str, Any]]]:
+    """(notebook, output directory, parameters) for each notebook of the preset, checked."""
+    root = Path(root)
+    presets = load_presets(root / "configs" / "presets.yaml")
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
+    steps = []
+    for name, params in (presets[preset] or {}).items():
+        if only and name not in only:
+            continue
+        out_dir = root / "results" / preset / NOTEBOOKS[name]
+        params = {"preset": preset, "out_dir": str(out_dir), **(params or {})}
+        if data_dir is not None:
+            params["data_dir"] = data_dir
+        notebook = root / "notebooks" / f"{name}.ipynb"
+        check_parameters(notebook, params)
+        steps.append((notebook, out_dir, params))
+    if only and not steps:
+        raise ValueError(f"--only {only} matches no notebook of preset {preset!r}")
+    return steps
+
+
+def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, data_dir: str | None = None,
+              only: list[str] | None = None) -> list[Path]:
+    """Execute the preset's notebooks in order; returns the executed notebooks' paths."""
+    import papermill
+
+    steps = plan(preset, root, data_dir, only)  # every check before any work
+    done = []
+    for notebook, out_dir, params in steps:
+        if (out_dir / "manifest.json").is_file() and not force:
+            print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        executed = out_dir / notebook.name
+        print(f"run  {notebook.name} -> {executed}")
+        papermill.execute_notebook(str(notebook), str(executed), parameters=params, cwd=str(Path(root).resolve()),
+                                   progress_bar=False, log_output=False)
+        done.append(executed)
+    from ifsr.report import write_report
+
+    write_report(Path(root) / "results", preset)
+    return done

@@ -1,0 +1,230 @@
+"""Teachers for ensemble distillation (SPEC §3) and their cached, resumable scores.
+
+DenseTeacher:  any sentence-transformers model; s(q, d) = cos(e_q, e_d) (L2-normalised dot).
+SparseTeacher: a siamese SPLADE (ifsr.models.DocumentEncoder on both queries and documents);
+               s(q, d) = w(q) · w(d).
+
+score_candidates() scores each query's candidate set (ifsr.mining.Candidates) in three cached steps:
+  1. the distinct candidate texts, in chunks, encoded once each (ifsr.cache.cached_encode);
+  2. per chunk of `chunk_queries` queries: encode those queries, dot products, write a chunk file;
+  3. gather the chunks.
+A killed run continues from the finished chunks; chunk boundaries and encoder batches are fixed by
+the inputs, so a resumed run writes exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, canonical_json, corpus_key, key_of,
+                        load_arrays, save_arrays, texts_sha256, weights_checksum)
+from ifsr.mining import Candidates, candidates_checksum
+from ifsr.models import DocumentEncoder, resolve_model_path
+
+SCORES_VERSION = 1  # bump when the scoring layout or function changes
+DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.evaluate
+
+
+class Teacher:
+    """Shared logic; subclasses set name, checksum, max_length and the three primitives."""
+
+    name: str
+    checksum: str
+    max_length: int
+    kind: str
+    encoder_tag: str  # what computes the document vectors; same tag + weights = same corpus cache entry
+    show_progress: bool = True
+
+    def encode_queries(self, texts: Sequence[str]) -> Matrix:
+        raise NotImplementedError
+
+    def encode_docs(self, texts: Sequence[str]) -> Matrix:
+        raise NotImplementedError
+
+    def similarity(self, q: Matrix, d: Matrix) -> np.ndarray:
+        """All dot products float32 [nq, nd]."""
+        if sp.issparse(q):
+            return np.asarray((q @ d.T).toarray(), dtype=np.float32)
+        return np.asarray(q @ d.T, dtype=np.float32)
+
+    def key_parts(self) -> dict:
+        return {"teacher": self.name, "weights": self.checksum, "kind": self.kind, "max_length": self.max_length}
+
+    def score(self, query_texts: list[str], candidate_texts: list[list[str]]) -> list[np.ndarray]:
+        """s(query_i, c) for each candidate c of query i; every distinct text is encoded once."""
+        if len(query_texts) != len(candidate_texts):
+            raise ValueError(f"{len(query_texts)} queries but {len(candidate_texts)} candidate lists")
+        uq, q_of = _distinct(query_texts)
+        ud, d_of = _distinct([t for c in candidate_texts for t in c])
+        q = self.encode_queries(uq)  # [nuq, ·]
+        d = self.encode_docs(ud)  # [nud, ·]
+        rows, start = [], 0
+        for cands in candidate_texts:
+            rows.append(d_of[start:start + len(cands)])
+            start += len(cands)
+        return gather_scores(self, q, q_of, d, rows)
+
+
+class DenseTeacher(Teacher):
+    kind = "dense-cosine"
+    encoder_tag = "sentence-transformers"
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, batch_size: int = 64,
+                 device: str = "cpu", show_progress: bool = True):
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model_path(name)
+        self.model = SentenceTransformer(path, device=device)
+        self.model.max_seq_length = max_length
+        self.name, self.max_length, self.batch_size, self.show_progress = name, max_length, batch_size, show_progress
+        self.checksum = weights_checksum(path, self.model)
+
+    def _encode(self, texts: Sequence[str], fn) -> np.ndarray:
+        e = fn(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+               show_progress_bar=self.show_progress)
+        return np.asarray(e, dtype=np.float32).reshape(len(texts), -1)  # [n, D], unit rows
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.model.encode_query)  # model's query prompt, if it has one
+
+    def encode_docs(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.model.encode_document)
+
+
+class SparseTeacher(Teacher):
+    kind = "splade-siamese"
+    encoder_tag = DOC_ENCODER_TAG
+
+    def __init__(self, name: str = "splade-tiny", max_length: int = 256, batch_size: int = 32,
+                 show_progress: bool = True, seed: int = 0):
+        self.encoder = DocumentEncoder.from_pretrained(name, max_length=max_length, seed=seed)
+        self.name, self.max_length, self.batch_size, self.show_progress = name, max_length, batch_size, show_progress
+        self.checksum = weights_checksum(resolve_model_path(name), self.encoder.mlm)
+
+    def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.encode_docs(texts)  # siamese: one encoder for both sides
+
+    def encode_docs(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.encoder.encode(list(texts), batch_size=self.batch_size, show_progress=self.show_progress)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct texts in first-appearance order, and each input's position among them."""
+    pos: dict[str, int] = {}
+    of = np.fromiter((pos.setdefault(t, len(pos)) for t in texts), dtype=np.int64, count=len(texts))
+    return list(pos), of
+
+
+def _stack(blocks: list[Matrix]) -> Matrix:
+    return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.concatenate(blocks)
+
+
+def gather_scores(teacher: Teacher, q: Matrix, q_of: np.ndarray, d: Matrix, d_rows: list[np.ndarray],
+                  block: int = 256) -> list[np.ndarray]:
+    """Scores of query row q_of[i] against document rows d_rows[i], float32, `block` queries at a time."""
+    out: list[np.ndarray] = []
+    for s in range(0, len(d_rows), block):
+        rows = d_rows[s:s + block]
+        union = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+        sim = teacher.similarity(q[q_of[s:s + block]], d[union])  # [b, |union|]
+        for i, r in enumerate(rows):
+            out.append(sim[i, np.searchsorted(union, r)].astype(np.float32))
+    return out
+
+
+def corpus_encoding(teacher: Teacher, doc_texts: list[str], cache_dir: str | os.PathLike | None,
+                    dataset: str) -> Matrix:
+    """The teacher's encoding of a whole corpus [nd, ·], cached (same key as ifsr.evaluate's)."""
+    key = corpus_key(teacher.name, teacher.checksum, teacher.encoder_tag, dataset, doc_texts, teacher.max_length)
+    return cached_encode(key, lambda: teacher.encode_docs(doc_texts), cache_dir)
+
+
+def full_corpus_scores(teacher: Teacher, queries: list[str], doc_texts: list[str],
+                       cache_dir: str | os.PathLike | None, dataset: str) -> np.ndarray:
+    """s(q, d) for every query and every document, float32 [nq, nd] (cached, with the doc encodings)."""
+    def compute() -> np.ndarray:
+        d = corpus_encoding(teacher, doc_texts, cache_dir, dataset)  # [nd, ·]
+        return teacher.similarity(teacher.encode_queries(queries), d)  # [nq, nd]
+
+    key = {**teacher.key_parts(), "what": "full-corpus-scores", "dataset": dataset,
+           "queries": texts_sha256(queries), "docs": texts_sha256(doc_texts), "version": SCORES_VERSION}
+    return np.asarray(cached_encode(key, compute, cache_dir), dtype=np.float32)
+
+
+def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: Mapping[str, str],
+                     cache_dir: str | os.PathLike, dataset: str, chunk_queries: int = 256,
+                     chunk_docs: int = 4096, show_progress: bool = True) -> dict[str, np.ndarray]:
+    """query_id -> teacher scores float32 [len(c.doc_ids)] in c.doc_ids order (positives first).
+
+    Cached under cache_dir/teacher_scores/<key>/ with key = teacher name + weights checksum +
+    dataset + candidates_checksum(candidates) (+ chunk size); resumable chunk by chunk.
+    """
+    if chunk_queries <= 0 or chunk_docs <= 0:
+        raise ValueError(f"chunk sizes must be positive, got {chunk_queries}, {chunk_docs}")
+    ids = [c.query_id for c in candidates]
+    if len(set(ids)) != len(ids):
+        raise ValueError("candidates have duplicate query_ids")
+    texts = []
+    for c in candidates:
+        for did in c.doc_ids:
+            if did not in doc_text:
+                raise ValueError(f"query {c.query_id!r}: candidate {did!r} has no text in doc_text")
+            texts.append(doc_text[did])
+    key = {**teacher.key_parts(), "dataset": dataset, "candidates": candidates_checksum(candidates),
+           "chunk_queries": chunk_queries, "version": SCORES_VERSION}
+    root = Path(cache_dir) / "teacher_scores" / key_of(json.loads(canonical_json(key)))
+    atomic_write(root / "key.json", json.dumps(key, indent=1).encode())  # for people browsing the cache
+
+    # 1. distinct candidate texts, encoded once, in fixed chunks (each cached on its own); lazily:
+    #    a rerun whose score chunks are all done never touches them
+    ud, d_of = _distinct(texts)
+    encoded: list[Matrix] = []
+
+    def docs() -> Matrix:
+        if not encoded:
+            blocks = []
+            for s in tqdm(range(0, len(ud), chunk_docs), desc=f"{teacher.name}: encode candidates",
+                          disable=not show_progress):
+                part = ud[s:s + chunk_docs]
+                blocks.append(cached_encode({**teacher.key_parts(), "what": "texts", "texts": texts_sha256(part),
+                                             "n": len(part), "encoder_version": ENCODER_VERSION},
+                                            lambda part=part: teacher.encode_docs(part), cache_dir))
+            if not blocks:
+                raise ValueError("no candidate documents to score")
+            encoded.append(_stack(blocks))
+        return encoded[0]
+
+    starts = np.cumsum([0] + [len(c.doc_ids) for c in candidates])
+
+    # 2. queries, chunk by chunk; a finished chunk is a file and is never recomputed
+    out: dict[str, np.ndarray] = {}
+    bar = tqdm(range(0, len(candidates), chunk_queries), desc=f"{teacher.name}: score candidates",
+               disable=not show_progress)
+    for s in bar:
+        chunk = candidates[s:s + chunk_queries]
+        lengths = [len(c.doc_ids) for c in chunk]
+        meta = {"key": json.loads(canonical_json(key)), "query_ids": [c.query_id for c in chunk], "lengths": lengths}
+        path = root / f"chunk_{s // chunk_queries:06d}.npz"
+        arrays = load_arrays(path, meta)
+        if arrays is None:
+            uq, q_of = _distinct([c.query for c in chunk])
+            rows = [d_of[starts[s + i]:starts[s + i + 1]] for i in range(len(chunk))]
+            scores = gather_scores(teacher, teacher.encode_queries(uq), q_of, docs(), rows)
+            flat = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+            save_arrays(path, {"scores": flat.astype(np.float32)}, meta)
+        else:
+            flat = arrays["scores"]
+            if flat.shape != (sum(lengths),):
+                raise ValueError(f"{path}: {flat.shape[0]} scores for {sum(lengths)} candidates")
+        bar.set_postfix(cached=arrays is not None)
+        for c, piece in zip(chunk, np.split(flat, np.cumsum(lengths)[:-1])):
+            out[c.query_id] = piece
+    return out

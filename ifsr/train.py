@@ -1,0 +1,163 @@
+"""Training an inference-free student with sentence-transformers' SparseEncoderTrainer.
+
+The student is a SparseEncoder whose query route is a frozen SparseStaticEmbedding (IDF for the
+paper's IDF-aware arm, ones for the plain-FLOPS arm) and whose document route is an MLM with
+SPLADE max pooling. The objective is ifsr's `inference_free_loss` (SPEC §2-3) on each query's
+candidates, with the teacher targets built per batch from cached raw teacher scores.
+
+Engine: the Hugging Face / sentence-transformers trainer (AdamW, linear schedule with warm-up,
+gradient accumulation, bf16, checkpoints, exact resume, multi-GPU through torchrun/accelerate).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+from ifsr.losses import TEACHER_MODES, inference_free_loss, lambda_at, teacher_targets
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run (a stage). Loaded from YAML by `ifsr.config.load_config(TrainConfig, path)`."""
+
+    student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
+    query_weights: str = "idf"  # "idf": IDF-aware arm (the paper); "ones": plain-FLOPS arm
+    teacher: str = "ensemble-minmax"  # dense | sparse | ensemble-minmax | ensemble-raw
+    teacher_scale: float = 30.0  # S, the teacher's inverse temperature
+    lam: float = 0.002  # FLOPS weight lambda (batch form)
+    lambda_warmup_steps: int = 200  # T of the quadratic warm-up
+    flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
+    rank_loss: str = "kl"  # "kl" or "margin_mse"
+    steps: int = 2000
+    batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
+    grad_accum: int = 1
+    n_neg: int = 2
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 200  # learning-rate warm-up
+    max_length: int = 256  # document tokens in training
+    seed: int = 0
+    bf16: bool = False  # autocast bf16 (GPU)
+    use_cpu: bool = True
+    save_steps: int = 500
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.query_weights not in ("idf", "ones"):
+            raise ValueError(f"query_weights must be 'idf' or 'ones', got {self.query_weights!r}")
+        if self.teacher not in TEACHER_MODES:
+            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
+        if self.flops_form not in ("batch", "per_slot"):
+            raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {self.flops_form!r}")
+        if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
+            raise ValueError("steps and batch_size must be positive and n_neg >= 1")
+
+
+def build_student(name_or_path: str, idf, query_weights: str, max_length: int, seed: int):
+    """SparseEncoder(Router(query: SparseStaticEmbedding(weight, frozen), document: MLM + SpladePooling(max)))."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
+
+    from ifsr.models import _checked_path
+
+    path = _checked_path(name_or_path)
+    with torch.random.fork_rng(devices=[]):  # a new MLM head (MiniLM) is initialised from `seed`
+        torch.manual_seed(seed)
+        if (Path(path) / "modules.json").is_file():  # a previous stage: reuse its document route
+            previous = SparseEncoder(path, device="cpu")
+            document = next(route for key, route in previous[0].sub_modules.items() if key == "document")
+            doc_modules = list(document)
+        else:
+            doc_modules = [Transformer(path, transformer_task="fill-mask", max_seq_length=max_length),
+                           SpladePooling(pooling_strategy="max", activation_function="relu")]
+    doc_modules[0].max_seq_length = max_length
+    tokenizer = doc_modules[0].tokenizer
+    weight = query_weight_vector(idf, tokenizer, query_weights)  # [V]
+    query = SparseStaticEmbedding(tokenizer=tokenizer, weight=weight, frozen=True)
+    router = Router.for_query_document(query_modules=[query], document_modules=doc_modules)
+    return SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+
+
+def query_weight_vector(idf, tokenizer, kind: str) -> torch.Tensor:
+    """[V] query-side weights: idf (IDF-aware arm) or ones (plain arm); 0 on special tokens."""
+    w = torch.as_tensor(idf, dtype=torch.float32).clone() if kind == "idf" else torch.ones(len(tokenizer))
+    w[sorted(set(tokenizer.all_special_ids))] = 0.0
+    return w
+
+
+class InferenceFreeDistillLoss(nn.Module):
+    """sentence-transformers loss module around `ifsr.losses.inference_free_loss`.
+
+    Columns: query, doc_0 (positive), doc_1..doc_n (negatives); label [B, 2, G] raw teacher scores
+    (dense, sparse). Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
+    """
+
+    def __init__(self, model, config: TrainConfig):
+        super().__init__()
+        self.model, self.config, self.step = model, config, 0
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        q, *docs = embed_columns(self.model, sentence_features)  # q [B, V]; docs G x [B, V]
+        d = torch.stack(docs, dim=1)  # [B, G, V]
+        c = self.config
+        target = teacher_targets(labels.float(), c.teacher, scale=c.teacher_scale)  # [B, G]
+        lam = lambda_at(self.step, c.lam, c.lambda_warmup_steps)
+        out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss)
+        return {"rank": out["rank"], "flops_penalty": lam * out["flops"]}
+
+
+class LambdaWarmup(TrainerCallback):
+    """Feeds the trainer's global step to the loss for the quadratic lambda warm-up."""
+
+    def __init__(self, loss: InferenceFreeDistillLoss):
+        self.loss = loss
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.loss.step = state.global_step
+
+
+def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True) -> Path:
+    """Train and save the student as a SparseEncoder directory at `output_dir/model`.
+
+    `train_dataset`: a datasets.Dataset (or DatasetDict of single-source Datasets: each batch is
+    then drawn from one source) with columns query, doc_0..doc_n, label. Checkpoints go to
+    `output_dir/checkpoints`; with `resume`, the latest is picked up (exact on CPU, same seed).
+    The per-step loss terms are written to `output_dir/log.jsonl`.
+    """
+    from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ifsr.config import save_config
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "train_config.yaml")
+    model = build_student(config.student, idf, config.query_weights, config.max_length, config.seed)
+    columns = ["query"] + [f"doc_{g}" for g in range(config.n_neg + 1)]
+    args = SparseEncoderTrainingArguments(
+        output_dir=str(out / "checkpoints"), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.lr, weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps, lr_scheduler_type="linear", seed=config.seed, data_seed=config.seed,
+        bf16=config.bf16, use_cpu=config.use_cpu, logging_steps=config.logging_steps, save_steps=config.save_steps,
+        save_total_limit=2, report_to="none", dataloader_drop_last=True, disable_tqdm=False,
+        router_mapping={col: ("query" if col == "query" else "document") for col in columns},
+        multi_dataset_batch_sampler="round_robin",
+    )
+    loss = InferenceFreeDistillLoss(model, config)
+    trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                   callbacks=[LambdaWarmup(loss)])
+    last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    with open(out / "log.jsonl", "w", encoding="utf-8") as f:
+        for row in trainer.state.log_history:
+            f.write(json.dumps(row) + "\n")
+    model.save(str(out / "model"))
+    return out / "model"

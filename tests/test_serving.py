@@ -1,0 +1,231 @@
+"""Serving engines (PISA, Seismic, OpenSearch export) and the latency harness. No timing is asserted."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ifsr import latency, serving
+
+pytest.importorskip("pyterrier_pisa")
+
+
+def zipf_corpus(n_docs: int, vocab: int, seed: int) -> sp.csr_matrix:
+    """Synthetic learned-sparse-like docs: Zipfian term popularity, gamma-distributed weights."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, vocab + 1)
+    p /= p.sum()
+    rows, cols, vals = [], [], []
+    for i in range(n_docs):
+        c = np.unique(rng.choice(vocab, size=rng.integers(0, 40), p=p))
+        rows += [i] * len(c)
+        cols += c.tolist()
+        vals += rng.gamma(1.0, 0.7, size=len(c)).tolist()
+    return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n_docs, vocab), dtype=np.float32)
+
+
+def zipf_queries(n: int, vocab: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, vocab + 1)
+    p /= p.sum()
+    out = []
+    for _ in range(n):
+        ids = np.unique(rng.choice(vocab, size=rng.integers(1, 9), p=p))
+        out.append((ids, rng.uniform(0.5, 15.6, size=len(ids)).astype(np.float32)))
+    return out
+
+
+def test_exact_topk_ties_by_row_and_positive_only():
+    docs = sp.csr_matrix(np.array([[1, 0], [2, 0], [2, 0], [0, 1], [2, 0]], dtype=np.float32)).tocsc()
+    rows, scores = serving.exact_topk(np.array([0]), np.array([1.0], np.float32), docs, k=3)
+    assert rows.tolist() == [1, 2, 4] and scores.tolist() == [2, 2, 2]
+    rows, _ = serving.exact_topk(np.array([1]), np.array([1.0], np.float32), docs, k=3)
+    assert rows.tolist() == [3]  # zero scores never count as hits
+    assert serving.topk_agreement([np.array([1, 2])], [np.array([2, 1])]) == 1.0
+    assert serving.topk_agreement([np.array([], int)], [np.array([], int)]) == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["block_max_wand", "maxscore", "ranked_or"])
+def test_pisa_impact_agrees_with_exact(tmp_path: Path, algorithm: str):
+    docs = zipf_corpus(3000, 400, seed=0)
+    terms = [f"t{j}" for j in range(400)]
+    terms[:4] = ["##s", ".", "é", "[unused0]"]  # '##', punctuation, non-ASCII, brackets stay verbatim
+    serving.PisaImpactIndex.build(tmp_path / "idx", docs, terms, doc_scale=100, show_progress=False)
+    index = serving.PisaImpactIndex(tmp_path / "idx", terms, algorithm=algorithm, k=10)
+    csc = docs.tocsc()
+    queries = zipf_queries(200, 400, seed=1)
+    found = [index.search_ids(ids, w)[0] for ids, w in queries]
+    exact = [serving.exact_topk(ids, w, csc, 10)[0] for ids, w in queries]
+    assert serving.topk_agreement(found, exact) >= 0.99
+    rows, _ = index.search({"##s": 1.0, ".": 2.0})  # the token-string form reaches the same postings
+    assert len(rows) > 0
+
+
+def test_pisa_build_refuses_bad_input(tmp_path: Path):
+    docs = zipf_corpus(10, 5, seed=0)
+    with pytest.raises(ValueError):
+        serving.PisaImpactIndex.build(tmp_path / "a", docs, ["a", "b", "c", "d", "d"], show_progress=False)
+    with pytest.raises(ValueError):
+        serving.PisaImpactIndex.build(tmp_path / "b", docs, ["a", "b c", "c", "d", "e"], show_progress=False)
+    with pytest.raises(ValueError):
+        serving.PisaImpactIndex.build(tmp_path / "c", docs, list("abcde"), doc_scale=0, show_progress=False)
+    serving.PisaImpactIndex.build(tmp_path / "d", docs, list("abcde"), show_progress=False)
+    with pytest.raises(FileExistsError):
+        serving.PisaImpactIndex.build(tmp_path / "d", docs, list("abcde"), show_progress=False)
+    with pytest.raises(ValueError):
+        serving.PisaImpactIndex(tmp_path / "d", list("abcde"), algorithm="nope")
+
+
+def test_pisa_bm25_on_text(tmp_path: Path):
+    texts = ["the cat sat on the mat", "dogs chase cats", "a treatise on zebras and zebra crossings",
+             "nothing relevant here", "cat cat cat food"]
+    serving.PisaBM25Index.build(tmp_path / "bm25", texts, show_progress=False)
+    index = serving.PisaBM25Index(tmp_path / "bm25", k=3)
+    rows, scores = index.search("zebra")
+    assert rows[0] == 2 and scores[0] > 0  # porter2 stems zebras/zebra alike
+    exhaustive = serving.PisaBM25Index(tmp_path / "bm25", algorithm="ranked_or", k=3)
+    assert index.search("cat mat")[0].tolist() == exhaustive.search("cat mat")[0].tolist()
+
+
+def test_seismic_engine_agrees():
+    pytest.importorskip("seismic")
+    docs = zipf_corpus(2000, 300, seed=2)
+    index = serving.SeismicImpactIndex(docs, k=10)
+    csc = docs.tocsc()
+    queries = zipf_queries(100, 300, seed=3)
+    found = [index.search_ids(ids, w)[0] for ids, w in queries]
+    exact = [serving.exact_topk(ids, w, csc, 10)[0] for ids, w in queries]
+    assert serving.topk_agreement(found, exact) >= 0.95  # Seismic is approximate by design
+
+
+# ------------------------------------------------------------------------------ real model / data
+@pytest.fixture(scope="module")
+def real_bits(splade_tiny_path: str, idf_file: Path, data_root: Path):
+    from ifsr.models import DocumentEncoder, QueryEncoder
+
+    encoder = DocumentEncoder.from_pretrained(splade_tiny_path, max_length=64).eval()
+    query_encoder = QueryEncoder.from_idf_file(encoder.tokenizer, idf_file)
+    ids, texts = latency.beir_texts(data_root / "beir" / "scifact")
+    texts, ids = texts[:120], ids[:120]
+    docs = encoder.encode(texts, batch_size=32, show_progress=False)
+    queries = latency.beir_queries(data_root / "beir" / "scifact")[:60]
+    return encoder, query_encoder, ids, texts, docs, queries
+
+
+def test_every_vocab_token_roundtrips_through_pisa(tmp_path: Path, real_bits):
+    encoder = real_bits[0]
+    terms = serving.vocab_terms(encoder.tokenizer)
+    keep = np.setdiff1d(np.arange(len(terms)), encoder.tokenizer.all_special_ids)
+    docs = sp.csr_matrix((np.ones(len(keep), np.float32), (np.arange(len(keep)), keep)), shape=(len(keep), len(terms)))
+    serving.PisaImpactIndex.build(tmp_path / "vocab", docs, terms, show_progress=False)
+    index = serving.PisaImpactIndex(tmp_path / "vocab", terms, algorithm="ranked_or", k=1)
+    rows = [index.search_ids(np.array([t]), np.array([1.0]))[0] for t in keep]
+    assert all(len(r) == 1 and r[0] == i for i, r in enumerate(rows))
+
+
+def test_pisa_real_vectors_agree_with_exact(tmp_path: Path, real_bits):
+    encoder, query_encoder, _, _, docs, queries = real_bits
+    terms = serving.vocab_terms(encoder.tokenizer)
+    serving.PisaImpactIndex.build(tmp_path / "real", docs, terms, show_progress=False)
+    index = serving.PisaImpactIndex(tmp_path / "real", terms, k=10)
+    csc = docs.tocsc()
+    qv = [(query_encoder.token_ids(q), query_encoder.idf[query_encoder.token_ids(q)]) for q in queries]
+    found = [index.search_ids(ids, w)[0] for ids, w in qv]
+    exact = [serving.exact_topk(ids, w, csc, 10)[0] for ids, w in qv]
+    assert serving.topk_agreement(found, exact) >= 0.99
+
+
+def test_fast_query_side_matches_query_encoder(real_bits):
+    encoder, query_encoder, *_, queries = real_bits
+    fast = latency.inference_free_query(encoder.tokenizer, query_encoder.idf)
+    for q in queries:
+        ids, w = fast(q)
+        assert np.array_equal(ids, query_encoder.token_ids(q))
+        assert np.allclose(w, query_encoder.idf[ids])
+    pruned = latency.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)
+    ids, w = pruned(queries[0])
+    assert len(ids) <= 5 and (w >= 2.0).all()
+    terms = serving.vocab_terms(encoder.tokenizer)
+    pisa_query = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, query_scale=10)
+    for q in queries:  # the table-driven PISA query equals the generic path's integer weights
+        ids = query_encoder.token_ids(q)
+        scaled = np.rint(query_encoder.idf[ids].astype(np.float64) * 10)
+        assert pisa_query(q) == {terms[i]: s for i, s in zip(ids, scaled) if s > 0}
+    top = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, min_idf=2.0, max_terms=5)(queries[0])
+    assert len(top) <= 5 and min(top.values()) >= 20
+
+
+@pytest.mark.parametrize("form", ["neural_sparse", "rank_feature"])
+def test_opensearch_export_and_hand_scoring(tmp_path: Path, real_bits, form: str):
+    encoder, query_encoder, ids, texts, docs, queries = real_bits
+    vocab = serving.vocab_terms(encoder.tokenizer)
+    paths = serving.export_opensearch(ids, docs, vocab, tmp_path, "scifact-ifsr", texts=texts, show_progress=False)
+    mapping = json.loads(paths["mapping"].read_text())
+    assert mapping["mappings"]["properties"]["sparse_embedding"] == {"type": "rank_features"}
+    lines = paths["bulk"].read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 * len(ids)
+    for i, (action, source) in enumerate(zip(lines[::2], lines[1::2])):
+        action, source = json.loads(action), json.loads(source)
+        assert action == {"index": {"_index": "scifact-ifsr", "_id": ids[i]}}
+        feats = source["sparse_embedding"]
+        assert len(feats) == docs[i].nnz and all(v > 0 and "." not in k for k, v in feats.items())
+        assert source["text"] == texts[i]
+    csc = docs.tocsc()
+    for q in queries[:20]:
+        body = serving.query_body(q, query_encoder, form=form)
+        assert json.loads(json.dumps(body)) == body and body["size"] == 10
+        hand = serving.score_bulk(paths["bulk"], body)
+        qids = query_encoder.token_ids(q)
+        exact = np.asarray(csc[:, qids] @ query_encoder.idf[qids]).ravel()
+        assert set(hand) == {ids[i] for i in np.flatnonzero(exact > 0)}
+        for doc, score in hand.items():
+            assert score == pytest.approx(exact[ids.index(doc)], rel=1e-5)
+
+
+def test_opensearch_query_forms_and_escaping(real_bits):
+    encoder, query_encoder, *_ = real_bits
+    vocab = serving.vocab_terms(encoder.tokenizer)
+    keys = [serving.escape_feature(t) for t in vocab]
+    assert len(set(keys)) == len(vocab) and not any("." in k for k in keys)
+    assert all(serving.unescape_feature(k) == t for k, t in zip(keys, vocab))
+    body = serving.query_body("Vitamin D. levels", query_encoder, form="neural_sparse")
+    tokens = body["query"]["neural_sparse"]["sparse_embedding"]["query_tokens"]
+    assert "%2E" in tokens and "vitamin" in tokens  # '.' is escaped the same way on both sides
+    raw = serving.query_body("Vitamin D. levels", query_encoder, escape_dots=False)
+    assert "." in raw["query"]["neural_sparse"]["sparse_embedding"]["query_tokens"]
+    clause = serving.query_body("vitamin", query_encoder, form="rank_feature")["query"]["bool"]["should"][0]
+    assert clause["rank_feature"]["field"] == "sparse_embedding.vitamin" and clause["rank_feature"]["linear"] == {}
+    assert serving.query_body("", query_encoder)["query"] == {"match_none": {}}
+    with pytest.raises(ValueError):
+        serving.query_body("x", query_encoder, form="knn")
+
+
+def test_latency_table_columns(tmp_path: Path, real_bits):
+    encoder, query_encoder, _, texts, docs, queries = real_bits
+    corpus = latency.LatencyCorpus("tiny", texts[:80], docs[:80], False)
+    bigger = latency.resample(corpus, 150, seed=0)
+    assert bigger.resampled and len(bigger.texts) == 150 and bigger.vectors.shape[0] == 150
+    engines = ("pisa", "seismic") if _has("seismic") else ("pisa",)
+    df = latency.latency_table([corpus, bigger], queries[:8], encoder.tokenizer, query_encoder.idf, encoder,
+                               tmp_path, engines=engines, show_progress=False)
+    assert list(df.columns[: len(latency.COLUMNS)]) == latency.COLUMNS
+    assert set(df["system"]) == set(latency.SYSTEMS) and set(df["docs"]) == {80, 150}
+    assert (df["p50_ms"] > 0).all() and (df["p50_ms"] <= df["p99_ms"]).all()
+    pisa = df[(df["engine"] == "pisa") & (df["system"] != "bm25")]
+    assert (pisa["top10_agreement"] >= 0.9).all()
+    latency.latency_plot(df, tmp_path / "latency.png")
+    assert (tmp_path / "latency.png").stat().st_size > 0
+    with pytest.raises(ValueError):
+        latency.latency_table([corpus], queries[:2], encoder.tokenizer, query_encoder.idf, encoder, tmp_path,
+                              systems=("dense",))
+    with pytest.raises(ValueError):
+        latency.measure_latency(sizes=("tiny",))
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
