@@ -76,7 +76,14 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
     """Execute the preset's notebooks in order; returns the executed notebooks' paths."""
     import papermill
 
+    import json
+
+    from ifsr.manifest import git_commit
+
     steps = plan(preset, root, data_dir, only)  # every check before any work
+    launch = Path(root) / "results" / preset / "LAUNCH.json"  # the code as it was when the run began
+    launch.parent.mkdir(parents=True, exist_ok=True)
+    launch.write_text(json.dumps({"git": git_commit(root), "notebooks": [str(n) for n, _, _ in steps]}, indent=1))
     done = []
     for notebook, out_dir, params in steps:
         if (out_dir / "manifest.json").is_file() and not force:
