@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", nargs="+", type=size_arg, default=["scifact", "real"],
                     help="'scifact', 'real' (all real passages) or N (resampled from 'real')")
     ap.add_argument("--n-queries", type=int, default=300)
-    ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or ~/.cache/ifsr)")
+    ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or .cache/ifsr)")
     ap.add_argument("--engines", nargs="+", choices=ENGINES, default=["pisa"])
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--model", default="splade-tiny")
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--algorithm", default="block_max_wand")
+    ap.add_argument("--algorithm", default="maxscore", help="PISA query algorithm, the same for every system")
     ap.add_argument("--doc-scale", type=float, default=100.0)
     ap.add_argument("--query-scale", type=float, default=10.0)
     ap.add_argument("--min-query-idf", type=float, default=0.0, help="prune inference-free query tokens below this idf")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plot", default=None, help="write p50 vs corpus size as PNG")
     args = ap.parse_args(argv)
 
-    cache = Path(args.cache_dir).expanduser() / "latency" if args.cache_dir else None
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, seed=args.seed, algorithm=args.algorithm,
                          doc_scale=args.doc_scale, query_scale=args.query_scale, min_query_idf=args.min_query_idf,

@@ -76,8 +76,25 @@ def add_baselines(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_baselines)
 
 
-# Subcommands, in help order. `replicate` (the lead's) goes here as add_replicate.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_evaluate, add_baselines]
+def run_replicate(args: argparse.Namespace) -> int:
+    from ifsr.replicate import replicate
+
+    replicate(args.preset, root=args.root, force=args.force, data_dir=args.data_dir, only=args.only)
+    return 0
+
+
+def add_replicate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replicate", help="run every notebook of a preset with papermill into results/<preset>/")
+    p.add_argument("--preset", required=True, help="smoke | cpu | gpu (configs/presets.yaml)")
+    p.add_argument("--force", action="store_true", help="redo notebooks whose results are already finished")
+    p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK", help="e.g. 01_idf_flops")
+    p.add_argument("--data-dir", default=None, help="data root (default: $IFSR_DATA_DIR or ./data)")
+    p.add_argument("--root", default=".", help="the repository root (notebooks/, configs/, results/)")
+    p.set_defaults(func=run_replicate)
+
+
+# Subcommands, in help order.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_replicate, add_evaluate, add_baselines]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ ENGINES = ("pisa", "seismic")
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("IFSR_CACHE_DIR", "~/.cache/ifsr")).expanduser() / "latency"
+    """$IFSR_CACHE_DIR, else `.cache/ifsr` (the project's cache folder, git-ignored)."""
+    return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
 
 
 # ----------------------------------------------------------------------------------------- corpora
@@ -50,38 +52,23 @@ class LatencyCorpus:
     resampled: bool
 
 
-def model_fingerprint(encoder: torch.nn.Module, max_length: int) -> str:
-    """Hash of the encoder's weights and max_length: a retrained model never reuses stale vectors."""
-    h = hashlib.sha256(f"max_length={max_length}".encode())
-    for name, tensor in encoder.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, model: str, weights: str,
+                  chunk: int = 2048, batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
+    """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
+    checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
+    from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256
+    from ifsr.teachers import DOC_ENCODER_TAG
 
-
-def encode_cached(
-    encoder, texts: Sequence[str], cache_dir: str | os.PathLike, chunk: int = 2048,
-    batch_size: int = 32, show_progress: bool = True,
-) -> sp.csr_matrix:
-    """`encoder.encode(texts)` in chunks, each stored as `<cache_dir>/vectors/<hash>.npz` (resumable)."""
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
-    folder = Path(cache_dir) / "vectors"
-    folder.mkdir(parents=True, exist_ok=True)
-    fingerprint = model_fingerprint(encoder, encoder.max_length)
     blocks = []
-    starts = range(0, len(texts), chunk)
-    for start in tqdm(starts, desc="encode corpus (cached chunks)", disable=not show_progress):
+    for start in tqdm(range(0, len(texts), chunk), desc="encode corpus (cached chunks)", disable=not show_progress):
         part = list(texts[start : start + chunk])
-        key = hashlib.sha256("\x00".join([fingerprint, *part]).encode()).hexdigest()[:24]
-        path = folder / f"{key}.npz"
-        if path.is_file():
-            blocks.append(sp.load_npz(path).tocsr())
-            continue
-        mat = encoder.encode(part, batch_size=batch_size, show_progress=show_progress).astype(np.float32)
-        sp.save_npz(path.with_suffix(".tmp.npz"), mat)
-        os.replace(path.with_suffix(".tmp.npz"), path)  # a killed run never leaves half a chunk
-        blocks.append(mat)
+        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": DOC_ENCODER_TAG,
+               "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
+               "encoder_version": ENCODER_VERSION}
+        compute = lambda part=part: encoder.encode(part, batch_size=batch_size, show_progress=show_progress)  # noqa: E731
+        blocks.append(sp.csr_matrix(cached_encode(key, compute, cache_dir), dtype=np.float32))
     if not blocks:
         return sp.csr_matrix((0, len(encoder.tokenizer)), dtype=np.float32)
     return sp.vstack(blocks, format="csr")
@@ -140,32 +127,56 @@ def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
     return LatencyCorpus(f"resampled-{n_docs}-seed{seed}", [corpus.texts[i] for i in rows], corpus.vectors[rows], True)
 
 
-def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, which: str = "real",
-                show_progress: bool = True) -> LatencyCorpus:
+def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
+                which: str = "real", show_progress: bool = True) -> LatencyCorpus:
     """"scifact", or "real": SciFact + the distinct pair passages (every real passage at hand)."""
     if which not in ("scifact", "real"):
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
     _, texts = beir_texts(Path(data_dir) / "beir" / "scifact")
-    vectors = encode_cached(encoder, texts, cache_dir, show_progress=show_progress)
+    vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
     if which == "scifact":
         return LatencyCorpus("scifact", texts, vectors, False)
     passages = pair_passages(Path(data_dir) / "pairs", exclude=set(texts))
-    extra = encode_cached(encoder, passages, cache_dir, show_progress=show_progress)
+    extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
     return LatencyCorpus("real", texts + passages, sp.vstack([vectors, extra], format="csr"), False)
 
 
 # ----------------------------------------------------------------------------------- query sides
+_PIECES = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")  # BERT pre-tokens of lowercased printable ASCII
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\[]")  # control chars (and '[': added tokens)
+
+
+def raw_token_ids(tokenizer) -> Callable[[str], list[int]]:
+    """text -> token ids (order and repeats kept, no [CLS]/[SEP]) equal to the tokenizer's (tested), fast.
+
+    For printable-ASCII text with an uncased BERT tokenizer, BERT's normalizer and pre-tokenizer reduce
+    to lowercase + a regex split; whole-word pieces are looked up in the vocabulary, other pieces go
+    through the WordPiece model alone. Any other text goes through the full Rust tokenizer."""
+    backend = tokenizer.backend_tokenizer
+    norm, pre = backend.normalizer, backend.pre_tokenizer
+    bert = type(norm).__name__ == "BertNormalizer" and norm.lowercase and type(pre).__name__ == "BertPreTokenizer"
+    words = {t: i for t, i in tokenizer.get_vocab().items() if not t.startswith("##")}
+    model = backend.model
+
+    def ids_of(text: str) -> list[int]:
+        if not (bert and text.isascii()) or _CONTROL.search(text):
+            return backend.encode(text, add_special_tokens=False).ids
+        raw = []
+        for piece in _PIECES.findall(text.lower()):
+            hit = words.get(piece)
+            raw.extend([hit] if hit is not None else [t.id for t in model.tokenize(piece)])
+        return raw
+    return ids_of
+
+
 def fast_token_ids(tokenizer) -> Callable[[str], np.ndarray]:
-    """Distinct non-special token ids of a text, ascending, through the Rust tokenizer directly (the
-    same ids as `QueryEncoder.token_ids`, tested; skips the Python wrapper's per-call overhead)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    """Distinct non-special token ids, ascending: `QueryEncoder.token_ids` through `raw_token_ids`."""
+    raw_ids = raw_token_ids(tokenizer)
     special = np.zeros(len(tokenizer), dtype=bool)
     special[list(set(tokenizer.all_special_ids))] = True
 
     def ids_of(text: str) -> np.ndarray:
-        raw = backend.encode(text, add_special_tokens=False).ids if backend else tokenizer(
-            text, add_special_tokens=False)["input_ids"]
-        ids = np.unique(np.asarray(raw, dtype=np.int64))
+        ids = np.unique(np.asarray(raw_ids(text), dtype=np.int64))
         return ids[~special[ids]]
     return ids_of
 
@@ -193,21 +204,17 @@ def inference_free_query(tokenizer, idf: np.ndarray, min_idf: float = 0.0,
 def pisa_idf_query(tokenizer, idf: np.ndarray, query_scale: float, min_idf: float = 0.0,
                    max_terms: int | None = None) -> Callable[[str], dict[str, float]]:
     """text -> PISA query {token: round(idf * query_scale)} through a table built once: the whole
-    inference-free query side is a tokenizer call and dictionary lookups (pruning as above)."""
+    inference-free query side is `fast_token_ids` and table lookups (pruning as above)."""
     if max_terms is not None and max_terms <= 0:
         raise ValueError(f"max_terms must be positive, got {max_terms}")
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise ValueError("pisa_idf_query needs a fast (Rust) tokenizer")
-    terms, special = serving.vocab_terms(tokenizer), set(tokenizer.all_special_ids)
-    table = {}
-    for t, w in enumerate(np.asarray(idf, dtype=np.float64)):
-        scaled = float(np.rint(w * query_scale))
-        if t not in special and w >= min_idf and scaled > 0:
-            table[t] = (terms[t], scaled)
+    ids_of, terms = raw_token_ids(tokenizer), serving.vocab_terms(tokenizer)
+    scaled = np.rint(np.asarray(idf, dtype=np.float64) * query_scale)
+    keep = (scaled > 0) & (np.asarray(idf) >= min_idf)
+    keep[list(set(tokenizer.all_special_ids))] = False
+    table = {t: (terms[t], float(scaled[t])) for t in np.flatnonzero(keep).tolist()}
 
     def encode(text: str) -> dict[str, float]:
-        hits = [table[t] for t in set(backend.encode(text, add_special_tokens=False).ids) if t in table]
+        hits = [table[t] for t in set(ids_of(text)) if t in table]
         if max_terms is not None and len(hits) > max_terms:
             hits = sorted(hits, key=lambda h: (-h[1], h[0]))[:max_terms]
         return dict(hits)
@@ -298,7 +305,7 @@ def _references(corpus: LatencyCorpus, queries: Sequence[str], systems: set[str]
 
 def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], tokenizer, idf: np.ndarray, doc_encoder,
                   workdir: str | os.PathLike, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
-                  k: int = 10, algorithm: str = "block_max_wand", doc_scale: float = 100.0, query_scale: float = 10.0,
+                  k: int = 10, algorithm: str = "maxscore", doc_scale: float = 100.0, query_scale: float = 10.0,
                   min_query_idf: float = 0.0, max_query_terms: int | None = None, repeats: int = 1,
                   seismic: dict | None = None, show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine, system) on every corpus; one row each (COLUMNS first, then details).
@@ -359,7 +366,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     `seed`. `options` go to `latency_table` (k, algorithm, doc_scale, query_scale, min_query_idf,
     max_query_terms, repeats, seismic). Vectors and indexes are cached under `cache_dir`.
     """
-    from ifsr.models import DocumentEncoder, QueryEncoder
+    from ifsr.cache import weights_checksum
+    from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
 
     data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR", "data"))
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -370,8 +378,9 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     doc_encoder.eval()
     idf_path = idf_path or data_dir / "idf" / "msmarco_bert-base-uncased_idf.json"
     query_encoder = QueryEncoder.from_idf_file(doc_encoder.tokenizer, idf_path)
-    base = {w: real_corpus(data_dir, doc_encoder, cache_dir, w, show_progress) for w in ("scifact", "real")
-            if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
+    weights = weights_checksum(resolve_model_path(model), doc_encoder.mlm)
+    base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, show_progress) for w in
+            ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
     corpora = [base[s] if isinstance(s, str) else resample(base["real"], s, seed) for s in sizes]
     queries = beir_queries(data_dir / "beir" / "scifact", "test")
     if n_queries <= 0:
@@ -379,7 +388,7 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     if n_queries < len(queries):
         rows = np.sort(np.random.default_rng(seed).choice(len(queries), size=n_queries, replace=False))
         queries = [queries[i] for i in rows]
-    workdir = cache_dir / "indexes" / model_fingerprint(doc_encoder, max_length)
+    workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     return latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
                          engines, systems, show_progress=show_progress, **options)
 

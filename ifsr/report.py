@@ -118,4 +118,18 @@ def write_report(results_root: str | Path, preset: str) -> Path:
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_index(results_root)
     return path
+
+
+def write_index(results_root: str | Path) -> Path:
+    """results/REPORT.md: every preset's report, real presets first (smoke checks plumbing only)."""
+    root = Path(results_root)
+    order = {"gpu": 0, "cpu": 1, "smoke": 9}
+    parts = sorted(root.glob("*/REPORT.md"), key=lambda p: (order.get(p.parent.name, 5), p.parent.name))
+    text = "\n\n".join(p.read_text(encoding="utf-8").replace("# Replication report", "## Replication report", 1)
+                       .replace("\n## ", "\n### ") for p in parts)
+    index = root / "REPORT.md"
+    index.write_text("# ifsr replication reports\n\nThe `smoke` preset exercises the code path on a slice; "
+                     "its numbers are not a replication.\n\n" + text, encoding="utf-8")
+    return index

@@ -214,6 +214,8 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
         meta = {"key": json.loads(canonical_json(key)), "query_ids": [c.query_id for c in chunk], "lengths": lengths}
         path = root / f"chunk_{s // chunk_queries:06d}.npz"
         arrays = load_arrays(path, meta)
+        if arrays is not None and arrays["scores"].shape != (sum(lengths),):
+            arrays = None  # cannot happen with an intact sidecar; recompute rather than trust it
         if arrays is None:
             uq, q_of = _distinct([c.query for c in chunk])
             rows = [d_of[starts[s + i]:starts[s + i + 1]] for i in range(len(chunk))]
@@ -222,8 +224,6 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
             save_arrays(path, {"scores": flat.astype(np.float32)}, meta)
         else:
             flat = arrays["scores"]
-            if flat.shape != (sum(lengths),):
-                raise ValueError(f"{path}: {flat.shape[0]} scores for {sum(lengths)} candidates")
         bar.set_postfix(cached=arrays is not None)
         for c, piece in zip(chunk, np.split(flat, np.cumsum(lengths)[:-1])):
             out[c.query_id] = piece

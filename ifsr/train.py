@@ -124,7 +124,8 @@ class LambdaWarmup(TrainerCallback):
         self.loss.step = state.global_step
 
 
-def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True) -> Path:
+def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True,
+          callbacks: list | None = None) -> Path:
     """Train and save the student as a SparseEncoder directory at `output_dir/model`.
 
     `train_dataset`: a datasets.Dataset (or DatasetDict of single-source Datasets: each batch is
@@ -153,7 +154,7 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     )
     loss = InferenceFreeDistillLoss(model, config)
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
-                                   callbacks=[LambdaWarmup(loss)])
+                                   callbacks=[LambdaWarmup(loss), *(callbacks or [])])
     last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     with open(out / "log.jsonl", "w", encoding="utf-8") as f:

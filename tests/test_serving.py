@@ -229,3 +229,25 @@ def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_encode_cached_resumes_by_chunk(tmp_path: Path):
+    class Counting:
+        max_length, tokenizer = 8, [0] * 5
+
+        def __init__(self):
+            self.calls = 0
+
+        def encode(self, texts, batch_size=32, show_progress=True):
+            self.calls += 1
+            return sp.csr_matrix(np.array([[len(t), 0, 1, 0, 0] for t in texts], dtype=np.float32))
+
+    enc, texts = Counting(), [f"doc {i}" * (i + 1) for i in range(5)]
+    first = latency.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    assert enc.calls == 3 and first.shape == (5, 5) and first[4, 0] == len(texts[4])
+    again = latency.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    assert enc.calls == 3 and (again != first).nnz == 0  # every chunk came from the cache
+    latency.encode_cached(enc, texts[:2] + ["new"] + texts[3:], tmp_path, "m", "w0", chunk=2, show_progress=False)
+    assert enc.calls == 4  # only the chunk whose texts changed is encoded again
+    latency.encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
+    assert enc.calls == 7  # other weights: nothing reused

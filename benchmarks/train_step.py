@@ -1,0 +1,97 @@
+"""Training step cost: ifsr's loss vs sentence-transformers' SpladeLoss(SparseDistillKLDivLoss).
+
+Both run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its own loop) on the
+same student (splade-tiny with a frozen IDF query route), the same batches and the same settings; only
+the loss module differs (ifsr: per-batch min-max ensemble targets + IDF-aware FLOPS on documents;
+sentence-transformers: KL on precomputed targets + FlopsLoss on documents). Each runs in its own
+process so peak memory (max RSS) is its own. Prints steps/s, peak memory and the ratios.
+
+    python benchmarks/train_step.py --steps 6 --batch-size 8 --max-length 128
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
+    import datasets
+    import numpy as np
+    import torch
+
+    from ifsr.idf import load_idf
+    from ifsr.models import load_tokenizer
+    from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student
+    from ifsr.data import data_dir, load_beir
+
+    torch.manual_seed(0)
+    texts = load_beir("scifact").doc_texts()
+    rng = np.random.default_rng(0)
+    n = steps * batch_size
+    pick = lambda: [texts[i] for i in rng.integers(0, len(texts), n)]  # noqa: E731
+    rows = {"query": [t[:80] for t in pick()], "doc_0": pick(), "doc_1": pick(), "doc_2": pick()}
+    labels = rng.random((n, 2, 3)).astype(np.float32)
+    idf = load_idf(data_dir() / "idf" / "msmarco_bert-base-uncased_idf.json", load_tokenizer("splade-tiny"))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, max_length=max_length, lam=0.01, lambda_warmup_steps=1)
+    model = build_student("splade-tiny", idf, "idf", max_length, seed=0)
+    if impl == "ifsr":
+        loss = InferenceFreeDistillLoss(model, cfg)
+        rows["label"] = labels.tolist()
+    else:
+        from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss, SpladeLoss
+
+        from ifsr.losses import teacher_targets
+
+        loss = SpladeLoss(model, SparseDistillKLDivLoss(model, temperature=1.0), document_regularizer_weight=0.01,
+                          query_regularizer_weight=None)
+        rows["label"] = teacher_targets(torch.tensor(labels), "ensemble-minmax").tolist()  # precomputed
+    from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
+
+    args = SparseEncoderTrainingArguments(
+        output_dir="/tmp/ifsr_bench_train", max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=2e-5, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000,
+        disable_tqdm=True, seed=0,
+        router_mapping={"query": "query", "doc_0": "document", "doc_1": "document", "doc_2": "document"})
+    trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict(rows), loss=loss)
+    t = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t
+    return {"impl": impl, "steps_per_s": steps / seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--impl", choices=["ifsr", "st"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.impl:
+        print(json.dumps(one(args.impl, args.steps, args.batch_size, args.max_length)))
+        return
+    results = {"ifsr": [], "st": []}
+    for _ in range(args.repeats):  # alternate, each in a fresh process
+        for impl in ("ifsr", "st"):
+            out = subprocess.run([sys.executable, __file__, "--impl", impl, "--steps", str(args.steps),
+                                  "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            results[impl].append(json.loads(out))
+    print(f"batch {args.batch_size} queries x 3 documents, max length {args.max_length}, {args.steps} steps")
+    for impl, rs in results.items():
+        sps = sorted(r["steps_per_s"] for r in rs)[len(rs) // 2]
+        mem = max(r["peak_rss_mb"] for r in rs)
+        print(f"{impl:>5}: {sps:.3f} steps/s, peak RSS {mem:.0f} MB")
+    ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(results["ifsr"], results["st"])]
+    mem = [a["peak_rss_mb"] / b["peak_rss_mb"] for a, b in zip(results["ifsr"], results["st"])]
+    print(f"steps/s ratio ifsr / sentence-transformers: {sorted(ratios)[len(ratios) // 2]:.3f} "
+          f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)}); peak memory ratio {max(mem):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The batch runner checks parameters before running, refuses to overwrite, and the report reads tables."""
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ifsr.replicate import NOTEBOOKS, check_parameters, plan
+from ifsr.report import matched_flops_gaps, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_preset_plans_with_declared_parameters():
+    for preset in ("smoke", "cpu", "gpu"):
+        steps = plan(preset, ROOT, data_dir="somewhere")
+        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "01_idf_flops", "02_teachers"]
+        for notebook, out_dir, params in steps:
+            assert params["preset"] == preset and params["data_dir"] == "somewhere"
+            assert out_dir == ROOT / "results" / preset / NOTEBOOKS[notebook.stem]
+
+
+def test_unknown_parameter_and_preset_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lamdas'\]"):
+        check_parameters(ROOT / "notebooks" / "01_idf_flops.ipynb", {"lamdas": [0.1]})
+    with pytest.raises(ValueError, match="unknown preset 'tpu'"):
+        plan("tpu", ROOT)
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    (root / "configs").mkdir()
+    (root / "configs" / "presets.yaml").write_text("smoke:\n  01_idf_flops: {lambda: 1}\n")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        plan("smoke", root)
+    (root / "configs" / "presets.yaml").write_text("smoke:\n  07_magic: {}\n")
+    with pytest.raises(ValueError, match="unknown notebook"):
+        plan("smoke", root)
+
+
+def test_finished_result_is_not_overwritten(tmp_path, capsys):
+    from ifsr.replicate import replicate
+
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    (root / "configs").mkdir()
+    (root / "configs" / "presets.yaml").write_text("smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
+    done = root / "results" / "smoke" / "teachers"
+    done.mkdir(parents=True)
+    (done / "manifest.json").write_text("{}")
+    assert replicate("smoke", root) == []
+    assert "use --force" in capsys.readouterr().out
+    assert json.loads((root / "results" / "smoke" / "LAUNCH.json").read_text())["notebooks"]
+
+
+def test_matched_flops_gaps_by_hand():
+    curve = pd.DataFrame([
+        {"dataset": "d", "arm": "flops", "lambda": 1.0, "flops": 1.0, "nDCG@10": 0.50},
+        {"dataset": "d", "arm": "flops", "lambda": 0.1, "flops": 100.0, "nDCG@10": 0.70},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": 0.65},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 5.0, "flops": 0.1, "nDCG@10": 0.40},  # outside: no match
+    ])
+    gaps = matched_flops_gaps(curve, "d")
+    assert len(gaps) == 1
+    assert gaps[0]["flops"] == pytest.approx(0.60)  # log-linear midpoint between 0.5 and 0.7
+    assert gaps[0]["gap"] == pytest.approx(0.05)
+
+
+def test_report_states_verdicts_from_tables(tmp_path):
+    root = tmp_path / "results"
+    (root / "p" / "idf_flops").mkdir(parents=True)
+    (root / "p" / "teachers").mkdir(parents=True)
+    pd.DataFrame([
+        {"dataset": "d", "arm": "flops", "lambda": 1.0, "flops": 1.0, "nDCG@10": 0.50},
+        {"dataset": "d", "arm": "flops", "lambda": 0.1, "flops": 100.0, "nDCG@10": 0.70},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": 0.55},
+    ]).to_csv(root / "p" / "idf_flops" / "curve.csv", index=False)
+    pd.DataFrame([
+        {"dataset": "d", "teacher": "dense", "nDCG@10": 0.61, "p_value_vs_ensemble_minmax": 0.01},
+        {"dataset": "d", "teacher": "sparse", "nDCG@10": 0.58, "p_value_vs_ensemble_minmax": 0.001},
+        {"dataset": "d", "teacher": "ensemble-minmax", "nDCG@10": 0.60, "p_value_vs_ensemble_minmax": 1.0},
+        {"dataset": "d", "teacher": "ensemble-raw", "nDCG@10": 0.57, "p_value_vs_ensemble_minmax": 0.02},
+    ]).to_csv(root / "p" / "teachers" / "table.csv", index=False)
+    text = write_report(root, "p").read_text()
+    assert "IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
+    assert "Claim 2 does not hold here" in text  # 0.60 < dense 0.61
+    assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700)" in text

@@ -1,0 +1,114 @@
+"""Training: the loss module computes the paper's objective, the config rejects bad options, and a run
+killed and resumed ends with exactly the weights of one that was not (CPU, same seed)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ifsr.config import load_config, save_config
+from ifsr.losses import inference_free_loss, teacher_targets
+from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student, query_weight_vector, train
+
+WORDS = "cell protein gene lung cancer brain virus heat flow plate wing boundary layer pressure".split()
+
+
+def _dataset(n=8, g=3, seed=0):
+    import datasets
+
+    rng = np.random.default_rng(seed)
+    text = lambda k: " ".join(rng.choice(WORDS, k))  # noqa: E731
+    cols = {"query": [text(3) for _ in range(n)]}
+    for j in range(g):
+        cols[f"doc_{j}"] = [text(12) for _ in range(n)]
+    cols["label"] = [rng.random((2, g)).astype(np.float32).tolist() for _ in range(n)]
+    return datasets.Dataset.from_dict(cols)
+
+
+@pytest.fixture(scope="module")
+def idf(splade_tiny_path, idf_file):
+    from ifsr.idf import load_idf
+    from ifsr.models import load_tokenizer
+
+    return load_idf(idf_file, load_tokenizer("splade-tiny"))
+
+
+def test_config_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="query_weights"):
+        TrainConfig(query_weights="tf")
+    with pytest.raises(ValueError, match="teacher"):
+        TrainConfig(teacher="cross-encoder")
+    path = save_config(TrainConfig(lam=0.5), tmp_path / "c.yaml")
+    assert load_config(TrainConfig, path).lam == 0.5
+    path.write_text(path.read_text() + "lamda: 0.1\n")
+    with pytest.raises(ValueError, match="unknown key.*lamda"):
+        load_config(TrainConfig, path)
+
+
+def test_query_weights_per_arm(idf):
+    from ifsr.models import load_tokenizer
+
+    tok = load_tokenizer("splade-tiny")
+    w_idf, w_one = query_weight_vector(idf, tok, "idf"), query_weight_vector(idf, tok, "ones")
+    special = tok.all_special_ids
+    assert (w_idf[special] == 0).all() and (w_one[special] == 0).all()
+    cat = tok.convert_tokens_to_ids("cat")
+    assert w_idf[cat] == pytest.approx(float(idf[cat])) and w_one[cat] == 1.0
+
+
+def test_loss_module_is_the_paper_objective(idf):
+    cfg = TrainConfig(lam=0.3, lambda_warmup_steps=10, max_length=32, teacher="ensemble-minmax")
+    model = build_student("splade-tiny", idf, "idf", cfg.max_length, seed=0)
+    loss = InferenceFreeDistillLoss(model, cfg)
+    loss.step = 5  # lambda_t = 0.3 * (5/10)^2
+    ds = _dataset(n=2)
+    queries, docs = list(ds["query"]), [list(ds[f"doc_{g}"]) for g in range(3)]
+    labels = torch.tensor(list(ds["label"]))  # [2, 2, 3]
+    feats = [model.preprocess(queries, task="query")] + [model.preprocess(d, task="document") for d in docs]
+    with torch.no_grad():
+        out = loss(feats, labels)
+        q = model.encode_query(queries, convert_to_tensor=True).to_dense()
+        d = torch.stack([model.encode_document(x, convert_to_tensor=True).to_dense() for x in docs], dim=1)
+        want = inference_free_loss(q, d, teacher_targets(labels, "ensemble-minmax"), 0.3 * 0.25)
+    assert set(out) == {"rank", "flops_penalty"}
+    assert out["rank"].item() == pytest.approx(want["rank"].item(), rel=1e-4)
+    assert out["flops_penalty"].item() == pytest.approx(0.075 * want["flops"].item(), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_resume_is_exact(idf, tmp_path):
+    from transformers import TrainerCallback
+
+    cfg = TrainConfig(steps=4, batch_size=2, max_length=32, save_steps=2, logging_steps=1, warmup_steps=1,
+                      lambda_warmup_steps=2, lam=0.05, lr=1e-3)
+    ds = _dataset()
+    straight = train(cfg, ds, idf, tmp_path / "straight")
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("killed after the step-2 checkpoint")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, ds, idf, tmp_path / "resumed", callbacks=[Crash()])
+    assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = train(cfg, ds, idf, tmp_path / "resumed", resume=True)
+
+    from safetensors.torch import load_file
+
+    def weights(model_dir):
+        files = sorted(model_dir.rglob("model.safetensors"))
+        assert files
+        return {k: v for f in files for k, v in load_file(f).items()}
+
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = weights(build_student_dir(idf, tmp_path))
+    assert any(not torch.equal(a[k], start[k]) for k in a if k in start)  # training did move the weights
+
+
+def build_student_dir(idf, tmp_path):
+    model = build_student("splade-tiny", idf, "idf", 32, seed=0)
+    model.save(str(tmp_path / "start"))
+    return tmp_path / "start"
