@@ -1,0 +1,55 @@
+"""Notebooks stay thin, and the smoke preset runs the whole chain under papermill."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_thin(path):
+    """A tagged, typed parameters cell first; then only calls into ifsr (no functions, classes, loops)."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    for line in code[0].source.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert ":" in line.split("=")[0] and "#" in line, f"untyped or uncommented parameter: {line!r}"
+    for cell in code[1:]:
+        for line in cell.source.splitlines():
+            assert not line.lstrip().startswith(("def ", "class ", "for ", "while ", "with open")), (
+                f"{path.name}: logic belongs in ifsr, not in the notebook: {line!r}")
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path, data_root):
+    """`ifsr replicate --preset smoke` in a scratch copy: every table, figure, config and manifest."""
+    from ifsr.replicate import replicate
+
+    root = tmp_path / "repo"
+    for folder in ("notebooks", "configs"):
+        shutil.copytree(ROOT / folder, root / folder)
+    executed = replicate("smoke", root=root, data_dir=str(data_root.resolve()))
+    assert {p.name for p in executed} >= {"00_baselines.ipynb", "01_idf_flops.ipynb", "02_teachers.ipynb"}
+    res = root / "results" / "smoke"
+    curve = pd.read_csv(res / "idf_flops" / "curve.csv")
+    assert set(curve["arm"]) == {"untrained", "idf-flops", "flops", "flops+idf-query"}
+    assert curve["nDCG@10"].between(0, 1).all() and (curve["flops"] > 0).all()
+    assert (res / "idf_flops" / "curve.png").stat().st_size > 1000
+    teachers = pd.read_csv(res / "teachers" / "table.csv")
+    assert set(teachers["teacher"]) == {"dense", "sparse", "ensemble-minmax", "ensemble-raw"}
+    assert teachers["p_value_vs_ensemble_minmax"].between(0, 1).all()
+    base = pd.read_csv(res / "baselines" / "table.csv")
+    assert {"bm25", "inference-free-untrained", "ensemble-minmax"} <= set(base["system"])
+    for sub in ("baselines", "idf_flops", "teachers"):
+        manifest = json.loads((res / sub / "manifest.json").read_text())
+        assert manifest["data"] and manifest["models"] and "wall_seconds" in manifest
+        assert (res / sub / "config.yaml").is_file()
+    assert "Claim 1" in (root / "results" / "REPORT.md").read_text()
+    # a second run does not overwrite finished results
+    assert replicate("smoke", root=root, data_dir=str(data_root.resolve())) == []
