@@ -23,11 +23,13 @@ import yaml
 from ifsr.cache import cache_info, cached_encode, corpus_key, weights_checksum
 from ifsr.data import BeirSet, data_dir as resolve_data_dir, load_beir
 from ifsr.losses import ensemble_targets
+from ifsr.manifest import git_commit
 from ifsr.metrics import evaluate_run, sparsity_row
 from ifsr.mining import Bm25Index, topk_stable
 from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
 from ifsr.retrieval import remove_self_hits, sparse_topk, to_run
 
+REPO = Path(__file__).resolve().parents[1]
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False
 IDF_FILE = "idf/msmarco_bert-base-uncased_idf.json"  # under the data directory
 MEASURES = ("nDCG@10", "R@100")
@@ -71,7 +73,7 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
                    idf_path: str | os.PathLike | None = None, max_length: int = 256, k: int = 100,
                    self_hits: bool | None = None, cache_dir: str | os.PathLike | None = None,
                    data_dir: str | os.PathLike | None = None, batch_size: int = 32,
-                   show_progress: bool = True) -> dict[str, Any]:
+                   show_progress: bool = True, device: str = "auto") -> dict[str, Any]:
     """Inference-free retrieval quality and sparsity of a model on one BEIR split.
 
     model_path_or_name: a saved ifsr model (SparseEncoder or OpenSearch layout), or an MLM name/path
@@ -79,10 +81,12 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
     """
     from ifsr.export import load_model
+    from ifsr.teachers import resolve_device
 
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
     doc, query = load_model(model_path_or_name, idf_path=idf_path, max_length=max_length)
     doc.max_length = max_length  # a SparseEncoder directory carries its own; the evaluation's wins
+    doc.to(resolve_device(device))
     self_hits = self_hits_for(ds.name) if self_hits is None else self_hits
     weights = weights_checksum(resolve_model_path(model_path_or_name), doc.mlm)
     t0 = time.perf_counter()
@@ -113,6 +117,7 @@ class BaselinesConfig:
     data_dir: str | None = None                 # None: $IFSR_DATA_DIR (read when run), else ./data
     out_dir: str = "results/smoke/baselines"
     batch_size: int = 32
+    device: str = "auto"                        # auto: cuda if available (caches do not record the device)
     show_progress: bool = True
 
 
@@ -176,15 +181,18 @@ def baselines(config: BaselinesConfig) -> pd.DataFrame:
     from ifsr.teachers import DenseTeacher, SparseTeacher, corpus_encoding, full_corpus_scores
 
     t_start = time.time()
+    git, started = git_commit(REPO), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the code that ran
     root = resolve_data_dir(config.data_dir)
     idf_path = Path(config.idf_path) if config.idf_path else root / IDF_FILE
-    dense = DenseTeacher(config.dense_teacher, config.max_length, show_progress=config.show_progress)
-    sparse = SparseTeacher(config.sparse_teacher, config.max_length, config.batch_size, config.show_progress)
+    dense = DenseTeacher(config.dense_teacher, config.max_length, device=config.device,
+                         show_progress=config.show_progress)
+    sparse = SparseTeacher(config.sparse_teacher, config.max_length, config.batch_size, config.show_progress,
+                           device=config.device)
     query_enc = QueryEncoder.from_idf_file(sparse.encoder.tokenizer, idf_path)
     rows: list[dict[str, Any]] = []
     attrs: dict[str, Any] = {"datasets": {}, "timings": {}, "corpus_limit": config.corpus_limit,
                              "models": {dense.name: dense.checksum, sparse.name: sparse.checksum},
-                             "idf": str(idf_path)}
+                             "idf": str(idf_path), "git": git, "started": started}
     for name in config.datasets:
         ds = load_beir(name, split=config.split, data_dir=root)
         if config.corpus_limit is not None:
@@ -244,6 +252,14 @@ def compare_to_reference(df: pd.DataFrame, tol: float = 0.005) -> pd.DataFrame:
     return out
 
 
+def reference_summary(comparison: pd.DataFrame, corpus_limit: int | None) -> str:
+    """One line: how many systems match the reference within tolerance (full corpora only)."""
+    if corpus_limit is not None:
+        return f"corpus_limit={corpus_limit}: reference values are for full corpora; deltas not comparable"
+    n_ref = int(comparison["reference"].notna().sum())
+    return f"{int(comparison['within_tol'].sum())}/{n_ref} within ±{comparison.attrs['tol']}"
+
+
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub markdown table (floats rounded, NaN shown as –)."""
     def cell(v: Any) -> str:
@@ -266,14 +282,14 @@ def write_baselines(df: pd.DataFrame, config: BaselinesConfig, out_dir: str | os
     df.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown_table(df), encoding="utf-8")
     save_config(config, out / "config.yaml")
-    manifest = Manifest(dataclasses.asdict(config), repo=Path(__file__).resolve().parents[1])
+    manifest = Manifest(dataclasses.asdict(config), repo=REPO)
     for name, info in df.attrs.get("datasets", {}).items():
         manifest.add_data(name, info["checksum"])
     for name, checksum in df.attrs.get("models", {}).items():
         manifest.add_model(name, checksum)
     if df.attrs.get("idf") and os.path.isfile(df.attrs["idf"]):
         manifest.add_data("idf", sha256_file(df.attrs["idf"]))
-    extra = {k: df.attrs[k] for k in ("datasets", "timings", "corpus_limit") if k in df.attrs}
+    extra = {k: df.attrs[k] for k in ("datasets", "timings", "corpus_limit", "git", "started") if k in df.attrs}
     if "wall_seconds" in df.attrs:
         extra["wall_seconds"] = df.attrs["wall_seconds"]
     manifest.write(out, **extra)

@@ -1,23 +1,22 @@
 """Client-side query latency on one engine: inference-free vs BM25 vs siamese (SPEC §4).
 
-Protocol (what `measure_latency` times, per query, single thread, top-k):
+`measure_latency(...)` returns one row per (engine, system, corpus size) with COLUMNS first;
+`latency_ratios(df)` and `latency_plot(df, path)` summarise it. What is timed, per query, single
+thread (torch and PISA at 1 thread), top-k, after a warm-up pass over every query:
 - inference-free: tokenize + IDF lookup (no model) -> PISA weighted query on the impact index;
-- bm25: raw text -> PISA's own tokenizer/stemmer/stopwords -> BM25 on the same documents' text;
-- siamese: the document encoder (splade-tiny) encodes the query on CPU -> the same impact index.
-torch and PISA run with 1 thread; a warm-up pass over all queries precedes the timed passes; systems
-are interleaved per query so background load on a shared machine hits them alike.
+- bm25: raw text -> PISA's own tokenizer, porter2, stopwords -> BM25 over the same documents' text;
+- siamese: the document encoder encodes the query on CPU -> the same impact index.
+Systems are interleaved per query in rotating order, so background load hits them alike.
 
-Corpora: SciFact (title + " " + text), then every real passage at hand (SciFact + the distinct
-passages of pairs/*.jsonl.gz), then a scale series resampled from those (text and vector together,
-so BM25 and the sparse index see the same corpus; flagged `resampled`). Document vectors are
-encoded once and cached on disk in chunks keyed by a content hash (model weights, max_length, texts).
+Corpora: SciFact (title + " " + text); every real passage at hand (SciFact + the distinct passages
+of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together, so BM25 and the
+sparse index see the same corpus; flagged `resampled`). Document vectors are encoded once, in
+chunks cached through `ifsr.cache` (model + weights checksum + texts hash + max_length).
 """
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import json
 import os
 import re
 import time
@@ -67,50 +66,12 @@ def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, m
         key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": DOC_ENCODER_TAG,
                "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
                "encoder_version": ENCODER_VERSION}
-        compute = lambda part=part: encoder.encode(part, batch_size=batch_size, show_progress=show_progress)  # noqa: E731
+        def compute(part: list[str] = part) -> sp.csr_matrix:
+            return encoder.encode(part, batch_size=batch_size, show_progress=show_progress)
         blocks.append(sp.csr_matrix(cached_encode(key, compute, cache_dir), dtype=np.float32))
     if not blocks:
         return sp.csr_matrix((0, len(encoder.tokenizer)), dtype=np.float32)
     return sp.vstack(blocks, format="csr")
-
-
-def beir_texts(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(doc ids, texts) of a BEIR corpus.jsonl, text = title + " " + text, in file order."""
-    ids, texts = [], []
-    with open(Path(folder) / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            ids.append(str(row["_id"]))
-            texts.append(f"{row.get('title', '')} {row.get('text', '')}".strip())
-    return ids, texts
-
-
-def pair_passages(folder: str | os.PathLike, exclude: set[str] = frozenset()) -> list[str]:
-    """Distinct `positive` passages of pairs/*.jsonl.gz (files in name order, first appearance kept)."""
-    seen: dict[str, None] = {}
-    for path in sorted(Path(folder).glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                text = json.loads(line)["positive"]
-                if text not in exclude:
-                    seen.setdefault(text, None)
-    return list(seen)
-
-
-def beir_queries(folder: str | os.PathLike, split: str = "test") -> list[str]:
-    """Texts of the judged queries of `split`, in qrels order of first appearance."""
-    folder = Path(folder)
-    table = {}
-    with open(folder / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            table[str(row["_id"])] = row["text"]
-    qids: dict[str, None] = {}
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        next(f)  # header
-        for line in f:
-            qids.setdefault(line.split("\t")[0], None)
-    return [table[q] for q in qids]
 
 
 def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
@@ -129,16 +90,33 @@ def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
 
 def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
                 which: str = "real", show_progress: bool = True) -> LatencyCorpus:
-    """"scifact", or "real": SciFact + the distinct pair passages (every real passage at hand)."""
+    """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
+    at hand), SciFact first."""
+    from ifsr.data import load_beir, load_pairs
+
     if which not in ("scifact", "real"):
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
-    _, texts = beir_texts(Path(data_dir) / "beir" / "scifact")
+    texts = load_beir("scifact", "test", data_dir=data_dir, download=False).doc_texts()
     vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
     if which == "scifact":
         return LatencyCorpus("scifact", texts, vectors, False)
-    passages = pair_passages(Path(data_dir) / "pairs", exclude=set(texts))
+    seen = set(texts)
+    passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
     extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
     return LatencyCorpus("real", texts + passages, sp.vstack([vectors, extra], format="csr"), False)
+
+
+def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
+    """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
+    from ifsr.data import load_beir
+
+    ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
+    queries = [ds.queries[q] for q in ds.query_ids]
+    if n is not None and n < len(queries):
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        queries = [queries[i] for i in np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False))]
+    return queries
 
 
 # ----------------------------------------------------------------------------------- query sides
@@ -202,22 +180,25 @@ def inference_free_query(tokenizer, idf: np.ndarray, min_idf: float = 0.0,
 
 
 def pisa_idf_query(tokenizer, idf: np.ndarray, query_scale: float, min_idf: float = 0.0,
-                   max_terms: int | None = None) -> Callable[[str], dict[str, float]]:
+                   max_terms: int | None = None, folded: bool = False) -> Callable[[str], dict[str, float]]:
     """text -> PISA query {token: round(idf * query_scale)} through a table built once: the whole
-    inference-free query side is `fast_token_ids` and table lookups (pruning as above)."""
+    inference-free query side is `raw_token_ids` and table lookups (pruning as above). folded=True:
+    the index holds idf_j * w_j(d) already, so every kept token gets weight 1 (same scores)."""
     if max_terms is not None and max_terms <= 0:
         raise ValueError(f"max_terms must be positive, got {max_terms}")
     ids_of, terms = raw_token_ids(tokenizer), serving.vocab_terms(tokenizer)
-    scaled = np.rint(np.asarray(idf, dtype=np.float64) * query_scale)
-    keep = (scaled > 0) & (np.asarray(idf) >= min_idf)
+    idf = np.asarray(idf, dtype=np.float32)
+    scaled = np.rint(idf.astype(np.float64) * query_scale)
+    keep = (scaled > 0) & (idf >= min_idf)
     keep[list(set(tokenizer.all_special_ids))] = False
-    table = {t: (terms[t], float(scaled[t])) for t in np.flatnonzero(keep).tolist()}
+    table = {t: (terms[t], 1.0 if folded else float(scaled[t])) for t in np.flatnonzero(keep).tolist()}
+    rank = {t: (-float(idf[t]), t) for t in table}  # max_terms order: idf desc, then id (as above)
 
     def encode(text: str) -> dict[str, float]:
-        hits = [table[t] for t in set(ids_of(text)) if t in table]
-        if max_terms is not None and len(hits) > max_terms:
-            hits = sorted(hits, key=lambda h: (-h[1], h[0]))[:max_terms]
-        return dict(hits)
+        ids = [t for t in set(ids_of(text)) if t in table]
+        if max_terms is not None and len(ids) > max_terms:
+            ids = sorted(ids, key=rank.__getitem__)[:max_terms]
+        return dict(table[t] for t in ids)
     return encode
 
 
@@ -253,35 +234,45 @@ def _index_path(workdir: str | os.PathLike, corpus: LatencyCorpus, kind: str) ->
 
 
 def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[str], workdir: Path, tokenizer,
-               idf: np.ndarray, doc_encoder, o: dict, show_progress: bool) -> dict[tuple[str, str], Callable]:
-    """(engine, system) -> the whole client-side pipeline text -> top-k rows, for one corpus."""
-    out: dict[tuple[str, str], Callable] = {}
+               idf: np.ndarray, doc_encoder, o: dict, show_progress: bool) -> dict[tuple[str, str], tuple]:
+    """(engine, system) -> (text -> top-k rows: the whole client-side pipeline, for one corpus;
+    text -> index terms it reads, or None; posting-list lengths of that index, or None)."""
+    out: dict[tuple[str, str], tuple] = {}
     terms = serving.vocab_terms(tokenizer)
     if_query = inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"])
     siamese = siamese_query(doc_encoder) if "siamese" in systems else None
-    if "pisa" in engines and set(systems) - {"bm25"}:
-        path = _index_path(workdir, corpus, f"impact{o['doc_scale']:g}")
+    def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> serving.PisaImpactIndex:
+        path = _index_path(workdir, corpus, f"{kind}{o['doc_scale']:g}")
         if not (path / "pt_meta.json").is_file():
-            serving.PisaImpactIndex.build(path, corpus.vectors, terms, o["doc_scale"], overwrite=True,
+            serving.PisaImpactIndex.build(path, vectors(), terms, o["doc_scale"], overwrite=True,
                                           show_progress=show_progress)
-        pisa = serving.PisaImpactIndex(path, terms, o["algorithm"], o["k"], o["query_scale"])
-        pisa_if = pisa_idf_query(tokenizer, idf, o["query_scale"], o["min_query_idf"], o["max_query_terms"])
-        if "inference-free" in systems:
-            out[("pisa", "inference-free")] = lambda text: pisa.search_prepared(pisa_if(text))[0]
-        if siamese is not None:
-            out[("pisa", "siamese")] = lambda text: pisa.search_ids(*siamese(text))[0]
+        return serving.PisaImpactIndex(path, terms, o["algorithm"], o["k"], o["query_scale"])
+
+    if "pisa" in engines and "inference-free" in systems:
+        fold = o["fold_idf"]  # idf_j * w_j(d) stored as the impact: the query is binary, scores unchanged
+        pisa = impact_index("impactidf" if fold else "impact",
+                            lambda: (corpus.vectors @ sp.diags(np.asarray(idf, np.float32))).tocsr() if fold
+                            else corpus.vectors)
+        pisa_if = pisa_idf_query(tokenizer, idf, o["query_scale"], o["min_query_idf"], o["max_query_terms"], fold)
+        out[("pisa", "inference-free")] = (lambda t: pisa.search_prepared(pisa_if(t))[0], pisa_if,
+                                           serving.posting_lengths(pisa.path))
+    if "pisa" in engines and siamese is not None:
+        plain = impact_index("impact", lambda: corpus.vectors)
+        out[("pisa", "siamese")] = (lambda t: plain.search_ids(*siamese(t))[0],
+                                    lambda t: plain.query_dict(*siamese(t)),
+                                    serving.posting_lengths(plain.path))
     if "pisa" in engines and "bm25" in systems:
         path = _index_path(workdir, corpus, "bm25")
         if not (path / "pt_meta.json").is_file():
             serving.PisaBM25Index.build(path, corpus.texts, overwrite=True, show_progress=show_progress)
         bm25 = serving.PisaBM25Index(path, o["algorithm"], o["k"])
-        out[("pisa", "bm25")] = lambda text: bm25.search(text)[0]
+        out[("pisa", "bm25")] = (lambda t: bm25.search(t)[0], bm25.query_terms, serving.posting_lengths(path))
     if "seismic" in engines and set(systems) - {"bm25"}:
         seis = serving.SeismicImpactIndex(corpus.vectors, o["k"], **(o["seismic"] or {}))
         if "inference-free" in systems:
-            out[("seismic", "inference-free")] = lambda text: seis.search_ids(*if_query(text))[0]
+            out[("seismic", "inference-free")] = (lambda t: seis.search_ids(*if_query(t))[0], None, None)
         if siamese is not None:
-            out[("seismic", "siamese")] = lambda text: seis.search_ids(*siamese(text))[0]
+            out[("seismic", "siamese")] = (lambda t: seis.search_ids(*siamese(t))[0], None, None)
     return out
 
 
@@ -306,14 +297,23 @@ def _references(corpus: LatencyCorpus, queries: Sequence[str], systems: set[str]
 def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], tokenizer, idf: np.ndarray, doc_encoder,
                   workdir: str | os.PathLike, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
                   k: int = 10, algorithm: str = "maxscore", doc_scale: float = 100.0, query_scale: float = 10.0,
-                  min_query_idf: float = 0.0, max_query_terms: int | None = None, repeats: int = 1,
-                  seismic: dict | None = None, show_progress: bool = True) -> pd.DataFrame:
+                  min_query_idf: float = 0.0, max_query_terms: int | None = None, fold_idf: bool = True,
+                  repeats: int = 1, clock: str = "wall", seismic: dict | None = None,
+                  show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine, system) on every corpus; one row each (COLUMNS first, then details).
 
     A warm-up pass runs every pipeline on every query (its results give top10_agreement against
     `_references`); then `repeats` timed passes, systems interleaved per query in rotating order.
     Pruning options (min_query_idf, max_query_terms) apply to the inference-free query only.
+    fold_idf: the inference-free system queries an index of idf_j * w_j(d) impacts with weight-1
+    terms (exact same scores; no query weights to pass); otherwise the plain index with integer
+    query weights round(idf * query_scale). The siamese system always uses the plain index.
+    clock="wall" times elapsed time (what a client sees); clock="cpu" times the thread's CPU time,
+    which on a loaded shared machine leaves out the time the process waited for a core.
     """
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
     bad = [e for e in engines if e not in ENGINES] + [s for s in systems if s not in SYSTEMS]
     if bad or not queries or repeats <= 0:
         raise ValueError(f"unknown engines/systems {bad}, or no queries, or repeats={repeats} (engines: "
@@ -321,12 +321,15 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     if doc_encoder is None and "siamese" in systems:
         raise ValueError("the siamese system needs a doc_encoder")
     o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale, "seismic": seismic,
-         "min_query_idf": min_query_idf, "max_query_terms": max_query_terms}
+         "min_query_idf": min_query_idf, "max_query_terms": max_query_terms, "fold_idf": fold_idf}
     rows = []
     with torch_threads(1):
         for corpus in corpora:
-            runs = _pipelines(corpus, engines, systems, Path(workdir), tokenizer, idf, doc_encoder, o, show_progress)
+            pipes = _pipelines(corpus, engines, systems, Path(workdir), tokenizer, idf, doc_encoder, o, show_progress)
+            runs = {key: pipe[0] for key, pipe in pipes.items()}
             found = {key: [run(q) for q in queries] for key, run in runs.items()}  # warm-up pass
+            postings = {key: np.mean([sum(lengths.get(t, 0) for t in terms_of(q)) for q in queries])
+                        if terms_of else np.nan for key, (_, terms_of, lengths) in pipes.items()}
             ref = _references(corpus, queries, {s for _, s in runs}, tokenizer, idf, doc_encoder, Path(workdir), k)
             times, keys = {key: [] for key in runs}, list(runs)
             bar = tqdm(total=repeats * len(queries), desc=f"time {corpus.name} ({len(corpus.texts):,} docs)",
@@ -335,9 +338,9 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                 for qi, text in enumerate(queries):
                     shift = (qi + rep) % len(keys)  # rotate the order: no system always runs first
                     for key in keys[shift:] + keys[:shift]:
-                        t0 = time.perf_counter_ns()
+                        t0 = now()
                         runs[key](text)  # client side: query encoding + retrieval
-                        times[key].append(time.perf_counter_ns() - t0)
+                        times[key].append(now() - t0)
                     bar.update(1)
             bar.close()
             for (engine, system), ns in times.items():
@@ -346,9 +349,10 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                              "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
                              "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(),
                              "top10_agreement": serving.topk_agreement(found[(engine, system)], ref[system], k),
+                             "postings_per_query": postings[(engine, system)],
                              "corpus": corpus.name, "resampled": corpus.resampled, "n_queries": len(queries),
-                             "repeats": repeats, "algorithm": algorithm, "doc_scale": doc_scale,
-                             "query_scale": query_scale, "min_query_idf": min_query_idf,
+                             "repeats": repeats, "clock": clock, "algorithm": algorithm, "doc_scale": doc_scale,
+                             "query_scale": query_scale, "fold_idf": fold_idf, "min_query_idf": min_query_idf,
                              "max_query_terms": max_query_terms})
     return pd.DataFrame(rows)
 
@@ -361,33 +365,31 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
                     show_progress: bool = True, **options) -> pd.DataFrame:
     """The latency table for the notebook: one row per (engine, system, corpus size).
 
-    sizes: "scifact" (5,183 docs), "real" (every real passage at hand), or an int: that many documents
-    resampled from "real" (flagged `resampled`). Queries: `n_queries` SciFact test queries drawn with
-    `seed`. `options` go to `latency_table` (k, algorithm, doc_scale, query_scale, min_query_idf,
-    max_query_terms, repeats, seismic). Vectors and indexes are cached under `cache_dir`.
+    model: "splade-tiny", an MLM path (with `idf_path`, default the MS MARCO table) or a saved ifsr
+    model (SparseEncoder / OpenSearch layout, its own IDF). sizes: "scifact" (5,183 docs), "real"
+    (every real passage at hand), or an int: that many documents resampled from "real" (flagged
+    `resampled`). Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to
+    `latency_table` (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf,
+    repeats, clock, seismic). Vectors and indexes are cached under `cache_dir`.
     """
     from ifsr.cache import weights_checksum
-    from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
+    from ifsr.export import load_model
+    from ifsr.models import resolve_model_path
 
-    data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR", "data"))
+    data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR") or "data")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     for size in sizes:
         if not (size in ("scifact", "real") or (isinstance(size, int) and size > 0)):
             raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
-    doc_encoder = DocumentEncoder.from_pretrained(model, max_length=max_length)
-    doc_encoder.eval()
+    queries = scifact_queries(data_dir, n_queries, seed)
     idf_path = idf_path or data_dir / "idf" / "msmarco_bert-base-uncased_idf.json"
-    query_encoder = QueryEncoder.from_idf_file(doc_encoder.tokenizer, idf_path)
+    doc_encoder, query_encoder = load_model(model, idf_path, max_length)  # any saved ifsr layout, or MLM + IDF
+    doc_encoder.max_length = max_length
+    doc_encoder.eval()
     weights = weights_checksum(resolve_model_path(model), doc_encoder.mlm)
     base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, show_progress) for w in
             ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
     corpora = [base[s] if isinstance(s, str) else resample(base["real"], s, seed) for s in sizes]
-    queries = beir_queries(data_dir / "beir" / "scifact", "test")
-    if n_queries <= 0:
-        raise ValueError(f"n_queries must be positive, got {n_queries}")
-    if n_queries < len(queries):
-        rows = np.sort(np.random.default_rng(seed).choice(len(queries), size=n_queries, replace=False))
-        queries = [queries[i] for i in rows]
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     return latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
                          engines, systems, show_progress=show_progress, **options)

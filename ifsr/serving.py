@@ -38,7 +38,8 @@ def vocab_terms(tokenizer) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ exact reference
-def exact_topk(ids: np.ndarray, values: np.ndarray, docs_csc: sp.csc_matrix, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk(ids: np.ndarray, values: np.ndarray, docs_csc: sp.csc_matrix,
+               k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows of `docs_csc @ q` with a positive score; ties: score desc, then row asc."""
     scores = np.asarray(docs_csc[:, np.asarray(ids, dtype=np.int64)] @ np.asarray(values, dtype=np.float32)).ravel()
     positive = np.flatnonzero(scores > 0)
@@ -96,6 +97,16 @@ def _prepare_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def posting_lengths(path: str | Path) -> dict[str, int]:
+    """Posting-list length of every term of a PISA index folder (read from its inv.docs headers)."""
+    docs = np.memmap(Path(path) / "inv.docs", dtype=np.uint32, mode="r")
+    lengths, pos = {}, 2
+    for term in (Path(path) / "fwd.terms").read_text(encoding="utf-8").splitlines():
+        lengths[term] = int(docs[pos])
+        pos += lengths[term] + 1
+    return lengths
+
+
 class PisaSearcher:
     """One PISA retrieval context, queried one query at a time through the C extension (no pandas)."""
 
@@ -110,7 +121,7 @@ class PisaSearcher:
         with _quiet(not verbose):  # the first context per scorer compresses the index and logs to fd 2
             self.retriever = pp.PisaRetrieve(index, scorer, num_results=k, threads=1, query_algorithm=algorithm,
                                              **scorer_args)
-        self._retrieve, self.algorithm, self.k = pp._pisathon.retrieve, algorithm, k
+        self._retrieve, self.algorithm, self.k, self.path = pp._pisathon.retrieve, algorithm, k, Path(path)
         self.weighted = scorer == "quantized"
         self._qidx = np.empty(k, dtype=np.int32)
         self._docnos = np.empty(k, dtype=object)
@@ -201,7 +212,8 @@ class PisaImpactIndex(PisaSearcher):
 class PisaBM25Index(PisaSearcher):
     """PISA's own BM25 over raw text (its English tokenizer, porter2, Terrier stopwords)."""
 
-    def __init__(self, path: str | Path, algorithm: str = "block_max_wand", k: int = 10, k1: float = 0.9, b: float = 0.4):
+    def __init__(self, path: str | Path, algorithm: str = "block_max_wand", k: int = 10, k1: float = 0.9,
+                 b: float = 0.4):
         super().__init__(path, "bm25", algorithm, k, stops="terrier", bm25_k1=k1, bm25_b=b)
 
     @staticmethod
@@ -209,13 +221,23 @@ class PisaBM25Index(PisaSearcher):
         path = Path(path)
         _prepare_dir(path, overwrite)
         pp = _pisa()
-        docs = ({"docno": str(i), "text": t} for i, t in enumerate(tqdm(texts, desc="PISA BM25 index", disable=not show_progress)))
+        bar = tqdm(texts, desc="PISA BM25 index", disable=not show_progress)
+        docs = ({"docno": str(i), "text": t} for i, t in enumerate(bar))
         with _quiet(not show_progress):
             pp.PisaIndex(str(path), text_field="text", stemmer="porter2", threads=1, overwrite=True).index(docs)
         return path
 
     def search(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         return self._run(text, pretokenised=False)
+
+    @staticmethod
+    def query_terms(text: str) -> list[str]:
+        """The index terms PISA's BM25 query path keeps (English tokenizer, porter2, no stopwords)."""
+        pp = _pisa()
+        from pyterrier_pisa.stopwords import _STOPWORDS
+
+        stops = set(pp.tokenize(" ".join(_STOPWORDS["terrier"]), "porter2"))
+        return [t for t in dict.fromkeys(pp.tokenize(text, "porter2")) if t not in stops]
 
 
 # --------------------------------------------------------------------------------------- Seismic
@@ -235,8 +257,7 @@ class SeismicImpactIndex:
                                  docs.data.astype(np.float32), docs.indptr.astype(np.int64))
         with _quiet(not verbose):  # Seismic prints its build log to stdout
             self.index = seismic.SeismicIndex.build_from_dataset(
-                data, n_postings=n_postings, centroid_fraction=centroid_fraction, summary_energy=summary_energy,
-                num_threads=1)
+                data, n_postings=n_postings, centroid_fraction=centroid_fraction, summary_energy=summary_energy)
         self.k, self.query_cut, self.heap_factor = k, query_cut, heap_factor
         self._dtype = seismic.get_seismic_string()
 
@@ -317,7 +338,8 @@ def score_bulk(bulk_path: str | Path, body: dict, field: str = "sparse_embedding
     if "neural_sparse" in query:
         weights = query["neural_sparse"][field]["query_tokens"]
     elif "bool" in query:
-        weights = {c["rank_feature"]["field"][len(field) + 1 :]: c["rank_feature"]["boost"] for c in query["bool"]["should"]}
+        clauses = [c["rank_feature"] for c in query["bool"]["should"]]
+        weights = {c["field"][len(field) + 1 :]: c["boost"] for c in clauses}
     else:
         weights = {}
     scores = {}

@@ -31,6 +31,15 @@ SCORES_VERSION = 1  # bump when the scoring layout or function changes
 DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.evaluate
 
 
+def resolve_device(device: str = "auto") -> str:
+    """"auto" -> "cuda" when available, else "cpu"; anything else passes unchanged."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 class Teacher:
     """Shared logic; subclasses set name, checksum, max_length and the three primitives."""
 
@@ -80,7 +89,7 @@ class DenseTeacher(Teacher):
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(name)
-        self.model = SentenceTransformer(path, device=device)
+        self.model = SentenceTransformer(path, device=resolve_device(device))
         self.model.max_seq_length = max_length
         self.name, self.max_length, self.batch_size, self.show_progress = name, max_length, batch_size, show_progress
         self.checksum = weights_checksum(path, self.model)
@@ -102,8 +111,9 @@ class SparseTeacher(Teacher):
     encoder_tag = DOC_ENCODER_TAG
 
     def __init__(self, name: str = "splade-tiny", max_length: int = 256, batch_size: int = 32,
-                 show_progress: bool = True, seed: int = 0):
+                 show_progress: bool = True, seed: int = 0, device: str = "cpu"):
         self.encoder = DocumentEncoder.from_pretrained(name, max_length=max_length, seed=seed)
+        self.encoder.to(resolve_device(device))
         self.name, self.max_length, self.batch_size, self.show_progress = name, max_length, batch_size, show_progress
         self.checksum = weights_checksum(resolve_model_path(name), self.encoder.mlm)
 

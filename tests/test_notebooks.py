@@ -22,7 +22,7 @@ def test_notebook_is_thin(path):
             assert ":" in line.split("=")[0] and "#" in line, f"untyped or uncommented parameter: {line!r}"
     for cell in code[1:]:
         for line in cell.source.splitlines():
-            assert not line.lstrip().startswith(("def ", "class ", "for ", "while ", "with open")), (
+            assert not line.lstrip().startswith(("def ", "class ", "for ", "while ", "if ", "with open")), (
                 f"{path.name}: logic belongs in ifsr, not in the notebook: {line!r}")
 
 

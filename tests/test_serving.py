@@ -106,12 +106,14 @@ def test_seismic_engine_agrees():
 def real_bits(splade_tiny_path: str, idf_file: Path, data_root: Path):
     from ifsr.models import DocumentEncoder, QueryEncoder
 
+    from ifsr.data import load_beir
+
     encoder = DocumentEncoder.from_pretrained(splade_tiny_path, max_length=64).eval()
     query_encoder = QueryEncoder.from_idf_file(encoder.tokenizer, idf_file)
-    ids, texts = latency.beir_texts(data_root / "beir" / "scifact")
-    texts, ids = texts[:120], ids[:120]
+    ds = load_beir("scifact", "test", data_dir=data_root, download=False)
+    ids, texts = ds.doc_ids[:120], ds.doc_texts()[:120]
     docs = encoder.encode(texts, batch_size=32, show_progress=False)
-    queries = latency.beir_queries(data_root / "beir" / "scifact")[:60]
+    queries = latency.scifact_queries(data_root, n=60, seed=0)
     return encoder, query_encoder, ids, texts, docs, queries
 
 
@@ -136,6 +138,12 @@ def test_pisa_real_vectors_agree_with_exact(tmp_path: Path, real_bits):
     found = [index.search_ids(ids, w)[0] for ids, w in qv]
     exact = [serving.exact_topk(ids, w, csc, 10)[0] for ids, w in qv]
     assert serving.topk_agreement(found, exact) >= 0.99
+    folded = (docs @ sp.diags(query_encoder.idf)).tocsr()  # idf_j * w_j(d) as impacts, binary query
+    serving.PisaImpactIndex.build(tmp_path / "folded", folded, terms, show_progress=False)
+    index = serving.PisaImpactIndex(tmp_path / "folded", terms, k=10)
+    query = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, folded=True)
+    assert set(query(queries[0]).values()) == {1.0}
+    assert serving.topk_agreement([index.search_prepared(query(q))[0] for q in queries], exact) >= 0.99
 
 
 def test_fast_query_side_matches_query_encoder(real_bits):
@@ -154,8 +162,10 @@ def test_fast_query_side_matches_query_encoder(real_bits):
         ids = query_encoder.token_ids(q)
         scaled = np.rint(query_encoder.idf[ids].astype(np.float64) * 10)
         assert pisa_query(q) == {terms[i]: s for i, s in zip(ids, scaled) if s > 0}
-    top = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, min_idf=2.0, max_terms=5)(queries[0])
-    assert len(top) <= 5 and min(top.values()) >= 20
+    for q in queries[:10]:  # pruned: the same tokens on both paths
+        top = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, min_idf=2.0, max_terms=5)(q)
+        ids, _ = latency.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)(q)
+        assert set(top) == {terms[i] for i in ids} and len(top) <= 5 and min(top.values()) >= 20
 
 
 @pytest.mark.parametrize("form", ["neural_sparse", "rank_feature"])
@@ -216,6 +226,7 @@ def test_latency_table_columns(tmp_path: Path, real_bits):
     assert (df["p50_ms"] > 0).all() and (df["p50_ms"] <= df["p99_ms"]).all()
     pisa = df[(df["engine"] == "pisa") & (df["system"] != "bm25")]
     assert (pisa["top10_agreement"] >= 0.9).all()
+    assert (df.loc[df["engine"] == "pisa", "postings_per_query"] > 0).all()
     latency.latency_plot(df, tmp_path / "latency.png")
     assert (tmp_path / "latency.png").stat().st_size > 0
     with pytest.raises(ValueError):
