@@ -89,9 +89,9 @@ def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
 
 
 def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
-                which: str = "real", show_progress: bool = True) -> LatencyCorpus:
+                which: str = "real", max_passages: int | None = None, show_progress: bool = True) -> LatencyCorpus:
     """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
-    at hand), SciFact first."""
+    at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
     from ifsr.data import load_beir, load_pairs
 
     if which not in ("scifact", "real"):
@@ -102,8 +102,10 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
         return LatencyCorpus("scifact", texts, vectors, False)
     seen = set(texts)
     passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
+    name = "real" if max_passages is None or max_passages >= len(passages) else f"real[:{max_passages}]"
+    passages = passages[:max_passages]
     extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
-    return LatencyCorpus("real", texts + passages, sp.vstack([vectors, extra], format="csr"), False)
+    return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False)
 
 
 def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
@@ -309,11 +311,11 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     terms (exact same scores; no query weights to pass); otherwise the plain index with integer
     query weights round(idf * query_scale). The siamese system always uses the plain index.
     clock="wall" times elapsed time (what a client sees); clock="cpu" times the thread's CPU time,
-    which on a loaded shared machine leaves out the time the process waited for a core.
+    which on a loaded shared machine leaves out the time the process waited for a core. Both are
+    recorded: the other clock's median is the column `<other>_p50_ms`.
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
-    now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
     bad = [e for e in engines if e not in ENGINES] + [s for s in systems if s not in SYSTEMS]
     if bad or not queries or repeats <= 0:
         raise ValueError(f"unknown engines/systems {bad}, or no queries, or repeats={repeats} (engines: "
@@ -331,24 +333,28 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
             postings = {key: np.mean([sum(lengths.get(t, 0) for t in terms_of(q)) for q in queries])
                         if terms_of else np.nan for key, (_, terms_of, lengths) in pipes.items()}
             ref = _references(corpus, queries, {s for _, s in runs}, tokenizer, idf, doc_encoder, Path(workdir), k)
-            times, keys = {key: [] for key in runs}, list(runs)
+            times, keys = {key: {"wall": [], "cpu": []} for key in runs}, list(runs)
             bar = tqdm(total=repeats * len(queries), desc=f"time {corpus.name} ({len(corpus.texts):,} docs)",
                        disable=not show_progress)
             for rep in range(repeats):
                 for qi, text in enumerate(queries):
                     shift = (qi + rep) % len(keys)  # rotate the order: no system always runs first
                     for key in keys[shift:] + keys[:shift]:
-                        t0 = now()
+                        c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
                         runs[key](text)  # client side: query encoding + retrieval
-                        times[key].append(now() - t0)
+                        w1, c1 = time.perf_counter_ns(), time.thread_time_ns()
+                        times[key]["wall"].append(w1 - w0)
+                        times[key]["cpu"].append(c1 - c0)
                     bar.update(1)
             bar.close()
-            for (engine, system), ns in times.items():
-                ms = np.asarray(ns, dtype=np.float64) / 1e6
+            for (engine, system), both in times.items():
+                ms = np.asarray(both[clock], dtype=np.float64) / 1e6
+                other = "cpu" if clock == "wall" else "wall"
                 rows.append({"engine": engine, "system": system, "docs": len(corpus.texts),
                              "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
                              "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(),
                              "top10_agreement": serving.topk_agreement(found[(engine, system)], ref[system], k),
+                             f"{other}_p50_ms": np.percentile(np.asarray(both[other]) / 1e6, 50),
                              "postings_per_query": postings[(engine, system)],
                              "corpus": corpus.name, "resampled": corpus.resampled, "n_queries": len(queries),
                              "repeats": repeats, "clock": clock, "algorithm": algorithm, "doc_scale": doc_scale,
@@ -361,16 +367,18 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
 def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[str | int] = ("scifact", "real"),
                     n_queries: int = 300, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
                     model: str = "splade-tiny", idf_path: str | os.PathLike | None = None,
-                    cache_dir: str | os.PathLike | None = None, max_length: int = 256, seed: int = 0,
-                    show_progress: bool = True, **options) -> pd.DataFrame:
+                    cache_dir: str | os.PathLike | None = None, max_length: int = 256,
+                    max_passages: int | None = None, seed: int = 0, show_progress: bool = True,
+                    **options) -> pd.DataFrame:
     """The latency table for the notebook: one row per (engine, system, corpus size).
 
     model: "splade-tiny", an MLM path (with `idf_path`, default the MS MARCO table) or a saved ifsr
     model (SparseEncoder / OpenSearch layout, its own IDF). sizes: "scifact" (5,183 docs), "real"
     (every real passage at hand), or an int: that many documents resampled from "real" (flagged
-    `resampled`). Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to
-    `latency_table` (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf,
-    repeats, clock, seismic). Vectors and indexes are cached under `cache_dir`.
+    `resampled`); `max_passages` caps the pair passages in "real" (a quicker, partial corpus).
+    Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to `latency_table`
+    (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf, repeats, clock,
+    seismic). Vectors and indexes are cached under `cache_dir`.
     """
     from ifsr.cache import weights_checksum
     from ifsr.export import load_model
@@ -387,8 +395,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     doc_encoder.max_length = max_length
     doc_encoder.eval()
     weights = weights_checksum(resolve_model_path(model), doc_encoder.mlm)
-    base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, show_progress) for w in
-            ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
+    base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, max_passages, show_progress)
+            for w in ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
     corpora = [base[s] if isinstance(s, str) else resample(base["real"], s, seed) for s in sizes]
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     return latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,

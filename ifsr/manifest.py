@@ -70,3 +70,24 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.data, indent=2, default=str), encoding="utf-8")
         return path
+
+
+def write_table(table, config: dict[str, Any], out_dir: str | os.PathLike, name: str,
+                data: dict[str, str] | None = None, models: dict[str, str] | None = None) -> Path:
+    """<name>.csv, <name>.md, config.yaml and manifest.json for any results table (a pandas DataFrame)."""
+    import yaml
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{name}.csv", index=False)
+    header = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
+    rows = "".join("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |\n"
+                   for r in table.itertuples(index=False))
+    (out / f"{name}.md").write_text(header + rows, encoding="utf-8")
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    manifest = Manifest(config)
+    for k, v in (data or {}).items():
+        manifest.add_data(k, v)
+    for k, v in (models or {}).items():
+        manifest.add_model(k, v)
+    return manifest.write(out)
