@@ -299,7 +299,7 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
         for arm, part in curve[curve["dataset"] == name].groupby("arm"):
             part = part.sort_values("flops")
             ax.plot(part["flops"], part["nDCG@10"], marker="o", label=arm)
-            for _, r in part.iterrows():
+            for _, r in part.dropna(subset=["lambda"]).iterrows():
                 ax.annotate(f"λ={r['lambda']:g}", (r["flops"], r["nDCG@10"]), fontsize=7, alpha=0.7)
         ax.set_xscale("log")
         ax.set(title=name, xlabel="FLOPS (Σ_j p_q(j)·p_d(j))", ylabel="nDCG@10")
