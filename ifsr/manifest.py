@@ -33,10 +33,11 @@ def sha256_dir(path: str | os.PathLike, suffixes: tuple[str, ...] = (".json", ".
 
 
 def git_commit(repo: str | os.PathLike = ".") -> dict[str, Any]:
+    """HEAD and whether tracked code differs from it (outputs under results/ do not count)."""
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout.strip()
 
-    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+    return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))}
 
 
 def machine() -> dict[str, Any]:
