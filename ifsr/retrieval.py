@@ -180,6 +180,16 @@ def dense_scores(q: np.ndarray, d: np.ndarray) -> np.ndarray:
     return (qa @ da.T).astype(np.float32)  # [nq, nd]
 
 
+def _rank_arrays(query_ids: Sequence[str], indices, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Check that (indices, scores) are equal-shape 2-D arrays with one row per query id."""
+    indices, scores = np.asarray(indices), np.asarray(scores)
+    if indices.shape != scores.shape or indices.ndim != 2:
+        raise ValueError(f"indices {indices.shape} and scores {scores.shape} must be equal 2-D")
+    if len(query_ids) != indices.shape[0]:
+        raise ValueError(f"{len(query_ids)} query ids for {indices.shape[0]} result rows")
+    return indices, scores
+
+
 def remove_self_hits(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray,
                      scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop hits whose document id equals the query id; later hits move up, the row is padded.
@@ -188,12 +198,7 @@ def remove_self_hits(query_ids: Sequence[str], doc_ids: Sequence[str], indices: 
     CISI or SciFact ids overlap by number and this would delete real hits (SPEC §4). Retrieve
     k + 1 documents if k must remain after the removal. Inputs are not modified.
     """
-    indices = np.asarray(indices)
-    scores = np.asarray(scores)
-    if indices.shape != scores.shape or indices.ndim != 2:
-        raise ValueError(f"indices {indices.shape} and scores {scores.shape} must be equal 2-D")
-    if len(query_ids) != indices.shape[0]:
-        raise ValueError(f"{len(query_ids)} query ids for {indices.shape[0]} result rows")
+    indices, scores = _rank_arrays(query_ids, indices, scores)
     dids = np.asarray([str(x) for x in doc_ids] + [""], dtype=object)  # [nd + 1], "" for padding
     qids = np.asarray([str(x) for x in query_ids], dtype=object)  # [nq]
     valid = indices >= 0  # [nq, k]
@@ -214,12 +219,7 @@ def to_run(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray
     Every query gets an entry (possibly empty). ``ifsr.metrics.evaluate_run`` breaks score ties by
     this insertion order, so the evaluation follows the retrieval tie-break exactly.
     """
-    indices = np.asarray(indices)
-    scores = np.asarray(scores)
-    if indices.shape != scores.shape or indices.ndim != 2:
-        raise ValueError(f"indices {indices.shape} and scores {scores.shape} must be equal 2-D")
-    if len(query_ids) != indices.shape[0]:
-        raise ValueError(f"{len(query_ids)} query ids for {indices.shape[0]} result rows")
+    indices, scores = _rank_arrays(query_ids, indices, scores)
     if len(set(query_ids)) != len(query_ids):
         raise ValueError("query_ids contain duplicates")
     if indices.size and indices.max() >= len(doc_ids):

@@ -19,7 +19,7 @@ def _require() -> bool:
 def _missing(what: str) -> None:
     if _require():
         pytest.fail(f"IFSR_REQUIRE_DATA=1 but {what}", pytrace=False)
-    pytest.skip(what)
+    pytest.skip(what, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,14 @@ def idf_file(data_root: Path) -> Path:
     if not path.is_file():
         _missing(f"missing {path}")
     return path
+
+
+def need_module(name: str, wheel: str):
+    """Import `name`; when absent, skip (or fail under IFSR_REQUIRE_DATA=1, as in CI)."""
+    import importlib
+
+    _need_module(name, wheel)
+    return importlib.import_module(name)
 
 
 def _need_module(name: str, wheel: str) -> None:

@@ -146,7 +146,7 @@ def test_agrees_with_sentence_transformers():
     They differ in what they score: sentence-transformers' KL loss scores (query, column) pairs from
     embeddings; ifsr takes the [B, G] score matrix, which also allows padding masks.
     """
-    st = pytest.importorskip("sentence_transformers.sparse_encoder.losses")
+    import sentence_transformers.sparse_encoder.losses as st
     w, binary, idf, teacher = _batch(seed=2)
     assert st.FlopsLoss(model=None).compute_loss_from_embeddings(w[:, 0]).item() == pytest.approx(
         flops(w[:, 0]).item(), rel=1e-6

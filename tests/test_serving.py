@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_module
 import scipy.sparse as sp
 
 from ifsr import latency, serving
 
-pytest.importorskip("pyterrier_pisa")
+need_module("pyterrier_pisa", "pyterrier-pisa")
 
 
 def zipf_corpus(n_docs: int, vocab: int, seed: int) -> sp.csr_matrix:
@@ -91,7 +92,7 @@ def test_pisa_bm25_on_text(tmp_path: Path):
 
 
 def test_seismic_engine_agrees():
-    pytest.importorskip("seismic")
+    need_module("seismic", "pyseismic-lsr")
     docs = zipf_corpus(2000, 300, seed=2)
     index = serving.SeismicImpactIndex(docs, k=10)
     csc = docs.tocsc()
