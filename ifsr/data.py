@@ -1,4 +1,4 @@
-"""Data loading: BEIR sets, pre-training pairs, leakage filtering.
+"""Data loading: BEIR sets.
 
 BEIR layout (one directory per set)::
 
@@ -6,7 +6,7 @@ BEIR layout (one directory per set)::
     queries.jsonl      {"_id": str, "text": str}
     qrels/<split>.tsv  query-id <TAB> corpus-id <TAB> score   (optional header line)
 
-Pairs layout: ``<dir>/*.jsonl.gz``, one ``{"query", "positive", "source"}`` object a line.
+Pairs and the leakage filter live in `ifsr.pairs`.
 
 All parsers are strict: a malformed line raises ValueError naming the file, the 1-based line
 number and the expected format. Nothing is read or downloaded at import time.
@@ -18,9 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import unicodedata
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -285,93 +283,3 @@ def training_queries(beir_set: BeirSet) -> list[tuple[str, str, list[str]]]:
         if pos:
             out.append((qid, beir_set.queries[qid], pos))
     return out
-
-
-# ----------------------------------------------------------------------------- pairs
-
-@dataclass(frozen=True)
-class Pair:
-    query: str
-    positive: str
-    source: str
-
-
-def load_pairs(directory: str | os.PathLike, sources: list[str] | None = None) -> list[Pair]:
-    """Read every ``*.jsonl.gz`` in ``directory`` (sorted by file name, file order within).
-
-    ``sources`` keeps pairs whose ``source`` field, or whose file name without ``.jsonl.gz``, is
-    listed (so ``stackexchange`` selects all three stackexchange_* sources). An unknown name is a
-    ValueError listing the known ones.
-    """
-    d = Path(directory)
-    files = sorted(d.glob("*.jsonl.gz"))
-    if not files:
-        raise FileNotFoundError(f"no *.jsonl.gz pair files in {d.resolve()}")
-    want = set(sources) if sources is not None else None
-    pairs: list[Pair] = []
-    known: set[str] = set()
-    for path in files:
-        stem = path.name[: -len(".jsonl.gz")]
-        known.add(stem)
-        for n, obj in _jsonl(path, PAIRS_FORMAT):
-            p = Pair(*(_field(obj, k, path, n, PAIRS_FORMAT) for k in ("query", "positive", "source")))
-            known.add(p.source)
-            if want is None or p.source in want or stem in want:
-                pairs.append(p)
-    if want is not None and want - known:
-        raise ValueError(f"unknown pair sources {sorted(want - known)}; known: {sorted(known)}")
-    return pairs
-
-
-# ----------------------------------------------------------------------------- leakage
-
-_WS = re.compile(r"\s+")
-
-
-def _is_edge(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch)[0] == "P"
-
-
-def normalize_text(s: str) -> str:
-    """Text key for leakage checks: NFKC, lowercase, whitespace runs -> one space, and Unicode
-    punctuation (categories P*, e.g. . ? ! " % ») stripped at both ends only ("What is X?" ==
-    "what is x"). Inner punctuation and symbols at the ends ($, +) are kept, so distinct strings
-    rarely collide."""
-    s = _WS.sub(" ", unicodedata.normalize("NFKC", s).lower())
-    i, j = 0, len(s)
-    while i < j and _is_edge(s[i]):
-        i += 1
-    while j > i and _is_edge(s[j - 1]):
-        j -= 1
-    return s[i:j]
-
-
-def filter_leakage(pairs: list[Pair], eval_sets: list[BeirSet]) -> tuple[list[Pair], dict[str, int]]:
-    """Drop pairs whose query equals a judged eval query, or whose passage equals an eval document.
-
-    Equality is on normalize_text. Eval queries: each set's query_ids (those judged in its
-    split). Eval documents: each doc's ``title + text`` and its ``text`` alone (a passage that
-    copies an abstract without its title is still a leak). A pair matching both counts as
-    ``dropped_query``. Returns (kept pairs, {"kept", "dropped_query", "dropped_passage"}).
-    """
-    bad_q: set[str] = set()
-    bad_d: set[str] = set()
-    for s in eval_sets:
-        bad_q.update(normalize_text(s.queries[q]) for q in s.query_ids)
-        for doc in s.corpus.values():
-            bad_d.add(normalize_text(_join(doc["title"], doc["text"])))
-            bad_d.add(normalize_text(doc["text"]))
-    bad_q.discard("")
-    bad_d.discard("")
-    kept: list[Pair] = []
-    counts = {"kept": 0, "dropped_query": 0, "dropped_passage": 0}
-    for p in pairs:
-        if normalize_text(p.query) in bad_q:
-            counts["dropped_query"] += 1
-        elif normalize_text(p.positive) in bad_d:
-            counts["dropped_passage"] += 1
-        else:
-            kept.append(p)
-    counts["kept"] = len(kept)
-    log.info("leakage filter against %s: %s", [s.name for s in eval_sets], counts)
-    return kept, counts

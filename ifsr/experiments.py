@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ifsr.data import BeirSet, data_dir, load_beir, load_pairs, training_queries
+from ifsr.data import BeirSet, data_dir, load_beir, training_queries
+from ifsr.pairs import load_pairs
 from ifsr.train import TrainConfig
 
 
@@ -109,7 +110,7 @@ def pretrain_dataset(cfg: AblationConfig):
     training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
     import datasets
 
-    from ifsr.data import filter_leakage
+    from ifsr.pairs import filter_leakage
     from ifsr.mining import mine_in_source, passage_table
     from ifsr.teachers import score_candidates
 

@@ -8,223 +8,30 @@ thread (torch and PISA at 1 thread), top-k, after a warm-up pass over every quer
 - siamese: the document encoder encodes the query on CPU -> the same impact index.
 Systems are interleaved per query in rotating order, so background load hits them alike.
 
-Corpora: SciFact (title + " " + text); every real passage at hand (SciFact + the distinct passages
-of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together, so BM25 and the
-sparse index see the same corpus; flagged `resampled`). Document vectors are encoded once, in
-chunks cached through `ifsr.cache` (model + weights checksum + texts hash + max_length).
+Corpora (`ifsr.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
+distinct passages of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together,
+so BM25 and the sparse index see the same corpus; flagged `resampled`). Query sides: `ifsr.queryside`.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from tqdm.auto import tqdm
 
 from ifsr import serving
+from ifsr.corpora import LatencyCorpus, default_cache_dir, real_corpus, resample, scifact_queries
+from ifsr.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
 SYSTEMS = ("inference-free", "bm25", "siamese")
 ENGINES = ("pisa", "seismic")
-
-
-def default_cache_dir() -> Path:
-    """$IFSR_CACHE_DIR, else `.cache/ifsr` (the project's cache folder, git-ignored)."""
-    return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
-
-
-# ----------------------------------------------------------------------------------------- corpora
-@dataclass(frozen=True)
-class LatencyCorpus:
-    name: str
-    texts: list[str]
-    vectors: sp.csr_matrix  # [n, V] document weights, row i <-> texts[i]
-    resampled: bool
-
-
-def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, model: str, weights: str,
-                  chunk: int = 2048, batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
-    """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
-    checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
-    from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256
-    from ifsr.teachers import DOC_ENCODER_TAG
-
-    if chunk <= 0:
-        raise ValueError(f"chunk must be positive, got {chunk}")
-    blocks = []
-    for start in tqdm(range(0, len(texts), chunk), desc="encode corpus (cached chunks)", disable=not show_progress):
-        part = list(texts[start : start + chunk])
-        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": DOC_ENCODER_TAG,
-               "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
-               "encoder_version": ENCODER_VERSION}
-        def compute(part: list[str] = part) -> sp.csr_matrix:
-            return encoder.encode(part, batch_size=batch_size, show_progress=show_progress)
-        blocks.append(sp.csr_matrix(cached_encode(key, compute, cache_dir), dtype=np.float32))
-    if not blocks:
-        return sp.csr_matrix((0, len(encoder.tokenizer)), dtype=np.float32)
-    return sp.vstack(blocks, format="csr")
-
-
-def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
-    """`n_docs` documents drawn from `corpus`: a subsample without replacement when smaller, else the
-    whole corpus plus extra rows drawn with replacement. Text and vector travel together."""
-    if n_docs <= 0:
-        raise ValueError(f"n_docs must be positive, got {n_docs}")
-    n = len(corpus.texts)
-    rng = np.random.default_rng(seed)
-    if n_docs <= n:
-        rows = np.sort(rng.choice(n, size=n_docs, replace=False))
-    else:
-        rows = np.concatenate([np.arange(n), rng.integers(0, n, size=n_docs - n)])
-    return LatencyCorpus(f"resampled-{n_docs}-seed{seed}", [corpus.texts[i] for i in rows], corpus.vectors[rows], True)
-
-
-def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
-                which: str = "real", max_passages: int | None = None, show_progress: bool = True) -> LatencyCorpus:
-    """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
-    at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
-    from ifsr.data import load_beir, load_pairs
-
-    if which not in ("scifact", "real"):
-        raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
-    texts = load_beir("scifact", "test", data_dir=data_dir, download=False).doc_texts()
-    vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
-    if which == "scifact":
-        return LatencyCorpus("scifact", texts, vectors, False)
-    seen = set(texts)
-    passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
-    name = "real" if max_passages is None or max_passages >= len(passages) else f"real[:{max_passages}]"
-    passages = passages[:max_passages]
-    extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
-    return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False)
-
-
-def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
-    """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
-    from ifsr.data import load_beir
-
-    ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
-    queries = [ds.queries[q] for q in ds.query_ids]
-    if n is not None and n < len(queries):
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        queries = [queries[i] for i in np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False))]
-    return queries
-
-
-# ----------------------------------------------------------------------------------- query sides
-_PIECES = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")  # BERT pre-tokens of lowercased printable ASCII
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\[]")  # control chars (and '[': added tokens)
-
-
-def raw_token_ids(tokenizer) -> Callable[[str], list[int]]:
-    """text -> token ids (order and repeats kept, no [CLS]/[SEP]) equal to the tokenizer's (tested), fast.
-
-    For printable-ASCII text with an uncased BERT tokenizer, BERT's normalizer and pre-tokenizer reduce
-    to lowercase + a regex split; whole-word pieces are looked up in the vocabulary, other pieces go
-    through the WordPiece model alone. Any other text goes through the full Rust tokenizer."""
-    backend = tokenizer.backend_tokenizer
-    norm, pre = backend.normalizer, backend.pre_tokenizer
-    bert = type(norm).__name__ == "BertNormalizer" and norm.lowercase and type(pre).__name__ == "BertPreTokenizer"
-    words = {t: i for t, i in tokenizer.get_vocab().items() if not t.startswith("##")}
-    model = backend.model
-
-    def ids_of(text: str) -> list[int]:
-        if not (bert and text.isascii()) or _CONTROL.search(text):
-            return backend.encode(text, add_special_tokens=False).ids
-        raw = []
-        for piece in _PIECES.findall(text.lower()):
-            hit = words.get(piece)
-            raw.extend([hit] if hit is not None else [t.id for t in model.tokenize(piece)])
-        return raw
-    return ids_of
-
-
-def fast_token_ids(tokenizer) -> Callable[[str], np.ndarray]:
-    """Distinct non-special token ids, ascending: `QueryEncoder.token_ids` through `raw_token_ids`."""
-    raw_ids = raw_token_ids(tokenizer)
-    special = np.zeros(len(tokenizer), dtype=bool)
-    special[list(set(tokenizer.all_special_ids))] = True
-
-    def ids_of(text: str) -> np.ndarray:
-        ids = np.unique(np.asarray(raw_ids(text), dtype=np.int64))
-        return ids[~special[ids]]
-    return ids_of
-
-
-def inference_free_query(tokenizer, idf: np.ndarray, min_idf: float = 0.0,
-                         max_terms: int | None = None) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
-    """text -> (ids, idf weights); optional pruning: drop tokens with idf < min_idf, keep the
-    `max_terms` highest-idf tokens. Without pruning this is exactly the QueryEncoder vector."""
-    if max_terms is not None and max_terms <= 0:
-        raise ValueError(f"max_terms must be positive, got {max_terms}")
-    ids_of, idf = fast_token_ids(tokenizer), np.asarray(idf, dtype=np.float32)
-
-    def encode(text: str) -> tuple[np.ndarray, np.ndarray]:
-        ids = ids_of(text)
-        w = idf[ids]
-        if min_idf > 0:
-            ids, w = ids[w >= min_idf], w[w >= min_idf]
-        if max_terms is not None and len(ids) > max_terms:
-            top = np.argsort(-w, kind="stable")[:max_terms]
-            ids, w = ids[top], w[top]
-        return ids, w
-    return encode
-
-
-def pisa_idf_query(tokenizer, idf: np.ndarray, query_scale: float, min_idf: float = 0.0,
-                   max_terms: int | None = None, folded: bool = False) -> Callable[[str], dict[str, float]]:
-    """text -> PISA query {token: round(idf * query_scale)} through a table built once: the whole
-    inference-free query side is `raw_token_ids` and table lookups (pruning as above). folded=True:
-    the index holds idf_j * w_j(d) already, so every kept token gets weight 1 (same scores)."""
-    if max_terms is not None and max_terms <= 0:
-        raise ValueError(f"max_terms must be positive, got {max_terms}")
-    ids_of, terms = raw_token_ids(tokenizer), serving.vocab_terms(tokenizer)
-    idf = np.asarray(idf, dtype=np.float32)
-    scaled = np.rint(idf.astype(np.float64) * query_scale)
-    keep = (scaled > 0) & (idf >= min_idf)
-    keep[list(set(tokenizer.all_special_ids))] = False
-    table = {t: (terms[t], 1.0 if folded else float(scaled[t])) for t in np.flatnonzero(keep).tolist()}
-    rank = {t: (-float(idf[t]), t) for t in table}  # max_terms order: idf desc, then id (as above)
-
-    def encode(text: str) -> dict[str, float]:
-        ids = [t for t in set(ids_of(text)) if t in table]
-        if max_terms is not None and len(ids) > max_terms:
-            ids = sorted(ids, key=rank.__getitem__)[:max_terms]
-        return dict(table[t] for t in ids)
-    return encode
-
-
-def siamese_query(doc_encoder) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
-    """text -> (ids, weights) from the document encoder run on the query (CPU, one query)."""
-    tok = doc_encoder.tokenizer
-
-    @torch.inference_mode()
-    def encode(text: str) -> tuple[np.ndarray, np.ndarray]:
-        enc = tok(text, truncation=True, max_length=doc_encoder.max_length, return_tensors="pt")
-        w = doc_encoder(enc["input_ids"], enc["attention_mask"])[0]  # [V]
-        ids = torch.nonzero(w).ravel()
-        return ids.numpy(), w[ids].numpy()
-    return encode
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------- timing

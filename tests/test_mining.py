@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from ifsr.data import Pair, load_beir, normalize_text, training_queries
+from ifsr.data import load_beir, training_queries
+from ifsr.pairs import Pair, normalize_text
 from ifsr.mining import (Bm25Index, Candidates, candidates_checksum, load_candidates,
                          mine_hard_negatives, mine_in_source, passage_id, passage_table,
                          save_candidates, source_batches, topk_stable)

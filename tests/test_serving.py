@@ -9,7 +9,7 @@ import pytest
 from conftest import need_module
 import scipy.sparse as sp
 
-from ifsr import latency, serving
+from ifsr import corpora, latency, queryside, serving
 
 need_module("pyterrier_pisa", "pyterrier-pisa")
 
@@ -114,7 +114,7 @@ def real_bits(splade_tiny_path: str, idf_file: Path, data_root: Path):
     ds = load_beir("scifact", "test", data_dir=data_root, download=False)
     ids, texts = ds.doc_ids[:120], ds.doc_texts()[:120]
     docs = encoder.encode(texts, batch_size=32, show_progress=False)
-    queries = latency.scifact_queries(data_root, n=60, seed=0)
+    queries = corpora.scifact_queries(data_root, n=60, seed=0)
     return encoder, query_encoder, ids, texts, docs, queries
 
 
@@ -142,30 +142,30 @@ def test_pisa_real_vectors_agree_with_exact(tmp_path: Path, real_bits):
     folded = (docs @ sp.diags(query_encoder.idf)).tocsr()  # idf_j * w_j(d) as impacts, binary query
     serving.PisaImpactIndex.build(tmp_path / "folded", folded, terms, show_progress=False)
     index = serving.PisaImpactIndex(tmp_path / "folded", terms, k=10)
-    query = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, folded=True)
+    query = queryside.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, folded=True)
     assert set(query(queries[0]).values()) == {1.0}
     assert serving.topk_agreement([index.search_prepared(query(q))[0] for q in queries], exact) >= 0.99
 
 
 def test_fast_query_side_matches_query_encoder(real_bits):
     encoder, query_encoder, *_, queries = real_bits
-    fast = latency.inference_free_query(encoder.tokenizer, query_encoder.idf)
+    fast = queryside.inference_free_query(encoder.tokenizer, query_encoder.idf)
     for q in queries:
         ids, w = fast(q)
         assert np.array_equal(ids, query_encoder.token_ids(q))
         assert np.allclose(w, query_encoder.idf[ids])
-    pruned = latency.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)
+    pruned = queryside.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)
     ids, w = pruned(queries[0])
     assert len(ids) <= 5 and (w >= 2.0).all()
     terms = serving.vocab_terms(encoder.tokenizer)
-    pisa_query = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, query_scale=10)
+    pisa_query = queryside.pisa_idf_query(encoder.tokenizer, query_encoder.idf, query_scale=10)
     for q in queries:  # the table-driven PISA query equals the generic path's integer weights
         ids = query_encoder.token_ids(q)
         scaled = np.rint(query_encoder.idf[ids].astype(np.float64) * 10)
         assert pisa_query(q) == {terms[i]: s for i, s in zip(ids, scaled) if s > 0}
     for q in queries[:10]:  # pruned: the same tokens on both paths
-        top = latency.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, min_idf=2.0, max_terms=5)(q)
-        ids, _ = latency.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)(q)
+        top = queryside.pisa_idf_query(encoder.tokenizer, query_encoder.idf, 10, min_idf=2.0, max_terms=5)(q)
+        ids, _ = queryside.inference_free_query(encoder.tokenizer, query_encoder.idf, min_idf=2.0, max_terms=5)(q)
         assert set(top) == {terms[i] for i in ids} and len(top) <= 5 and min(top.values()) >= 20
 
 
@@ -216,8 +216,8 @@ def test_opensearch_query_forms_and_escaping(real_bits):
 
 def test_latency_table_columns(tmp_path: Path, real_bits):
     encoder, query_encoder, _, texts, docs, queries = real_bits
-    corpus = latency.LatencyCorpus("tiny", texts[:80], docs[:80], False)
-    bigger = latency.resample(corpus, 150, seed=0)
+    corpus = corpora.LatencyCorpus("tiny", texts[:80], docs[:80], False)
+    bigger = corpora.resample(corpus, 150, seed=0)
     assert bigger.resampled and len(bigger.texts) == 150 and bigger.vectors.shape[0] == 150
     engines = ("pisa", "seismic") if _has("seismic") else ("pisa",)
     df = latency.latency_table([corpus, bigger], queries[:8], encoder.tokenizer, query_encoder.idf, encoder,
@@ -255,11 +255,11 @@ def test_encode_cached_resumes_by_chunk(tmp_path: Path):
             return sp.csr_matrix(np.array([[len(t), 0, 1, 0, 0] for t in texts], dtype=np.float32))
 
     enc, texts = Counting(), [f"doc {i}" * (i + 1) for i in range(5)]
-    first = latency.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    first = corpora.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
     assert enc.calls == 3 and first.shape == (5, 5) and first[4, 0] == len(texts[4])
-    again = latency.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    again = corpora.encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
     assert enc.calls == 3 and (again != first).nnz == 0  # every chunk came from the cache
-    latency.encode_cached(enc, texts[:2] + ["new"] + texts[3:], tmp_path, "m", "w0", chunk=2, show_progress=False)
+    corpora.encode_cached(enc, texts[:2] + ["new"] + texts[3:], tmp_path, "m", "w0", chunk=2, show_progress=False)
     assert enc.calls == 4  # only the chunk whose texts changed is encoded again
-    latency.encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
+    corpora.encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
     assert enc.calls == 7  # other weights: nothing reused

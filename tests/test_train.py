@@ -1,6 +1,5 @@
 """Training: the loss module computes the paper's objective, the config rejects bad options, and a run
 killed and resumed ends with exactly the weights of one that was not (CPU, same seed)."""
-import dataclasses
 
 import numpy as np
 import pytest

@@ -1,0 +1,99 @@
+"""Corpora and queries for the latency study (SPEC §4): SciFact, every real passage at hand, and
+scale series resampled from them (text and vector together, flagged `resampled`).
+
+Document vectors are encoded once, in chunks cached through `ifsr.cache` (model + weights checksum +
+texts hash + max_length), so a killed encoding resumes at its first missing chunk.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+def default_cache_dir() -> Path:
+    """$IFSR_CACHE_DIR, else `.cache/ifsr` (the project's cache folder, git-ignored)."""
+    return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
+
+
+@dataclass(frozen=True)
+class LatencyCorpus:
+    name: str
+    texts: list[str]
+    vectors: sp.csr_matrix  # [n, V] document weights, row i <-> texts[i]
+    resampled: bool
+
+
+def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, model: str, weights: str,
+                  chunk: int = 2048, batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
+    """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
+    checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
+    from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256
+    from ifsr.teachers import DOC_ENCODER_TAG
+
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    blocks = []
+    for start in tqdm(range(0, len(texts), chunk), desc="encode corpus (cached chunks)", disable=not show_progress):
+        part = list(texts[start : start + chunk])
+        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": DOC_ENCODER_TAG,
+               "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
+               "encoder_version": ENCODER_VERSION}
+        def compute(part: list[str] = part) -> sp.csr_matrix:
+            return encoder.encode(part, batch_size=batch_size, show_progress=show_progress)
+        blocks.append(sp.csr_matrix(cached_encode(key, compute, cache_dir), dtype=np.float32))
+    if not blocks:
+        return sp.csr_matrix((0, len(encoder.tokenizer)), dtype=np.float32)
+    return sp.vstack(blocks, format="csr")
+
+
+def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
+    """`n_docs` documents drawn from `corpus`: a subsample without replacement when smaller, else the
+    whole corpus plus extra rows drawn with replacement. Text and vector travel together."""
+    if n_docs <= 0:
+        raise ValueError(f"n_docs must be positive, got {n_docs}")
+    n = len(corpus.texts)
+    rng = np.random.default_rng(seed)
+    if n_docs <= n:
+        rows = np.sort(rng.choice(n, size=n_docs, replace=False))
+    else:
+        rows = np.concatenate([np.arange(n), rng.integers(0, n, size=n_docs - n)])
+    return LatencyCorpus(f"resampled-{n_docs}-seed{seed}", [corpus.texts[i] for i in rows], corpus.vectors[rows], True)
+
+
+def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
+                which: str = "real", max_passages: int | None = None, show_progress: bool = True) -> LatencyCorpus:
+    """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
+    at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
+    from ifsr.data import load_beir
+    from ifsr.pairs import load_pairs
+
+    if which not in ("scifact", "real"):
+        raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
+    texts = load_beir("scifact", "test", data_dir=data_dir, download=False).doc_texts()
+    vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
+    if which == "scifact":
+        return LatencyCorpus("scifact", texts, vectors, False)
+    seen = set(texts)
+    passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
+    name = "real" if max_passages is None or max_passages >= len(passages) else f"real[:{max_passages}]"
+    passages = passages[:max_passages]
+    extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
+    return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False)
+
+
+def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
+    """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
+    from ifsr.data import load_beir
+
+    ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
+    queries = [ds.queries[q] for q in ds.query_ids]
+    if n is not None and n < len(queries):
+        if n <= 0:
+            raise ValueError(f"n must be positive, got {n}")
+        queries = [queries[i] for i in np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False))]
+    return queries
