@@ -84,3 +84,18 @@ def test_report_states_verdicts_from_tables(tmp_path):
     assert "IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
     assert "Claim 2 does not hold here" in text  # 0.60 < dense 0.61
     assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700)" in text
+
+
+def test_report_latency_section_ratios_by_hand(tmp_path):
+    root = tmp_path / "results"
+    (root / "p" / "latency").mkdir(parents=True)
+    rows = []
+    for docs, free, bm25, siam, res in [(100, 0.30, 0.25, 6.0, False), (1000, 0.50, 0.50, 9.0, True)]:
+        for system, ms in [("inference-free", free), ("bm25", bm25), ("siamese", siam)]:
+            rows.append({"engine": "pisa", "system": system, "docs": docs, "p50_ms": ms, "resampled": res,
+                         "top10_agreement": 0.99})
+    pd.DataFrame(rows).to_csv(root / "p" / "latency" / "table.csv", index=False)
+    text = write_report(root, "p").read_text()
+    assert "| pisa | 100 | False | 0.300 | 0.250 | 6.00 | 1.20× | 20.0× | 0.990 |" in text  # 0.30/0.25, 6/0.3
+    assert "| pisa | 1,000 | True | 0.500 | 0.500 | 9.00 | 1.00× | 18.0× |" in text
+    assert "partly holds here (PISA inference-free / BM25 p50 from 1.00× to 1.20×" in text
