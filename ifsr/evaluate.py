@@ -121,7 +121,7 @@ class BaselinesConfig:
     show_progress: bool = True
 
 
-PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "gpu": {}}
+PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "cpu-long": {}, "gpu": {}}
 
 
 def parse_list(value: str | list[str]) -> list[str]:
