@@ -97,3 +97,20 @@ def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int
             raise ValueError(f"n must be positive, got {n}")
         queries = [queries[i] for i in np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False))]
     return queries
+
+
+def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
+               idf_path: str | os.PathLike) -> tuple[dict[str, str], dict[str, str]]:
+    """(data checksums, model checksums) behind a latency table: SciFact test, the pair files, the IDF
+    table and the document model's files (sha256), for the manifest written beside the table. A saved
+    ifsr model carries its own IDF (hashed with the model), so `idf_path` is then not recorded."""
+    from ifsr.data import files_sha256, load_beir
+    from ifsr.manifest import sha256_dir, sha256_file
+
+    pairs = sorted((Path(data_dir) / "pairs").glob("*.jsonl.gz"))
+    data = {"scifact-test": load_beir("scifact", "test", data_dir=data_dir, download=False).checksum(),
+            "pairs": files_sha256(pairs) if pairs else "absent"}
+    saved = any((Path(model_path) / f).is_file() for f in ("modules.json", "idf.json"))
+    if not saved:
+        data["idf"] = sha256_file(idf_path)
+    return data, {str(model_path): sha256_dir(model_path)}

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ifsr import serving
-from ifsr.corpora import LatencyCorpus, default_cache_dir, real_corpus, resample, scifact_queries
+from ifsr.corpora import LatencyCorpus, default_cache_dir, provenance, real_corpus, resample, scifact_queries
 from ifsr.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
@@ -185,7 +185,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     `resampled`); `max_passages` caps the pair passages in "real" (a quicker, partial corpus).
     Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to `latency_table`
     (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf, repeats, clock,
-    seismic). Vectors and indexes are cached under `cache_dir`.
+    seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
+    data and model checksums for the manifest.
     """
     from ifsr.cache import weights_checksum
     from ifsr.export import load_model
@@ -206,8 +207,11 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
             for w in ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
     corpora = [base[s] if isinstance(s, str) else resample(base["real"], s, seed) for s in sizes]
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
-    return latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
-                         engines, systems, show_progress=show_progress, **options)
+    table = latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
+                          engines, systems, show_progress=show_progress, **options)
+    data, models = provenance(data_dir, resolve_model_path(model), idf_path)
+    table.attrs["provenance"] = {"data": data, "models": models}  # for write_table(..., **table.attrs[...])
+    return table
 
 
 def latency_ratios(df: pd.DataFrame, stat: str = "p50_ms") -> pd.DataFrame:

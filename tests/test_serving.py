@@ -263,3 +263,17 @@ def test_encode_cached_resumes_by_chunk(tmp_path: Path):
     assert enc.calls == 4  # only the chunk whose texts changed is encoded again
     corpora.encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
     assert enc.calls == 7  # other weights: nothing reused
+
+
+def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_path: str, idf_file: Path,
+                                                  data_root: Path):
+    from ifsr.manifest import sha256_dir, sha256_file
+
+    data, models = corpora.provenance(data_root, splade_tiny_path, idf_file)
+    assert data["idf"] == sha256_file(idf_file) and models == {splade_tiny_path: sha256_dir(splade_tiny_path)}
+    assert len(data["scifact-test"]) == 64 and len(data["pairs"]) == 64
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "idf.json").write_text("{}")
+    data, _ = corpora.provenance(data_root, saved, idf_file)
+    assert "idf" not in data  # a saved model's own IDF is hashed with the model, not the default table
