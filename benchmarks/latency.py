@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("IFSR_DATA_DIR", "data"))
     ap.add_argument("--sizes", nargs="+", type=size_arg, default=["scifact", "real"],
-                    help="'scifact', 'real' (all real passages) or N (resampled from 'real')")
+                    help="'scifact', 'real' (all real passages) or N (resampled, see --resample-from)")
     ap.add_argument("--n-queries", type=int, default=300)
     ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or .cache/ifsr)")
     ap.add_argument("--engines", nargs="+", choices=ENGINES, default=["pisa"])
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--max-passages", type=int, default=None,
                     help="cap the pair passages of 'real' (a partial corpus when encoding all is too slow)")
+    ap.add_argument("--resample-from", choices=["real", "scifact"], default="real",
+                    help="corpus the integer sizes are resampled from ('scifact' needs only SciFact encoded)")
     ap.add_argument("--algorithm", default="maxscore", help="PISA query algorithm, the same for every system")
     ap.add_argument("--doc-scale", type=float, default=100.0)
     ap.add_argument("--query-scale", type=float, default=10.0)
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, max_passages=args.max_passages,
-                         seed=args.seed, algorithm=args.algorithm, doc_scale=args.doc_scale,
+                         resample_from=args.resample_from, seed=args.seed, algorithm=args.algorithm,
+                         doc_scale=args.doc_scale,
                          query_scale=args.query_scale, min_query_idf=args.min_query_idf,
                          max_query_terms=args.max_query_terms, fold_idf=args.fold_idf, repeats=args.repeats,
                          clock=args.clock)

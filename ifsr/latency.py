@@ -175,14 +175,15 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
                     n_queries: int = 300, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
                     model: str = "splade-tiny", idf_path: str | os.PathLike | None = None,
                     cache_dir: str | os.PathLike | None = None, max_length: int = 256,
-                    max_passages: int | None = None, seed: int = 0, show_progress: bool = True,
-                    **options) -> pd.DataFrame:
+                    max_passages: int | None = None, resample_from: str = "real", seed: int = 0,
+                    show_progress: bool = True, **options) -> pd.DataFrame:
     """The latency table for the notebook: one row per (engine, system, corpus size).
 
     model: "splade-tiny", an MLM path (with `idf_path`, default the MS MARCO table) or a saved ifsr
     model (SparseEncoder / OpenSearch layout, its own IDF). sizes: "scifact" (5,183 docs), "real"
-    (every real passage at hand), or an int: that many documents resampled from "real" (flagged
-    `resampled`); `max_passages` caps the pair passages in "real" (a quicker, partial corpus).
+    (every real passage at hand), or an int: that many documents resampled from `resample_from`
+    ("real", or "scifact" when only SciFact is encoded with this model; flagged `resampled`);
+    `max_passages` caps the pair passages in "real" (a quicker, partial corpus).
     Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to `latency_table`
     (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf, repeats, clock,
     seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
@@ -197,15 +198,18 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     for size in sizes:
         if not (size in ("scifact", "real") or (isinstance(size, int) and size > 0)):
             raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
+    if resample_from not in ("scifact", "real"):
+        raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
     queries = scifact_queries(data_dir, n_queries, seed)
     idf_path = idf_path or data_dir / "idf" / "msmarco_bert-base-uncased_idf.json"
     doc_encoder, query_encoder = load_model(model, idf_path, max_length)  # any saved ifsr layout, or MLM + IDF
     doc_encoder.max_length = max_length
     doc_encoder.eval()
     weights = weights_checksum(resolve_model_path(model), doc_encoder.mlm)
+    needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
     base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, max_passages, show_progress)
-            for w in ("scifact", "real") if w in sizes or (w == "real" and any(isinstance(s, int) for s in sizes))}
-    corpora = [base[s] if isinstance(s, str) else resample(base["real"], s, seed) for s in sizes]
+            for w in ("scifact", "real") if w in needed}
+    corpora = [base[s] if isinstance(s, str) else resample(base[resample_from], s, seed) for s in sizes]
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     table = latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
                           engines, systems, show_progress=show_progress, **options)

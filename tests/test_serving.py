@@ -233,8 +233,10 @@ def test_latency_table_columns(tmp_path: Path, real_bits):
     with pytest.raises(ValueError):
         latency.latency_table([corpus], queries[:2], encoder.tokenizer, query_encoder.idf, encoder, tmp_path,
                               systems=("dense",))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sizes take"):
         latency.measure_latency(sizes=("tiny",))
+    with pytest.raises(ValueError, match="resample_from"):
+        latency.measure_latency(sizes=(1000,), resample_from="marco")
 
 
 def _has(module: str) -> bool:
