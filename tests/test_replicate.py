@@ -95,7 +95,12 @@ def test_report_latency_section_ratios_by_hand(tmp_path):
             rows.append({"engine": "pisa", "system": system, "docs": docs, "p50_ms": ms, "resampled": res,
                          "top10_agreement": 0.99})
     pd.DataFrame(rows).to_csv(root / "p" / "latency" / "table.csv", index=False)
+    (root / "p" / "latency" / "quality").mkdir()
+    pd.DataFrame([{"engine": "pisa", "system": "inference-free", "reference": "ifsr-exact", "nDCG@10": 0.62,
+                   "reference_nDCG@10": 0.63, "delta_nDCG@10": -0.01, "top10_agreement": 0.995}]).to_csv(
+        root / "p" / "latency" / "quality" / "table.csv", index=False)
     text = write_report(root, "p").read_text()
+    assert "inference-free on pisa vs ifsr-exact: top-10 agreement 0.995, nDCG@10 0.6200 vs 0.6300 (Δ -0.0100)" in text
     assert "| pisa | 100 | False | 0.300 | 0.250 | 6.00 | 1.20× | 20.0× | 0.990 |" in text  # 0.30/0.25, 6/0.3
     assert "| pisa | 1,000 | True | 0.500 | 0.500 | 9.00 | 1.00× | 18.0× |" in text
     assert "partly holds here (PISA inference-free / BM25 p50 from 1.00× to 1.20×" in text

@@ -279,3 +279,27 @@ def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_pa
     (saved / "idf.json").write_text("{}")
     data, _ = corpora.provenance(data_root, saved, idf_file)
     assert "idf" not in data  # a saved model's own IDF is hashed with the model, not the default table
+
+
+def test_engine_rows_compare_each_engine_with_its_reference(tmp_path: Path, real_bits):
+    from ifsr.engine_check import COLUMNS, engine_rows
+
+    encoder, query_encoder, ids, texts, docs, queries = real_bits
+    qs = {f"q{i}": q for i, q in enumerate(queries[:30])}
+    csc = docs.tocsc()
+    full = queryside.inference_free_query(encoder.tokenizer, query_encoder.idf)
+    qrels = {}
+    for q, text in qs.items():  # judge the exact top-2 documents relevant: exact nDCG@10 is then 1
+        top, _ = serving.exact_topk(*full(text), csc, 2)
+        qrels[q] = {ids[int(r)]: 1 for r in top}
+    df = engine_rows(ids, texts, docs, qs, qrels, encoder.tokenizer, query_encoder.idf, tmp_path)
+    assert list(df.columns) == COLUMNS
+    by = df.set_index(["engine", "system"])
+    exact = by.loc[("ifsr-exact", "inference-free")]
+    assert exact["top10_agreement"] == 1.0 and exact["delta_nDCG@10"] == 0.0 and exact["nDCG@10"] == pytest.approx(1.0)
+    pisa = by.loc[("pisa", "inference-free")]
+    assert pisa["top10_agreement"] >= 0.95 and abs(pisa["delta_nDCG@10"]) <= 0.05
+    assert pisa["nDCG@10"] - pisa["reference_nDCG@10"] == pytest.approx(pisa["delta_nDCG@10"])
+    assert by.loc[("bm25s", "bm25"), "top10_agreement"] == 1.0 and ("pisa", "bm25") in by.index
+    with pytest.raises(ValueError, match="unknown engines"):
+        engine_rows(ids, texts, docs, qs, qrels, encoder.tokenizer, query_encoder.idf, tmp_path, engines=("lucene",))

@@ -1,0 +1,101 @@
+"""Do the engines return what ifsr's exact scorer returns? Top-10 agreement and nDCG@10 difference.
+
+Issue: an inverted-index engine quantizes impacts (PISA) or prunes posting lists (Seismic), so its
+top-10 may differ from exact scoring. Each row compares one (engine, system) run with its reference
+on the same queries and qrels:
+- inference-free on PISA / Seismic vs ifsr's exact float scoring of the same vectors (`ifsr-exact`);
+- BM25 on PISA (porter2, Terrier stopwords, k1 = 0.9, b = 0.4) vs `bm25s` (the Python reference used
+  for mining: English stemmer, stopwords, k1 = 1.2, b = 0.75). These are different BM25s, so their
+  agreement measures the implementations' spread, not quantization error.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ifsr import serving
+
+COLUMNS = ["engine", "system", "reference", "nDCG@10", "reference_nDCG@10", "delta_nDCG@10", "top10_agreement"]
+
+
+def _run(qids: Sequence[str], doc_ids: Sequence[str], hits: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """{qid: {doc_id: score}} in rank order (evaluate_run breaks ties by this order)."""
+    return {q: {doc_ids[int(r)]: float(s) for r, s in zip(rows, scores)} for q, (rows, scores) in zip(qids, hits)}
+
+
+def engine_rows(doc_ids: Sequence[str], texts: Sequence[str], vectors: sp.csr_matrix, queries: Mapping[str, str],
+                qrels: Mapping[str, Mapping[str, int]], tokenizer, idf: np.ndarray, workdir: str | os.PathLike,
+                engines: Sequence[str] = ("pisa",), k: int = 10, doc_scale: float = 100.0,
+                query_scale: float = 10.0, algorithm: str = "maxscore") -> pd.DataFrame:
+    """One row per (engine, system) with its reference (COLUMNS). Indexes are built under `workdir`."""
+    from ifsr.metrics import evaluate_run
+    from ifsr.mining import Bm25Index
+    from ifsr.queryside import inference_free_query
+
+    if len(doc_ids) != vectors.shape[0] or len(texts) != len(doc_ids):
+        raise ValueError(f"{len(doc_ids)} doc ids, {len(texts)} texts and {vectors.shape[0]} vectors must match")
+    unknown = sorted(set(engines) - {"pisa", "seismic"})
+    if unknown:
+        raise ValueError(f"unknown engines {unknown}; known: ['pisa', 'seismic']")
+    qids = list(queries)
+    encode = inference_free_query(tokenizer, idf)
+    q_vecs = [encode(queries[q]) for q in qids]
+    csc = vectors.tocsc()
+    runs = {("ifsr-exact", "inference-free"): [serving.exact_topk(ids, w, csc, k) for ids, w in q_vecs]}
+    bm25s = Bm25Index().build(list(texts))
+    rows_, scores_ = bm25s.search([queries[q] for q in qids], k)
+    runs[("bm25s", "bm25")] = list(zip(rows_, scores_))
+    work = Path(workdir)
+    if "pisa" in engines:
+        terms = serving.vocab_terms(tokenizer)
+        path = work / f"impact{doc_scale:g}"
+        if not (path / "pt_meta.json").is_file():
+            serving.PisaImpactIndex.build(path, vectors, terms, doc_scale, overwrite=True, show_progress=False)
+        pisa = serving.PisaImpactIndex(path, terms, algorithm, k, query_scale)
+        runs[("pisa", "inference-free")] = [pisa.search_ids(ids, w) for ids, w in q_vecs]
+        if not (work / "bm25" / "pt_meta.json").is_file():
+            serving.PisaBM25Index.build(work / "bm25", list(texts), overwrite=True, show_progress=False)
+        bm25 = serving.PisaBM25Index(work / "bm25", algorithm, k)
+        runs[("pisa", "bm25")] = [bm25.search(queries[q]) for q in qids]
+    if "seismic" in engines:
+        seis = serving.SeismicImpactIndex(vectors, k)
+        runs[("seismic", "inference-free")] = [seis.search_ids(ids, w) for ids, w in q_vecs]
+    ndcg = {key: evaluate_run(_run(qids, doc_ids, hits), qrels, ("nDCG@10",))["nDCG@10"] for key, hits in runs.items()}
+    reference = {"inference-free": ("ifsr-exact", "inference-free"), "bm25": ("bm25s", "bm25")}
+    out = []
+    for (engine, system), hits in runs.items():
+        ref = reference[system]
+        agree = serving.topk_agreement([h[0] for h in hits], [h[0] for h in runs[ref]], k)
+        out.append({"engine": engine, "system": system, "reference": ref[0], "nDCG@10": ndcg[(engine, system)],
+                    "reference_nDCG@10": ndcg[ref], "delta_nDCG@10": ndcg[(engine, system)] - ndcg[ref],
+                    "top10_agreement": agree})
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def engine_quality(data_dir: str | os.PathLike | None = None, model: str = "splade-tiny",
+                   cache_dir: str | os.PathLike | None = None, max_length: int = 256,
+                   engines: Sequence[str] = ("pisa",), k: int = 10) -> pd.DataFrame:
+    """`engine_rows` on SciFact test (all judged queries), with the latency study's cached vectors."""
+    from ifsr.cache import weights_checksum
+    from ifsr.corpora import default_cache_dir, real_corpus
+    from ifsr.data import load_beir
+    from ifsr.export import load_model
+    from ifsr.models import resolve_model_path
+
+    data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR") or "data")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    doc, query = load_model(model, data_dir / "idf" / "msmarco_bert-base-uncased_idf.json", max_length)
+    doc.max_length = max_length
+    doc.eval()
+    weights = weights_checksum(resolve_model_path(model), doc.mlm)
+    corpus = real_corpus(data_dir, doc, cache_dir, model, weights, "scifact")
+    ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
+    queries = {q: ds.queries[q] for q in ds.query_ids}
+    workdir = cache_dir / "engine-check" / f"{weights[:16]}-L{max_length}"
+    return engine_rows(ds.doc_ids, corpus.texts, corpus.vectors, queries, {q: ds.qrels[q] for q in queries},
+                       doc.tokenizer, query.idf, workdir, engines, k)
