@@ -293,6 +293,7 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     sets = sorted(curve["dataset"].unique())
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
@@ -303,7 +304,9 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
             for _, r in part.dropna(subset=["lambda"]).iterrows():
                 ax.annotate(f"λ={r['lambda']:g}", (r["flops"], r["nDCG@10"]), fontsize=7, alpha=0.7)
         ax.set_xscale("log")
-        ax.set(title=name, xlabel="FLOPS (Σ_j p_q(j)·p_d(j))", ylabel="nDCG@10")
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))  # narrow ranges: no 1.2x10^0 labels
+        ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
+        ax.set(title=name, xlabel="FLOPS (Σ_j p_q(j)·p_d(j), log scale)", ylabel="nDCG@10")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
