@@ -291,10 +291,15 @@ def export_opensearch(doc_ids: Sequence[str], doc_csr: sp.csr_matrix, vocab: Seq
     keys = np.asarray([escape_feature(t) if escape_dots else t for t in vocab], dtype=object)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    props = {"id": {"type": "keyword"}, field: {"type": "rank_features"}}
+    from opensearchpy.helpers.field import Keyword, RankFeatures, Text
+    from opensearchpy.helpers.mapping import Mapping
+
+    props = Mapping()  # opensearch-py's own mapping types
+    props.field("id", Keyword())
+    props.field(field, RankFeatures())
     if texts is not None:
-        props["text"] = {"type": "text"}
-    mapping = {"settings": {"index": {"number_of_shards": 1}}, "mappings": {"properties": props}}
+        props.field("text", Text())
+    mapping = {"settings": {"index": {"number_of_shards": 1}}, "mappings": props.to_dict()}
     (out / "mapping.json").write_text(json.dumps(mapping, indent=2))
     csr = sp.csr_matrix(doc_csr, dtype=np.float32)
     tiny = np.finfo(np.float32).tiny  # Lucene FeatureField takes positive normal floats only
@@ -319,17 +324,19 @@ def query_body(query_text: str, query_encoder, form: str = "neural_sparse", fiel
     form="rank_feature": bool/should of `rank_feature` clauses, `linear` function, boost = idf, so the
     score is sum_t idf_t * value_t. Both score alike (Lucene keeps 9 significant bits of each value).
     """
+    from opensearchpy.helpers.query import Bool, MatchNone, RankFeature
+
     ids = query_encoder.token_ids(query_text)
     tokens = query_encoder.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
     weights = {(escape_feature(t) if escape_dots else t): float(query_encoder.idf[i]) for t, i in zip(tokens, ids)}
+    if form not in ("neural_sparse", "rank_feature"):
+        raise ValueError(f"form must be 'neural_sparse' or 'rank_feature', got {form!r}")
     if not weights:
-        return {"size": size, "query": {"match_none": {}}}
-    if form == "neural_sparse":
+        return {"size": size, "query": MatchNone().to_dict()}
+    if form == "neural_sparse":  # the neural-search plugin's query: not in opensearch-py's DSL
         return {"size": size, "query": {"neural_sparse": {field: {"query_tokens": weights}}}}
-    if form == "rank_feature":
-        should = [{"rank_feature": {"field": f"{field}.{k}", "linear": {}, "boost": w}} for k, w in weights.items()]
-        return {"size": size, "query": {"bool": {"should": should}}}
-    raise ValueError(f"form must be 'neural_sparse' or 'rank_feature', got {form!r}")
+    should = [RankFeature(field=f"{field}.{k}", linear={}, boost=w) for k, w in weights.items()]
+    return {"size": size, "query": Bool(should=should).to_dict()}
 
 
 def score_bulk(bulk_path: str | Path, body: dict, field: str = "sparse_embedding") -> dict[str, float]:
