@@ -114,3 +114,16 @@ def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
     if not saved:
         data["idf"] = sha256_file(idf_path)
     return data, {str(model_path): sha256_dir(model_path)}
+
+
+def load_encoders(model: str, idf_path: str | os.PathLike, max_length: int):
+    """(document encoder in eval mode at `max_length`, query encoder, weights checksum): the model as
+    the latency study and the engine check use it (any saved ifsr layout, or an MLM + `idf_path`)."""
+    from ifsr.cache import weights_checksum
+    from ifsr.export import load_model
+    from ifsr.models import resolve_model_path
+
+    doc, query = load_model(model, idf_path, max_length)
+    doc.max_length = max_length
+    doc.eval()
+    return doc, query, weights_checksum(resolve_model_path(model), doc.mlm)

@@ -81,18 +81,12 @@ def engine_quality(data_dir: str | os.PathLike | None = None, model: str = "spla
                    cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                    engines: Sequence[str] = ("pisa",), k: int = 10) -> pd.DataFrame:
     """`engine_rows` on SciFact test (all judged queries), with the latency study's cached vectors."""
-    from ifsr.cache import weights_checksum
-    from ifsr.corpora import default_cache_dir, real_corpus
-    from ifsr.data import load_beir
-    from ifsr.export import load_model
-    from ifsr.models import resolve_model_path
+    from ifsr.corpora import default_cache_dir, load_encoders, real_corpus
+    from ifsr.data import data_dir as resolve_data_dir, load_beir
 
-    data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR") or "data")
+    data_dir = resolve_data_dir(data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    doc, query = load_model(model, data_dir / "idf" / "msmarco_bert-base-uncased_idf.json", max_length)
-    doc.max_length = max_length
-    doc.eval()
-    weights = weights_checksum(resolve_model_path(model), doc.mlm)
+    doc, query, weights = load_encoders(model, data_dir / "idf" / "msmarco_bert-base-uncased_idf.json", max_length)
     corpus = real_corpus(data_dir, doc, cache_dir, model, weights, "scifact")
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
     queries = {q: ds.queries[q] for q in ds.query_ids}

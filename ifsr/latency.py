@@ -26,7 +26,8 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ifsr import serving
-from ifsr.corpora import LatencyCorpus, default_cache_dir, provenance, real_corpus, resample, scifact_queries
+from ifsr.corpora import (LatencyCorpus, default_cache_dir, load_encoders, provenance, real_corpus, resample,
+                          scifact_queries)
 from ifsr.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
@@ -189,11 +190,10 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
     data and model checksums for the manifest.
     """
-    from ifsr.cache import weights_checksum
-    from ifsr.export import load_model
+    from ifsr.data import data_dir as resolve_data_dir
     from ifsr.models import resolve_model_path
 
-    data_dir = Path(data_dir or os.environ.get("IFSR_DATA_DIR") or "data")
+    data_dir = resolve_data_dir(data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     for size in sizes:
         if not (size in ("scifact", "real") or (isinstance(size, int) and size > 0)):
@@ -202,10 +202,7 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
         raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
     queries = scifact_queries(data_dir, n_queries, seed)
     idf_path = idf_path or data_dir / "idf" / "msmarco_bert-base-uncased_idf.json"
-    doc_encoder, query_encoder = load_model(model, idf_path, max_length)  # any saved ifsr layout, or MLM + IDF
-    doc_encoder.max_length = max_length
-    doc_encoder.eval()
-    weights = weights_checksum(resolve_model_path(model), doc_encoder.mlm)
+    doc_encoder, query_encoder, weights = load_encoders(model, idf_path, max_length)
     needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
     base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, max_passages, show_progress)
             for w in ("scifact", "real") if w in needed}
