@@ -1,10 +1,14 @@
-"""Training step cost: ifsr's loss vs sentence-transformers' SpladeLoss(SparseDistillKLDivLoss).
+"""Training step cost: ifsr's training student vs sentence-transformers' own SPLADE pieces.
 
-Both run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its own loop) on the
-same student (splade-tiny with a frozen IDF query route), the same batches and the same settings; only
-the loss module differs (ifsr: per-batch min-max ensemble targets + IDF-aware FLOPS on documents;
-sentence-transformers: KL on precomputed targets + FlopsLoss on documents). Each runs in its own
-process so peak memory (max RSS) is its own. Prints steps/s, peak memory and the ratios.
+All run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its own loop) on
+splade-tiny with a frozen IDF query route, the same batches and the same settings:
+  ifsr        the fused document module (ifsr.train.FusedSpladeDocument) + ifsr's loss
+              (per-batch min-max ensemble targets + IDF-aware FLOPS on documents);
+  ifsr-dense  ST's Transformer(fill-mask) + SpladePooling(max) + ifsr's loss (isolates the fusion);
+  st          ST's Transformer(fill-mask) + SpladePooling(max) + SpladeLoss(SparseDistillKLDivLoss)
+              on precomputed targets with FlopsLoss on documents.
+Each runs in its own process so peak memory (max RSS) is its own. Prints steps/s, peak memory and
+the ratios to `st`.
 
     python benchmarks/train_step.py --steps 6 --batch-size 8 --max-length 128
 """
@@ -16,6 +20,8 @@ import resource
 import subprocess
 import sys
 import time
+
+IMPLS = ("ifsr", "ifsr-dense", "st")  # `st` last: the reference of the ratios
 
 
 def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
@@ -37,8 +43,8 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     labels = rng.random((n, 2, 3)).astype(np.float32)
     idf = load_idf(data_dir() / "idf" / "msmarco_bert-base-uncased_idf.json", load_tokenizer("splade-tiny"))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, max_length=max_length, lam=0.01, lambda_warmup_steps=1)
-    model = build_student("splade-tiny", idf, "idf", max_length, seed=0)
-    if impl == "ifsr":
+    model = build_student("splade-tiny", idf, "idf", max_length, seed=0, fused=impl == "ifsr")
+    if impl in ("ifsr", "ifsr-dense"):
         loss = InferenceFreeDistillLoss(model, cfg)
         rows["label"] = labels.tolist()
     else:
@@ -70,14 +76,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--impl", choices=["ifsr", "st"], help=argparse.SUPPRESS)
+    ap.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.impl:
         print(json.dumps(one(args.impl, args.steps, args.batch_size, args.max_length)))
         return
-    results = {"ifsr": [], "st": []}
+    results = {impl: [] for impl in IMPLS}
     for _ in range(args.repeats):  # alternate, each in a fresh process
-        for impl in ("ifsr", "st"):
+        for impl in IMPLS:
             out = subprocess.run([sys.executable, __file__, "--impl", impl, "--steps", str(args.steps),
                                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
@@ -87,10 +93,11 @@ def main() -> None:
         sps = sorted(r["steps_per_s"] for r in rs)[len(rs) // 2]
         mem = max(r["peak_rss_mb"] for r in rs)
         print(f"{impl:>5}: {sps:.3f} steps/s, peak RSS {mem:.0f} MB")
-    ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(results["ifsr"], results["st"])]
-    mem = [a["peak_rss_mb"] / b["peak_rss_mb"] for a, b in zip(results["ifsr"], results["st"])]
-    print(f"steps/s ratio ifsr / sentence-transformers: {sorted(ratios)[len(ratios) // 2]:.3f} "
-          f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)}); peak memory ratio {max(mem):.3f}")
+    for impl in IMPLS[:-1]:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(results[impl], results["st"])]
+        mem = [a["peak_rss_mb"] / b["peak_rss_mb"] for a, b in zip(results[impl], results["st"])]
+        print(f"steps/s ratio {impl} / st: {sorted(ratios)[len(ratios) // 2]:.3f} "
+              f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)}); peak memory ratio {max(mem):.3f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ifsr.data import BeirSet, data_dir, load_beir, training_queries
 from ifsr.pairs import load_pairs
-from ifsr.train import TrainConfig
+from ifsr.train import TrainConfig, mlm_dir
 
 
 @dataclasses.dataclass
@@ -134,16 +134,6 @@ def pretrain_dataset(cfg: AblationConfig):
     return datasets.DatasetDict({k: v for k, v in parts.items() if len(v) >= cfg.train.batch_size})
 
 
-def _tokenizer_dir(student: str) -> str:
-    """The student's tokenizer: a SparseEncoder directory keeps it in its document module's folder."""
-    if (Path(student) / "modules.json").is_file():
-        found = sorted(Path(student).glob("*/tokenizer.json")) + sorted(Path(student).glob("*/*/tokenizer.json"))
-        if not found:
-            raise FileNotFoundError(f"{student}: no tokenizer.json in the SparseEncoder's module folders")
-        return str(found[0].parent)
-    return student
-
-
 def run_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -153,7 +143,7 @@ def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) ->
     from ifsr.idf import load_idf
     from ifsr.models import load_tokenizer
 
-    idf = load_idf(_idf_path(cfg), load_tokenizer(_tokenizer_dir(train_cfg.student)))
+    idf = load_idf(_idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     data_fp = [cfg.train_dataset, cfg.corpus_limit, cfg.train_query_limit, cfg.mining_depth, cfg.dense_teacher,
                cfg.sparse_teacher, cfg.teacher_max_length, cfg.seed, str(_idf_path(cfg))]
     from ifsr.train import train

@@ -63,6 +63,90 @@ def _checked_path(name_or_path: str) -> str:
     return path
 
 
+class _MaxPooledLogits(torch.autograd.Function):
+    """max_i (h_i · W_j + b_j) over each document's real tokens, without the [B, L, V] logits.
+
+    Forward: one document at a time, the vocabulary in chunks, so each logit block stays small and
+    only the running max (and, when a gradient is needed, its argmax token) is kept. Backward: the
+    max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
+    (after ReLU: the few hundred active terms per document), so it is a scatter, not a matmul.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, mask, weight, bias, chunk: int, need_index: bool):
+        bsz, length, _ = hidden.shape  # hidden [B, L, H], mask [B, L] bool, weight [V, H], bias [V]
+        vocab = weight.shape[0]
+        w_t = weight.t().contiguous()  # [H, V]
+        values = hidden.new_full((bsz, vocab), float("-inf"))  # [B, V]
+        index = torch.zeros((bsz, vocab), dtype=torch.long, device=hidden.device) if need_index else None
+        for b in range(bsz):
+            pos = mask[b].nonzero().squeeze(1)  # [n] real token positions
+            if len(pos) == 0:
+                continue  # no real token: -inf, which ReLU sends to 0 (as the dense masked max)
+            h = hidden[b, pos]  # [n, H]
+            for s in range(0, vocab, chunk):
+                block = h @ w_t[:, s : s + chunk]  # [n, C]
+                if need_index:
+                    v, i = block.max(dim=0)
+                    index[b, s : s + chunk] = pos[i]
+                else:
+                    v = block.amax(dim=0)
+                values[b, s : s + chunk] = v
+        values += bias
+        if need_index:
+            ctx.save_for_backward(hidden, weight, index)
+        return values  # [B, V]
+
+    @staticmethod
+    def backward(ctx, grad):  # grad [B, V]
+        hidden, weight, index = ctx.saved_tensors
+        bsz, length, dim = hidden.shape
+        flat = hidden.reshape(bsz * length, dim)  # [B*L, H]
+        b, j = grad.nonzero(as_tuple=True)  # the entries whose gradient is not zero
+        dh = torch.zeros_like(flat) if ctx.needs_input_grad[0] else None
+        dw = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
+        db = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device) if ctx.needs_input_grad[3] else None
+        step = 1 << 18  # bounded temporaries even for a dense upstream gradient
+        for s in range(0, len(b), step):
+            bb, jj = b[s : s + step], j[s : s + step]
+            g = grad[bb, jj]  # [n]
+            rows = bb * length + index[bb, jj]  # [n] the token that won each max
+            if dh is not None:
+                dh.index_add_(0, rows, g[:, None] * weight[jj])
+            if dw is not None:
+                dw.index_add_(0, jj, g[:, None] * flat[rows])
+            if db is not None:
+                db.index_add_(0, jj, g)
+        return (None if dh is None else dh.view_as(hidden)), None, dw, db, None, None
+
+
+def max_pooled_logits(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                      chunk: int = 4096) -> torch.Tensor:
+    """[B, V] = max over real tokens i of (hidden_i @ weight.T + bias); hidden [B, L, H], mask [B, L].
+
+    The same function (and gradient) as a dense output layer followed by a masked max, in
+    O(B × V) memory instead of O(B × L × V); `benchmarks/encode.py` and `train_step.py` time it.
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    need_index = torch.is_grad_enabled() and any(t.requires_grad for t in (hidden, weight, bias))
+    return _MaxPooledLogits.apply(hidden, mask.bool(), weight, bias, chunk, need_index)
+
+
+def mlm_max_logits(mlm: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   fused: bool = True) -> torch.Tensor:
+    """max over real tokens of the MLM logits, [B, V]. BERT-family heads (transform + decoder) run
+    fused through `max_pooled_logits`; any other head (or `fused=False`) computes the dense logits."""
+    head = getattr(getattr(mlm, "cls", None), "predictions", None)
+    if not fused or head is None or not hasattr(head, "transform"):
+        logits = mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, L, V]
+        logits = logits.masked_fill(attention_mask[:, :, None] == 0, float("-inf"))  # padding never wins the max
+        return logits.amax(dim=1)
+    hidden = mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
+    hidden = head.transform(hidden)  # [B, L, H]
+    return max_pooled_logits(hidden, attention_mask, head.decoder.weight, head.decoder.bias)
+
+
 class DocumentEncoder(nn.Module):
     """MLM logits -> masked max over tokens -> log1p(ReLU(.)) -> special tokens zeroed. Output [B, V]."""
 
@@ -71,6 +155,7 @@ class DocumentEncoder(nn.Module):
         if max_length <= 0:
             raise ValueError(f"max_length must be positive, got {max_length}")
         self.mlm, self.tokenizer, self.max_length = mlm, tokenizer, max_length
+        self.fused = True  # fused max-pooled MLM head (mlm_max_logits); False: dense logits
         keep = torch.ones(mlm.config.vocab_size)  # [V]
         keep[sorted(set(tokenizer.all_special_ids))] = 0.0
         self.register_buffer("keep", keep, persistent=False)
@@ -90,9 +175,8 @@ class DocumentEncoder(nn.Module):
         ).to(self.device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, L, V]
-        logits = logits.masked_fill(attention_mask[:, :, None] == 0, float("-inf"))  # padding never wins the max
-        pooled = logits.amax(dim=1)  # [B, V]; max first: log1p∘ReLU is monotone, so this is the same function
+        pooled = mlm_max_logits(self.mlm, input_ids, attention_mask, self.fused)  # [B, V]
+        # max first: log1p∘ReLU is monotone, so this is the same function as activating every token
         return torch.log1p(torch.relu(pooled.float())) * self.keep  # [B, V]
 
     @torch.inference_mode()

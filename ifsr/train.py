@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
+from sentence_transformers.sparse_encoder.modules import Transformer
 from transformers import TrainerCallback
 
 from ifsr.losses import TEACHER_MODES, inference_free_loss, lambda_at, teacher_targets
+from ifsr.models import mlm_max_logits
 
 
 @dataclasses.dataclass
@@ -59,24 +62,48 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be positive and n_neg >= 1")
 
 
-def build_student(name_or_path: str, idf, query_weights: str, max_length: int, seed: int):
-    """SparseEncoder(Router(query: SparseStaticEmbedding(weight, frozen), document: MLM + SpladePooling(max)))."""
-    from sentence_transformers import SparseEncoder
-    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
-
+def mlm_dir(name_or_path: str) -> str:
+    """The masked-LM folder of a model: itself, or a SparseEncoder directory's document Transformer folder."""
     from ifsr.models import _checked_path
 
     path = _checked_path(name_or_path)
+    if not (Path(path) / "modules.json").is_file():
+        return path
+    found = sorted(Path(path).glob("*/tokenizer.json")) + sorted(Path(path).glob("*/*/tokenizer.json"))
+    if not found:
+        raise FileNotFoundError(f"{path}: no tokenizer.json in the SparseEncoder's module folders")
+    return str(found[0].parent)
+
+
+class FusedSpladeDocument(Transformer):
+    """Transformer(fill-mask) + SpladePooling(max, relu) as one module, the max fused into the MLM head
+    (`ifsr.models.mlm_max_logits`): the same vectors and gradients without the [B, L, V] logits
+    (benchmarks/train_step.py). Only the training student uses it; `train` saves the standard pair."""
+
+    def forward(self, features: dict, **kwargs) -> dict:
+        pooled = mlm_max_logits(self.auto_model, features["input_ids"], features["attention_mask"])  # [B, V]
+        features["sentence_embedding"] = torch.log1p(torch.relu(pooled))  # [B, V]
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.auto_model.config.vocab_size
+
+
+def build_student(name_or_path: str, idf, query_weights: str, max_length: int, seed: int, fused: bool = True):
+    """SparseEncoder(Router(query: SparseStaticEmbedding(weight, frozen), document: MLM + SpladePooling(max))).
+
+    `fused`: the document route is one `FusedSpladeDocument` (training); else the standard
+    Transformer(fill-mask) + SpladePooling(max, relu) pair (saved models)."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling
+
+    path = mlm_dir(name_or_path)
     with torch.random.fork_rng(devices=[]):  # a new MLM head (MiniLM) is initialised from `seed`
         torch.manual_seed(seed)
-        if (Path(path) / "modules.json").is_file():  # a previous stage: reuse its document route
-            previous = SparseEncoder(path, device="cpu")
-            document = next(route for key, route in previous[0].sub_modules.items() if key == "document")
-            doc_modules = list(document)
-        else:
-            doc_modules = [Transformer(path, transformer_task="fill-mask", max_seq_length=max_length),
-                           SpladePooling(pooling_strategy="max", activation_function="relu")]
-    doc_modules[0].max_seq_length = max_length
+        kind = FusedSpladeDocument if fused else Transformer
+        doc_modules = [kind(path, transformer_task="fill-mask", max_seq_length=max_length, unpad_inputs=False)]
+    if not fused:
+        doc_modules.append(SpladePooling(pooling_strategy="max", activation_function="relu"))
     tokenizer = doc_modules[0].tokenizer
     weight = query_weight_vector(idf, tokenizer, query_weights)  # [V]
     query = SparseStaticEmbedding(tokenizer=tokenizer, weight=weight, frozen=True)
@@ -160,5 +187,9 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     with open(out / "log.jsonl", "w", encoding="utf-8") as f:
         for row in trainer.state.log_history:
             f.write(json.dumps(row) + "\n")
-    model.save(str(out / "model"))
+    document = next(m for k, route in model[0].sub_modules.items() if k == "document" for m in route)
+    document.save(str(out / "mlm"))  # the trained MLM, then the standard two-module SparseEncoder from it
+    build_student(str(out / "mlm"), idf, config.query_weights, config.max_length, config.seed,
+                  fused=False).save(str(out / "model"))
+    shutil.rmtree(out / "mlm")
     return out / "model"

@@ -125,3 +125,63 @@ def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
         results[name] = evaluate_run(to_run(ds.query_ids, ds.doc_ids, idx, sc), ds.qrels)["nDCG@10"]
     assert results["inference-free"] == pytest.approx(0.347, abs=0.005)
     assert results["siamese"] == pytest.approx(0.363, abs=0.005)
+
+
+# ----------------------------------------------------------------------------- fused max-pooled head
+
+def test_max_pooled_logits_hand_example():
+    from ifsr.models import max_pooled_logits
+
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], requires_grad=True)  # [1, 3, 2]; token 2 is padding
+    mask = torch.tensor([[1, 1, 0]])
+    weight = torch.tensor([[1.0, 1.0], [2.0, -1.0]], requires_grad=True)  # [V=2, H=2]
+    bias = torch.tensor([0.5, -0.5], requires_grad=True)
+    out = max_pooled_logits(hidden, mask, weight, bias)
+    # logits of the real tokens: token 0 -> [1.5, 1.5], token 1 -> [2.5, -2.5]; the max per term:
+    assert out.tolist() == [[2.5, 1.5]]  # term 0 from token 1, term 1 from token 0; padding's 10.5 ignored
+    (out * torch.tensor([[2.0, 3.0]])).sum().backward()
+    assert hidden.grad.tolist() == [[[6.0, -3.0], [2.0, 2.0], [0.0, 0.0]]]  # 3*W[1] on token 0, 2*W[0] on token 1
+    assert weight.grad.tolist() == [[0.0, 4.0], [3.0, 0.0]]  # 2*h_1 for term 0, 3*h_0 for term 1
+    assert bias.grad.tolist() == [2.0, 3.0]
+
+
+def test_max_pooled_logits_equals_dense_head_and_its_gradient():
+    from ifsr.models import max_pooled_logits
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(4, 7, 8, generator=g, requires_grad=True)
+    weight = torch.randn(50, 8, generator=g, requires_grad=True)
+    bias = torch.randn(50, generator=g, requires_grad=True)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    mask[1, 3:] = False
+    mask[2, :] = False  # a document with no real token
+    upstream = torch.randn(4, 50, generator=g)
+
+    def dense():
+        logits = (hidden @ weight.T + bias).masked_fill(~mask[:, :, None], float("-inf"))  # [B, L, V]
+        return logits.amax(dim=1)
+
+    grads = []
+    for f in (dense, lambda: max_pooled_logits(hidden, mask, weight, bias, chunk=16)):
+        out = f()
+        torch.log1p(torch.relu(out)).mul(upstream).sum().backward()  # the SPLADE activation on top
+        grads.append((out.detach(), *(t.grad.clone() for t in (hidden, weight, bias))))
+        for t in (hidden, weight, bias):
+            t.grad = None
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.isinf(grads[1][0][2]).all()  # no real token: -inf, ReLU -> 0 (as the dense masked max)
+    with pytest.raises(ValueError, match="chunk"):
+        max_pooled_logits(hidden, mask, weight, bias, chunk=0)
+
+
+def test_fused_and_dense_document_encoders_agree(doc):
+    batch = doc.tokenize(TEXTS)
+    with torch.no_grad():
+        fused = doc(batch["input_ids"], batch["attention_mask"])
+        doc.fused = False
+        try:
+            dense = doc(batch["input_ids"], batch["attention_mask"])
+        finally:
+            doc.fused = True
+    assert torch.allclose(fused, dense, atol=1e-5)

@@ -105,9 +105,37 @@ def test_resume_is_exact(idf, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     start = weights(build_student_dir(idf, tmp_path))
     assert any(not torch.equal(a[k], start[k]) for k in a if k in start)  # training did move the weights
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    saved = SparseEncoder(str(straight), device="cpu")  # the standard modules, not the fused training one
+    kinds = [type(m).__name__ for route in saved[0].sub_modules.values() for m in route]
+    assert kinds == ["SparseStaticEmbedding", "Transformer", "SpladePooling"] and isinstance(saved[0].sub_modules["document"][1], SpladePooling)
+
+
+def test_fused_student_equals_the_standard_modules(idf):
+    """The training route (FusedSpladeDocument) gives the standard Transformer + SpladePooling route's
+    vectors and the same loss gradient on every MLM weight."""
+    texts = ["alveolar macrophages clear inhaled particles", "a short one", "heat flow over a flat plate wing"]
+    grads, vecs = [], []
+    for fused in (True, False):
+        model = build_student("splade-tiny", idf, "idf", 32, seed=0, fused=fused)
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0  # same forward on both routes
+        feats = model.preprocess(texts, task="document")
+        w = model(feats)["sentence_embedding"]  # [3, V]
+        (w.mean(0).pow(2).sum() + w[:, 2000:2100].sum()).backward()
+        vecs.append(w.detach())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert torch.allclose(vecs[0], vecs[1], atol=1e-5) and (vecs[0] > 0).sum() > 30
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-4, rtol=1e-4), n
 
 
 def build_student_dir(idf, tmp_path):
-    model = build_student("splade-tiny", idf, "idf", 32, seed=0)
+    model = build_student("splade-tiny", idf, "idf", 32, seed=0, fused=False)
     model.save(str(tmp_path / "start"))
     return tmp_path / "start"
