@@ -205,13 +205,21 @@ def idf_flops_sweep(cfg: AblationConfig) -> pd.DataFrame:
         for lam in cfg.lambdas:
             tc = dataclasses.replace(cfg.train, query_weights=arm, teacher="ensemble-minmax", lam=lam)
             model = trained_model(cfg, tc, data)
+            tau = _trained_temperature(model)
             views = [("idf-flops", "idf")] if arm == "idf" else [("flops", "ones"), ("flops+idf-query", "idf")]
             for label, qw in views:
                 for r in evaluate_trained(cfg, model, qw):
                     rows.append({"dataset": r["dataset"], "arm": label, "lambda": lam, "nDCG@10": r["nDCG@10"],
                                  "R@100": r["R@100"], "flops": r["flops"], "doc_nnz": r["doc_nnz"],
-                                 "query_nnz": r["query_nnz"], "model": str(model)})
+                                 "query_nnz": r["query_nnz"], "student_temperature": tau, "model": str(model)})
     return pd.DataFrame(rows)
+
+
+def _trained_temperature(model_dir: Path) -> float:
+    """The student temperature a run trained with ("auto" is resolved in its train_config.yaml)."""
+    import yaml
+
+    return float(yaml.safe_load((Path(model_dir).parent / "train_config.yaml").read_text())["student_temperature"])
 
 
 def teacher_ablation(cfg: AblationConfig) -> pd.DataFrame:
@@ -230,7 +238,8 @@ def teacher_ablation(cfg: AblationConfig) -> pd.DataFrame:
             ref = next((e for e in results.get("ensemble-minmax", (None, []))[1] if e["dataset"] == r["dataset"]), None)
             p = paired_randomization_test(r["per_query"], ref["per_query"], seed=cfg.seed) if ref else float("nan")
             rows.append({"dataset": r["dataset"], "teacher": teacher, "nDCG@10": r["nDCG@10"], "R@100": r["R@100"],
-                         "flops": r["flops"], "p_value_vs_ensemble_minmax": p, "model": str(model)})
+                         "flops": r["flops"], "p_value_vs_ensemble_minmax": p,
+                         "student_temperature": _trained_temperature(model), "model": str(model)})
     return pd.DataFrame(rows)
 
 

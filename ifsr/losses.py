@@ -131,19 +131,24 @@ def inference_free_loss(
     mask: Tensor | None = None,
     flops_form: str = "batch",
     rank_loss: str = "kl",
+    temperature: float = 1.0,
 ) -> dict[str, Tensor]:
-    """The paper's objective:  L = L_rank( s(q, d) ) + lambda_t * L_FLOPS(w).
+    """The paper's objective:  L = L_rank( s(q, d) / tau ) + lambda_t * L_FLOPS(w).
 
     query_weights [B, V]: idf_j on query tokens (IDF-aware arm) or 1 (plain-FLOPS arm).
     doc_weights [B, G, V]: raw document weights w; FLOPS stays on w, never on idf * w (SPEC trap 1).
-    teacher [B, G]: target scores (e.g. `ensemble_targets`). Returns every term by name, each still
+    teacher [B, G]: target scores (e.g. `ensemble_targets`). temperature tau: the student's (1 in the
+    paper); ranking is unchanged by it, but it sets the score scale the ranking term asks for (see
+    ifsr.train.TrainConfig.student_temperature). Returns every term by name, each still
     attached to the graph ("loss" = rank + lambda * flops), so a trainer may log or sum them.
     """
     if flops_form not in ("batch", "per_slot"):
         raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {flops_form!r}")
     if rank_loss not in ("kl", "margin_mse"):
         raise ValueError(f"rank_loss must be 'kl' or 'margin_mse', got {rank_loss!r}")
-    scores = candidate_scores(query_weights, doc_weights)  # [B, G]
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    scores = candidate_scores(query_weights, doc_weights) / temperature  # [B, G]
     rank = kl_distill(scores, teacher, mask) if rank_loss == "kl" else margin_mse(scores, teacher, mask)
     if flops_form == "batch":
         real = doc_weights.flatten(0, 1) if mask is None else doc_weights[mask]  # [N, V] real documents

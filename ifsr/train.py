@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from sentence_transformers.sparse_encoder.modules import Transformer
@@ -37,6 +38,7 @@ class TrainConfig:
     lambda_warmup_steps: int = 200  # T of the quadratic warm-up
     flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
     rank_loss: str = "kl"  # "kl" or "margin_mse"
+    student_temperature: float | str = 1.0  # tau: ranking term on s(q, d) / tau; 1 = the paper; "auto": calibrated
     steps: int = 2000
     batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
     grad_accum: int = 1
@@ -58,6 +60,9 @@ class TrainConfig:
             raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
         if self.flops_form not in ("batch", "per_slot"):
             raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {self.flops_form!r}")
+        tau = self.student_temperature
+        if tau != "auto" and (isinstance(tau, str) or tau <= 0):
+            raise ValueError(f"student_temperature must be positive or 'auto', got {tau!r}")
         if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
             raise ValueError("steps and batch_size must be positive and n_neg >= 1")
 
@@ -137,8 +142,39 @@ class InferenceFreeDistillLoss(nn.Module):
         c = self.config
         target = teacher_targets(labels.float(), c.teacher, scale=c.teacher_scale)  # [B, G]
         lam = lambda_at(self.step, c.lam, c.lambda_warmup_steps)
-        out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss)
+        out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss,
+                                   temperature=c.student_temperature)
         return {"rank": out["rank"], "flops_penalty": lam * out["flops"]}
+
+
+TEMPERATURE_GRID = tuple(2.0 ** (k / 2) for k in range(-2, 9))  # 0.5 ... 16
+
+
+def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> float:
+    """The student temperature under which the *untrained* student's ranking loss is least, on the
+    first `n` training examples (grid TEMPERATURE_GRID).
+
+    Why: a student that starts from a siamese SPLADE scores s = sum idf_j w_j, whose spread over a
+    candidate set is ~2-4x the teacher's [0, S] targets (IDF multiplies every matched weight). Under
+    KL the cheapest way down is then to shrink every document weight, which erases expansion terms;
+    dividing the scores by tau removes that pull without changing any ranking. The rule is the same
+    for every arm and start model; tau = 1 (the paper's form) is on the grid.
+    """
+    import datasets as hf_datasets
+
+    if isinstance(dataset, hf_datasets.DatasetDict):
+        dataset = hf_datasets.concatenate_datasets([dataset[k] for k in sorted(dataset)])
+    rows = dataset.select(range(min(n, len(dataset))))
+    cols = [f"doc_{g}" for g in range(config.n_neg + 1)]
+    with torch.no_grad():
+        q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
+        scores = torch.stack([(q * model.encode_document(list(rows[c]), convert_to_tensor=True).to_dense()).sum(1)
+                              for c in cols], dim=1)  # [n, G]
+    target = teacher_targets(torch.tensor(rows["label"], dtype=torch.float32), config.teacher,
+                             scale=config.teacher_scale)  # [n, G]
+    losses = [inference_free_loss(torch.ones(1, 1), scores[:, :, None], target, 0.0, rank_loss=config.rank_loss,
+                                  temperature=t)["rank"].item() for t in TEMPERATURE_GRID]
+    return TEMPERATURE_GRID[int(np.argmin(losses))]
 
 
 class LambdaWarmup(TrainerCallback):
@@ -167,8 +203,11 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "train_config.yaml")
     model = build_student(config.student, idf, config.query_weights, config.max_length, config.seed)
+    if config.student_temperature == "auto":  # resolved before training and written in train_config.yaml
+        model.eval()
+        config = dataclasses.replace(config, student_temperature=calibrate_temperature(model, train_dataset, config))
+    save_config(config, out / "train_config.yaml")
     columns = ["query"] + [f"doc_{g}" for g in range(config.n_neg + 1)]
     args = SparseEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"), max_steps=config.steps, per_device_train_batch_size=config.batch_size,

@@ -130,6 +130,22 @@ def test_loss_terms_and_bad_options():
         inference_free_loss(binary, w, teacher, 0.5, flops_form="slots")
     with pytest.raises(ValueError):
         inference_free_loss(binary, w, teacher, 0.5, rank_loss="ce")
+    with pytest.raises(ValueError, match="temperature"):
+        inference_free_loss(binary, w, teacher, 0.5, temperature=0.0)
+
+
+def test_student_temperature_divides_the_ranking_scores_only():
+    w, binary, idf, teacher = _batch()
+    hot = inference_free_loss(binary * idf, w, teacher, 0.5, temperature=4.0)
+    cold = inference_free_loss(binary * idf, w, teacher, 0.5)
+    assert hot["rank"].item() == pytest.approx(kl_distill(candidate_scores(binary * idf, w) / 4.0, teacher).item())
+    assert hot["rank"].item() != pytest.approx(cold["rank"].item())
+    assert hot["flops"].item() == cold["flops"].item()  # FLOPS is on w, untouched by tau
+    # by hand: scores [4, 0] at tau 2 are [2, 0]; a uniform teacher: KL = sum_i 0.5 * (log 0.5 - log p_i)
+    s, t = torch.tensor([[4.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    want = 0.5 * (math.log(0.5) - math.log(1 / (1 + math.exp(-2.0)))) + 0.5 * (math.log(0.5) - math.log(1 / (1 + math.exp(2.0))))
+    one_term = inference_free_loss(torch.ones(1, 1), s[:, :, None], t, 0.0, temperature=2.0)["rank"]
+    assert one_term.item() == pytest.approx(want, rel=1e-6)
 
 
 def test_masked_batch_flops_counts_real_documents_only():

@@ -73,7 +73,12 @@ def test_report_states_verdicts_from_tables(tmp_path):
         {"dataset": "d", "arm": "flops", "lambda": 1.0, "flops": 1.0, "nDCG@10": 0.50},
         {"dataset": "d", "arm": "flops", "lambda": 0.1, "flops": 100.0, "nDCG@10": 0.70},
         {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": 0.55},
+        {"dataset": "d", "arm": "untrained", "lambda": float("nan"), "flops": 20.0, "nDCG@10": 0.56},
     ]).to_csv(root / "p" / "idf_flops" / "curve.csv", index=False)
+    (root / "p" / "baselines").mkdir(parents=True)
+    pd.DataFrame([{"dataset": "d", "system": "bm25", "nDCG@10": 0.52},
+                  {"dataset": "d", "system": "inference-free-untrained", "nDCG@10": 0.40}]).to_csv(
+        root / "p" / "baselines" / "table.csv", index=False)
     pd.DataFrame([
         {"dataset": "d", "teacher": "dense", "nDCG@10": 0.61, "p_value_vs_ensemble_minmax": 0.01},
         {"dataset": "d", "teacher": "sparse", "nDCG@10": 0.58, "p_value_vs_ensemble_minmax": 0.001},
@@ -84,6 +89,9 @@ def test_report_states_verdicts_from_tables(tmp_path):
     assert "IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
     assert "Claim 2 does not hold here" in text  # 0.60 < dense 0.61
     assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700)" in text
+    assert "best IDF-aware 0.5500 vs bm25 0.5200 → beats it (+0.0300)" in text
+    # the start is read from the curve (the students' evaluation settings), not the baselines table
+    assert "best IDF-aware 0.5500 vs the untrained start (curve) 0.5600 → does not beat it (-0.0100)" in text
 
 
 def test_report_latency_section_ratios_by_hand(tmp_path):
