@@ -11,6 +11,8 @@ A finished result (its manifest.json exists) is not overwritten without `force`.
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,27 @@ NOTEBOOKS: dict[str, str] = {  # notebook -> results sub-directory
 }
 
 
+def entry_parts(entry: str) -> tuple[str, str]:
+    """A preset entry "03_latency" or "03_latency@student" -> (notebook, results sub-directory).
+
+    "@variant" runs the same notebook again with other parameters into `<folder>_<variant>`."""
+    name, _, variant = entry.partition("@")
+    if name not in NOTEBOOKS or (variant and not re.fullmatch(r"[a-z0-9_]+", variant)):
+        raise ValueError(f"unknown notebook entry {entry!r}; known: {sorted(NOTEBOOKS)} (optionally '@variant')")
+    return name, NOTEBOOKS[name] + (f"_{variant}" if variant else "")
+
+
 def load_presets(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
     with open(path, encoding="utf-8") as f:
         presets = yaml.safe_load(f)
     if not isinstance(presets, dict):
         raise ValueError(f"{path}: expected a mapping preset -> notebook -> parameters")
     for preset, notebooks in presets.items():
-        unknown = sorted(set(notebooks or {}) - set(NOTEBOOKS))
-        if unknown:
-            raise ValueError(f"{path}: preset {preset!r} names unknown notebook(s) {unknown}; known: {sorted(NOTEBOOKS)}")
+        for entry in notebooks or {}:
+            try:
+                entry_parts(entry)
+            except ValueError as e:
+                raise ValueError(f"{path}: preset {preset!r}: {e}") from None
     return presets
 
 
@@ -56,10 +70,11 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
     steps = []
-    for name, params in (presets[preset] or {}).items():
-        if only and name not in only:
+    for entry, params in (presets[preset] or {}).items():
+        if only and entry not in only:
             continue
-        out_dir = root / "results" / preset / NOTEBOOKS[name]
+        name, folder = entry_parts(entry)
+        out_dir = root / "results" / preset / folder
         params = {"preset": preset, "out_dir": str(out_dir), **(params or {})}
         if data_dir is not None:
             params["data_dir"] = data_dir
@@ -69,6 +84,16 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
     if only and not steps:
         raise ValueError(f"--only {only} matches no notebook of preset {preset!r}")
     return steps
+
+
+def _record_wall_time(manifest: Path, seconds: float) -> None:
+    """The whole notebook's wall time in its manifest (the manifest object itself is made at the end)."""
+    import json
+
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        data["wall_seconds"] = round(seconds, 1)
+        manifest.write_text(json.dumps(data, indent=2))
 
 
 def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, data_dir: str | None = None,
@@ -92,8 +117,10 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
         out_dir.mkdir(parents=True, exist_ok=True)
         executed = out_dir / notebook.name
         print(f"run  {notebook.name} -> {executed}")
+        t0 = time.time()
         papermill.execute_notebook(str(notebook), str(executed), parameters=params, cwd=str(Path(root).resolve()),
                                    progress_bar=False, log_output=False)
+        _record_wall_time(out_dir / "manifest.json", time.time() - t0)
         done.append(executed)
     from ifsr.report import write_report
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -106,10 +107,16 @@ def _bars(curve: pd.DataFrame | None, base: pd.DataFrame | None) -> list[str]:
     return lines + [""]
 
 
-def _latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = None) -> list[str]:
-    lines = ["## Claim 4: inference-free latency is about 1.1× BM25 on an inverted index", ""]
+def _latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = None,
+                     folder: str = "latency", model: str | None = None) -> list[str]:
+    title = "## Claim 4: inference-free latency is about 1.1× BM25 on an inverted index"
+    if folder != "latency":
+        title = f"### Claim 4 again, `{folder}`"
+    lines = [title, ""]
     if table is None:
-        return lines + ["Not run for this preset (no latency/table.csv).", ""]
+        return lines + [f"Not run for this preset (no {folder}/table.csv).", ""]
+    if model:
+        lines += [f"Document model: `{model}`.", ""]
     lines += ["| engine | docs | resampled | inference-free p50 ms | bm25 p50 ms | siamese p50 ms | IF / BM25 | "
               "siamese / IF | IF top-10 agreement |", "|---|---|---|---|---|---|---|---|---|"]
     bm25 = table[(table["system"] == "bm25") & (table["engine"] == "pisa")].set_index("docs")["p50_ms"]
@@ -168,6 +175,12 @@ def write_report(results_root: str | Path, preset: str) -> Path:
     base = _read(root / "baselines" / "table.csv")
     latency = _read(root / "latency" / "table.csv")
     quality = _read(root / "latency" / "quality" / "table.csv")
+    variants = []
+    for sub in sorted(root.glob("latency_*/table.csv")):  # the latency notebook again, other parameters
+        config = sub.parent / "config.yaml"
+        model = (yaml.safe_load(config.read_text()) or {}).get("model") if config.is_file() else None
+        variants += _latency_section(pd.read_csv(sub), _read(sub.parent / "quality" / "table.csv"), sub.parent.name,
+                                     model)
     commits = {}
     for m in sorted(root.glob("*/manifest.json")):
         commits[m.parent.name] = json.loads(m.read_text()).get("git", {}).get("commit")
@@ -176,7 +189,7 @@ def write_report(results_root: str | Path, preset: str) -> Path:
              "comes from those files. Commits that produced them: "
              + ", ".join(f"{k}: `{(v or '?')[:10]}`" for k, v in commits.items()), ""]
     lines += (_idf_section(curve) + _teacher_section(teachers) + _bars(curve, base) + _latency_section(latency, quality)
-             + _caveats(root))
+             + variants + _caveats(root))
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -18,7 +18,18 @@ def test_every_preset_plans_with_declared_parameters():
         assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "01_idf_flops", "02_teachers"]
         for notebook, out_dir, params in steps:
             assert params["preset"] == preset and params["data_dir"] == "somewhere"
-            assert out_dir == ROOT / "results" / preset / NOTEBOOKS[notebook.stem]
+            assert out_dir.parent == ROOT / "results" / preset
+            assert out_dir.name.startswith(NOTEBOOKS[notebook.stem])
+
+
+def test_entry_variants_name_their_folder():
+    from ifsr.replicate import entry_parts
+
+    assert entry_parts("03_latency") == ("03_latency", "latency")
+    assert entry_parts("03_latency@student") == ("03_latency", "latency_student")
+    for bad in ("04_nothing", "03_latency@Bad-Name"):
+        with pytest.raises(ValueError, match="unknown notebook entry"):
+            entry_parts(bad)
 
 
 def test_unknown_parameter_and_preset_are_refused(tmp_path):
@@ -112,3 +123,14 @@ def test_report_latency_section_ratios_by_hand(tmp_path):
     assert "| pisa | 100 | False | 0.300 | 0.250 | 6.00 | 1.20× | 20.0× | 0.990 |" in text  # 0.30/0.25, 6/0.3
     assert "| pisa | 1,000 | True | 0.500 | 0.500 | 9.00 | 1.00× | 18.0× |" in text
     assert "partly holds here (PISA inference-free / BM25 p50 from 1.00× to 1.20×" in text
+    # the same notebook run again with a trained student (a preset's "03_latency@student") gets its own section
+    student = root / "p" / "latency_student"
+    student.mkdir()
+    pd.DataFrame([{**r, "p50_ms": r["p50_ms"] / 2 if r["system"] == "inference-free" else r["p50_ms"]}
+                  for r in rows]).to_csv(student / "table.csv", index=False)
+    (student / "config.yaml").write_text("model: runs/p/abc/model\n")
+    text = write_report(root, "p").read_text()
+    part = text.split("Claim 4 again, `latency_student`")[1]
+    assert "Document model: `runs/p/abc/model`." in part
+    assert "| pisa | 100 | False | 0.150 | 0.250 | 6.00 | 0.60× | 40.0× |" in part
+    assert "holds here (PISA inference-free / BM25 p50 from 0.50× to 0.60×" in part
