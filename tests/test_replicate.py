@@ -134,3 +134,22 @@ def test_report_latency_section_ratios_by_hand(tmp_path):
     assert "Document model: `runs/p/abc/model`." in part
     assert "| pisa | 100 | False | 0.150 | 0.250 | 6.00 | 0.60× | 40.0× |" in part
     assert "holds here (PISA inference-free / BM25 p50 from 0.50× to 0.60×" in part
+
+
+def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
+    from ifsr.latency import model_from_curve
+
+    model = tmp_path / "runs" / "abc" / "model"
+    model.mkdir(parents=True)
+    (model / "modules.json").write_text("[]")
+    curve = tmp_path / "curve.csv"
+    pd.DataFrame([{"arm": "untrained", "lambda": float("nan"), "model": "splade-tiny"},
+                  {"arm": "idf-flops", "lambda": 0.002, "model": str(model)},
+                  {"arm": "idf-flops", "lambda": 0.01, "model": str(tmp_path / "gone" / "model")}]).to_csv(curve, index=False)
+    assert model_from_curve(f"{curve}:idf-flops:0.002") == str(model)
+    with pytest.raises(ValueError, match="no row with arm 'flops' and lambda 0.002"):
+        model_from_curve(f"{curve}:flops:0.002")
+    with pytest.raises(FileNotFoundError, match="not on disk"):
+        model_from_curve(f"{curve}:idf-flops:0.01")
+    with pytest.raises(ValueError, match="expected '<curve.csv>:<arm>:<lambda>'"):
+        model_from_curve(str(curve))
