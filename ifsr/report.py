@@ -29,7 +29,7 @@ def matched_flops_gaps(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", 
     for _, r in pa.iterrows():
         x = np.log(r["flops"])
         if xb[0] <= x <= xb[-1]:
-            gaps.append({"lambda": r["lambda"], "flops": r["flops"], a: r["nDCG@10"],
+            gaps.append({"lambda": r["lambda"], "at_flops": r["flops"], a: r["nDCG@10"],
                          b: float(np.interp(x, xb, yb)), "gap": r["nDCG@10"] - float(np.interp(x, xb, yb))})
     return gaps
 
@@ -42,7 +42,7 @@ def _idf_section(curve: pd.DataFrame | None) -> list[str]:
         gaps = matched_flops_gaps(curve, ds)
         lines.append(f"**{ds}** — points of the IDF-aware curve inside the plain curve's FLOPS range: {len(gaps)}")
         for g in gaps:
-            lines.append(f"- λ={g['lambda']:g}, FLOPS {g['flops']:.3g}: IDF-aware {g['idf-flops']:.4f} vs plain "
+            lines.append(f"- λ={g['lambda']:g}, FLOPS {g['at_flops']:.3g}: IDF-aware {g['idf-flops']:.4f} vs plain "
                          f"{g['flops']:.4f} (interpolated) → {g['gap']:+.4f}")
         if gaps:
             wins = sum(g["gap"] > 0 for g in gaps)
@@ -155,11 +155,24 @@ def _caveats(root: Path) -> list[str]:
         t = c["train"]
         lines.append(f"- Students: {t['student']}, {t['steps']} steps x {t['batch_size']} queries x (1 + {t['n_neg']}) "
                      f"documents, training length {t['max_length']}, evaluation length {c['eval_max_length']}; "
-                     f"pre-training pairs per source: {c.get('pretrain_pairs', 0)}. One seed per arm: variation "
+                     f"pre-training pairs per source: {c.get('pretrain_pairs', 0)}; student temperature "
+                     f"{t.get('student_temperature', 1.0)} (the value each run resolved is in the curve's "
+                     f"`student_temperature` column). One seed per arm: variation "
                      f"across seeds was not measured, and the teacher arms' paired p-values show how small the "
                      f"differences are; a claim that 'does not hold' at this budget is weak evidence either way.")
         lines.append("- The `untrained` row of the curve is the start under the students' own evaluation settings; "
                      "compare students with it, not with the baselines table, when the lengths differ.")
+        tc = root / "teachers" / "config.yaml"
+        if tc.is_file():
+            t2 = yaml.safe_load(tc.read_text())
+            differ = sorted(k for k in set(t) | set(t2["train"]) if t.get(k) != t2["train"].get(k))
+            differ += [k for k in ("eval_max_length", "lambdas", "teacher_lambda") if c.get(k) != t2.get(k)][:1]
+            if differ:
+                commit = json.loads((root / "teachers" / "manifest.json").read_text()).get("git", {}).get("commit", "?")
+                lines.append(f"- The teacher ablation is an earlier run (commit `{commit[:10]}`) with another recipe than "
+                             f"the λ sweep (differing: {', '.join(differ)}): {t2['train']['steps']} steps, "
+                             f"evaluation length {t2['eval_max_length']}, student temperature "
+                             f"{t2['train'].get('student_temperature', 1.0)}. Compare its arms with each other only.")
     if bl.is_file() and ab.is_file():
         b = yaml.safe_load(bl.read_text())
         if b.get("max_length") != c["eval_max_length"]:

@@ -72,7 +72,8 @@ def test_matched_flops_gaps_by_hand():
     ])
     gaps = matched_flops_gaps(curve, "d")
     assert len(gaps) == 1
-    assert gaps[0]["flops"] == pytest.approx(0.60)  # log-linear midpoint between 0.5 and 0.7
+    assert gaps[0]["flops"] == pytest.approx(0.60)  # the plain arm's nDCG, log-linear midpoint between 0.5 and 0.7
+    assert gaps[0]["at_flops"] == 10.0  # at the IDF-aware point's FLOPS (an arm named "flops" must not shadow it)
     assert gaps[0]["gap"] == pytest.approx(0.05)
 
 
@@ -97,7 +98,7 @@ def test_report_states_verdicts_from_tables(tmp_path):
         {"dataset": "d", "teacher": "ensemble-raw", "nDCG@10": 0.57, "p_value_vs_ensemble_minmax": 0.02},
     ]).to_csv(root / "p" / "teachers" / "table.csv", index=False)
     text = write_report(root, "p").read_text()
-    assert "IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
+    assert "- λ=0.5, FLOPS 10: IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
     assert "Claim 2 does not hold here" in text  # 0.60 < dense 0.61
     assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700)" in text
     assert "best IDF-aware 0.5500 vs bm25 0.5200 → beats it (+0.0300)" in text
