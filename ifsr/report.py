@@ -166,7 +166,7 @@ def _caveats(root: Path) -> list[str]:
         if tc.is_file():
             t2 = yaml.safe_load(tc.read_text())
             differ = sorted(k for k in set(t) | set(t2["train"]) if t.get(k) != t2["train"].get(k))
-            differ += [k for k in ("eval_max_length", "lambdas", "teacher_lambda") if c.get(k) != t2.get(k)][:1]
+            differ += [k for k in ("eval_max_length", "teacher_lambda") if c.get(k) != t2.get(k)]
             if differ:
                 commit = json.loads((root / "teachers" / "manifest.json").read_text()).get("git", {}).get("commit", "?")
                 lines.append(f"- The teacher ablation is an earlier run (commit `{commit[:10]}`) with another recipe than "
