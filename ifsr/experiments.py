@@ -134,8 +134,31 @@ def pretrain_dataset(cfg: AblationConfig):
     return datasets.DatasetDict({k: v for k, v in parts.items() if len(v) >= cfg.train.batch_size})
 
 
+LATE_FIELDS = {"in_batch_negatives": False}  # TrainConfig fields added after runs were cached: hashed only when set
+
+
 def run_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _train_key(train_cfg: TrainConfig) -> dict[str, Any]:
+    """The run-hash view of a TrainConfig: a late field at its default is left out, so a run cached
+    before the field existed keeps its directory (its training did not depend on it)."""
+    return {k: v for k, v in dataclasses.asdict(train_cfg).items() if not (k in LATE_FIELDS and v == LATE_FIELDS[k])}
+
+
+def _train(cfg: AblationConfig, train_cfg: TrainConfig, dataset, idf, out: Path) -> None:
+    """One stage; with in-batch negatives, the teachers' vectors of every example are built first (cached)."""
+    from ifsr.teachers import TeacherBank
+    from ifsr.train import flat_dataset, train
+
+    bank = None
+    if train_cfg.in_batch_negatives:
+        flat = flat_dataset(dataset)
+        group = train_cfg.n_neg + 1
+        bank = TeacherBank.build(_teachers(cfg), list(flat["query"]), [list(flat[f"doc_{g}"]) for g in range(group)],
+                                 cfg.cache_dir)
+    train(train_cfg, dataset, idf, out, bank=bank)
 
 
 def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) -> Path:
@@ -146,17 +169,15 @@ def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) ->
     idf = load_idf(_idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     data_fp = [cfg.train_dataset, cfg.corpus_limit, cfg.train_query_limit, cfg.mining_depth, cfg.dense_teacher,
                cfg.sparse_teacher, cfg.teacher_max_length, cfg.seed, str(_idf_path(cfg))]
-    from ifsr.train import train
-
     if cfg.pretrain_pairs and cfg.pretrain_steps:
         pre_cfg = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps)
-        pre_dir = Path(cfg.runs_dir) / f"pre-{run_key(dataclasses.asdict(pre_cfg), cfg.pretrain_pairs, data_fp)}"
+        pre_dir = Path(cfg.runs_dir) / f"pre-{run_key(_train_key(pre_cfg), cfg.pretrain_pairs, data_fp)}"
         if not (pre_dir / "model" / "modules.json").is_file():
-            train(pre_cfg, pretrain_dataset(cfg), idf, pre_dir)
+            _train(cfg, pre_cfg, pretrain_dataset(cfg), idf, pre_dir)
         train_cfg = dataclasses.replace(train_cfg, student=str(pre_dir / "model"))
-    run_dir = Path(cfg.runs_dir) / run_key(dataclasses.asdict(train_cfg), data_fp)
+    run_dir = Path(cfg.runs_dir) / run_key(_train_key(train_cfg), data_fp)
     if not (run_dir / "model" / "modules.json").is_file():
-        train(train_cfg, finetune_data() if callable(finetune_data) else finetune_data, idf, run_dir)
+        _train(cfg, train_cfg, finetune_data() if callable(finetune_data) else finetune_data, idf, run_dir)
     return run_dir / "model"
 
 
@@ -255,11 +276,19 @@ class _lazy:
         return self.value
 
 
-def configure(config_path: str, **overrides: Any) -> AblationConfig:
-    """The preset's YAML, then the notebook's non-None parameters on top."""
+def configure(config_path: str, train_overrides: dict[str, Any] | None = None, **overrides: Any) -> AblationConfig:
+    """The preset's YAML, then the notebook's non-None parameters on top. `train_overrides`: TrainConfig
+    keys set over the YAML's `train` mapping (a preset variant, e.g. {in_batch_negatives: true})."""
+    import yaml
+
     from ifsr.config import load_config
 
-    return load_config(AblationConfig, config_path, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if train_overrides:
+        with open(config_path, encoding="utf-8") as f:
+            base = (yaml.safe_load(f) or {}).get("train") or {}
+        overrides["train"] = {**base, **train_overrides}
+    return load_config(AblationConfig, config_path, **overrides)
 
 
 def write_results(table: pd.DataFrame, cfg: AblationConfig, out_dir: str | Path, name: str) -> Path:

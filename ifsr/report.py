@@ -34,8 +34,9 @@ def matched_flops_gaps(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", 
     return gaps
 
 
-def _idf_section(curve: pd.DataFrame | None) -> list[str]:
-    lines = ["## Claim 1: IDF-aware FLOPS gives better nDCG@10 than plain FLOPS at equal FLOPS", ""]
+def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware FLOPS gives better nDCG@10 than "
+                 "plain FLOPS at equal FLOPS") -> list[str]:
+    lines = [title, ""]
     if curve is None:
         return lines + ["Not run for this preset (no idf_flops/curve.csv).", ""]
     for ds in sorted(curve["dataset"].unique()):
@@ -85,8 +86,9 @@ def _teacher_section(table: pd.DataFrame | None) -> list[str]:
     return lines
 
 
-def _bars(curve: pd.DataFrame | None, base: pd.DataFrame | None) -> list[str]:
-    lines = ["## Bars: the best IDF-aware student vs BM25 and the untrained inference-free start", ""]
+def _bars(curve: pd.DataFrame | None, base: pd.DataFrame | None,
+          title: str = "## Bars: the best IDF-aware student vs BM25 and the untrained inference-free start") -> list[str]:
+    lines = [title, ""]
     if curve is None or base is None:
         return lines + ["Needs both idf_flops/curve.csv and baselines/table.csv.", ""]
     for ds in sorted(curve["dataset"].unique()):
@@ -143,6 +145,18 @@ def _latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = 
     return lines + [""]
 
 
+def _variant_line(root: Path, folder: str) -> str:
+    """How a variant's configuration differs from the main sweep's (read from both config.yaml files)."""
+    main, var = root / "idf_flops" / "config.yaml", root / folder / "config.yaml"
+    if not (main.is_file() and var.is_file()):
+        return f"- `{folder}`: no config.yaml to compare with the main sweep's.\n"
+    a, b = yaml.safe_load(main.read_text()), yaml.safe_load(var.read_text())
+    diff = [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if k != "train" and a.get(k) != b.get(k)]
+    diff += [f"train.{k}: {a['train'].get(k)} → {b['train'].get(k)}" for k in sorted(set(a["train"]) | set(b["train"]))
+             if a["train"].get(k) != b["train"].get(k)]
+    return f"- Settings that differ from the main sweep: {'; '.join(diff) or 'none'}.\n"
+
+
 def _caveats(root: Path) -> list[str]:
     """What limits these runs, read from the configs written beside the tables."""
     import yaml
@@ -194,6 +208,11 @@ def write_report(results_root: str | Path, preset: str) -> Path:
         model = (yaml.safe_load(config.read_text()) or {}).get("model") if config.is_file() else None
         variants += _latency_section(pd.read_csv(sub), _read(sub.parent / "quality" / "table.csv"), sub.parent.name,
                                      model)
+    for sub in sorted(root.glob("idf_flops_*/curve.csv")):  # the sweep again with other training settings
+        folder = sub.parent.name
+        curve_v = pd.read_csv(sub)
+        variants += _idf_section(curve_v, f"### Claim 1 again, `{folder}`") + [_variant_line(root, folder)]
+        variants += _bars(curve_v, base, f"### Bars again, `{folder}`")
     commits = {}
     for m in sorted(root.glob("*/manifest.json")):
         commits[m.parent.name] = json.loads(m.read_text()).get("git", {}).get("commit")

@@ -4,6 +4,9 @@ DenseTeacher:  any sentence-transformers model; s(q, d) = cos(e_q, e_d) (L2-norm
 SparseTeacher: a siamese SPLADE (ifsr.models.DocumentEncoder on both queries and documents);
                s(q, d) = w(q) · w(d).
 
+TeacherBank holds both teachers' vectors of every training example's query and candidates, so the
+teachers' score of any batch query against any batch document (in-batch negatives) costs a dot product.
+
 score_candidates() scores each query's candidate set (ifsr.mining.Candidates) in three cached steps:
   1. the distinct candidate texts, in chunks, encoded once each (ifsr.cache.cached_encode);
   2. per chunk of `chunk_queries` queries: encode those queries, dot products, write a chunk file;
@@ -238,3 +241,46 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
         for c, piece in zip(chunk, np.split(flat, np.cumsum(lengths)[:-1])):
             out[c.query_id] = piece
     return out
+
+
+class TeacherBank:
+    """Teacher vectors of each training example's query and its G candidates (in-batch negatives).
+
+    queries[k]: teacher k's vectors [n, ·] of the n examples' queries; docs[k]: [n * G, ·], example-major
+    (row i * G + g = doc_g of example i). `scores(rows)` gives every teacher's score of each chosen
+    example's query against every chosen example's candidates: the candidate set C(q) = the whole batch.
+    """
+
+    def __init__(self, teachers: Sequence[Teacher], queries: list[Matrix], docs: list[Matrix], group: int):
+        if not (len(teachers) == len(queries) == len(docs)):
+            raise ValueError(f"{len(teachers)} teachers, {len(queries)} query and {len(docs)} doc matrices")
+        if any(d.shape[0] != q.shape[0] * group for q, d in zip(queries, docs)):
+            raise ValueError(f"each doc matrix must have {group} rows per query row")
+        self.teachers, self.queries, self.docs, self.group = list(teachers), queries, docs, group
+
+    @classmethod
+    def build(cls, teachers: Sequence[Teacher], query_texts: list[str], doc_texts: list[list[str]],
+              cache_dir: str | os.PathLike | None) -> "TeacherBank":
+        """query_texts [n]; doc_texts [G][n] (the dataset's doc_0..doc_{G-1} columns). Each distinct
+        text is encoded once per teacher, cached under the texts' hash."""
+        group = len(doc_texts)
+        flat = [doc_texts[g][i] for i in range(len(query_texts)) for g in range(group)]  # example-major
+        uq, q_of = _distinct(query_texts)
+        ud, d_of = _distinct(flat)
+        queries, docs = [], []
+        for t in teachers:
+            q = cached_encode({**t.key_parts(), "what": "bank-queries", "texts": texts_sha256(uq),
+                               "encoder_version": ENCODER_VERSION}, lambda t=t: t.encode_queries(uq), cache_dir)
+            d = cached_encode({**t.key_parts(), "what": "bank-docs", "texts": texts_sha256(ud),
+                               "encoder_version": ENCODER_VERSION}, lambda t=t: t.encode_docs(ud), cache_dir)
+            queries.append(q[q_of])
+            docs.append(d[d_of])
+        return cls(teachers, queries, docs, group)
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Raw teacher scores float32 [b, K, b * G] of example rows[i]'s query against the candidates
+        of rows[0], rows[1], ... (in that order: column j * G + g is doc_g of example rows[j])."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = (rows[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)  # [b * G]
+        return np.stack([t.similarity(q[rows], d[cols]) for t, q, d in zip(self.teachers, self.queries, self.docs)],
+                        axis=1)

@@ -3,7 +3,9 @@
 The student is a SparseEncoder whose query route is a frozen SparseStaticEmbedding (IDF for the
 paper's IDF-aware arm, ones for the plain-FLOPS arm) and whose document route is an MLM with
 SPLADE max pooling. The objective is ifsr's `inference_free_loss` (SPEC §2-3) on each query's
-candidates, with the teacher targets built per batch from cached raw teacher scores.
+candidates, with the teacher targets built per batch from cached raw teacher scores. With
+`in_batch_negatives`, each query's candidate set is the whole batch (SPEC §3), its teacher scores
+looked up from cached teacher vectors (`ifsr.teachers.TeacherBank`).
 
 Engine: the Hugging Face / sentence-transformers trainer (AdamW, linear schedule with warm-up,
 gradient accumulation, bf16, checkpoints, exact resume, multi-GPU through torchrun/accelerate).
@@ -39,6 +41,7 @@ class TrainConfig:
     flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
     rank_loss: str = "kl"  # "kl" or "margin_mse"
     student_temperature: float | str = 1.0  # tau: ranking term on s(q, d) / tau; 1 = the paper; "auto": calibrated
+    in_batch_negatives: bool = False  # C(q) = every document of the batch, not only q's own candidates
     steps: int = 2000
     batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
     grad_accum: int = 1
@@ -63,6 +66,8 @@ class TrainConfig:
         tau = self.student_temperature
         if tau != "auto" and (isinstance(tau, str) or tau <= 0):
             raise ValueError(f"student_temperature must be positive or 'auto', got {tau!r}")
+        if self.in_batch_negatives and self.rank_loss != "kl":
+            raise ValueError("in_batch_negatives needs rank_loss 'kl' (margin_mse pairs slot 0 with its own negatives)")
         if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
             raise ValueError("steps and batch_size must be positive and n_neg >= 1")
 
@@ -127,12 +132,16 @@ class InferenceFreeDistillLoss(nn.Module):
     """sentence-transformers loss module around `ifsr.losses.inference_free_loss`.
 
     Columns: query, doc_0 (positive), doc_1..doc_n (negatives); label [B, 2, G] raw teacher scores
-    (dense, sparse). Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
+    (dense, sparse). With `config.in_batch_negatives` the label is [B, 3, G] (`with_row_index`: row 2
+    holds the example's row number) and every query is scored against all B * G batch documents,
+    the teacher scores coming from `bank`. Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
     """
 
-    def __init__(self, model, config: TrainConfig):
+    def __init__(self, model, config: TrainConfig, bank=None):
         super().__init__()
-        self.model, self.config, self.step = model, config, 0
+        if config.in_batch_negatives and bank is None:
+            raise ValueError("in_batch_negatives needs a TeacherBank (ifsr.teachers.TeacherBank.build)")
+        self.model, self.config, self.bank, self.step = model, config, bank, 0
 
     def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         from sentence_transformers.base.losses.merged_forward import embed_columns
@@ -140,7 +149,12 @@ class InferenceFreeDistillLoss(nn.Module):
         q, *docs = embed_columns(self.model, sentence_features)  # q [B, V]; docs G x [B, V]
         d = torch.stack(docs, dim=1)  # [B, G, V]
         c = self.config
-        target = teacher_targets(labels.float(), c.teacher, scale=c.teacher_scale)  # [B, G]
+        raw = labels.float()[:, :2]  # [B, 2, G]
+        if c.in_batch_negatives:
+            rows = labels[:, 2, 0].round().long().cpu().numpy()  # [B]
+            raw = torch.from_numpy(self.bank.scores(rows)).to(d.device)  # [B, 2, B*G]
+            d = d.flatten(0, 1).unsqueeze(0).expand(d.shape[0], -1, -1)  # [B, B*G, V]: FLOPS mean unchanged
+        target = teacher_targets(raw, c.teacher, scale=c.teacher_scale)  # [B, G] (or [B, B*G])
         lam = lambda_at(self.step, c.lam, c.lambda_warmup_steps)
         out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss,
                                    temperature=c.student_temperature)
@@ -158,23 +172,49 @@ def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> 
     candidate set is ~2-4x the teacher's [0, S] targets (IDF multiplies every matched weight). Under
     KL the cheapest way down is then to shrink every document weight, which erases expansion terms;
     dividing the scores by tau removes that pull without changing any ranking. The rule is the same
-    for every arm and start model; tau = 1 (the paper's form) is on the grid.
+    for every arm and start model; tau = 1 (the paper's form) is on the grid. In-batch runs are
+    calibrated on the same own candidates (slot 0 .. n_neg), not on the batch.
     """
-    import datasets as hf_datasets
-
-    if isinstance(dataset, hf_datasets.DatasetDict):
-        dataset = hf_datasets.concatenate_datasets([dataset[k] for k in sorted(dataset)])
+    dataset = flat_dataset(dataset)
     rows = dataset.select(range(min(n, len(dataset))))
     cols = [f"doc_{g}" for g in range(config.n_neg + 1)]
     with torch.no_grad():
         q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
         scores = torch.stack([(q * model.encode_document(list(rows[c]), convert_to_tensor=True).to_dense()).sum(1)
                               for c in cols], dim=1)  # [n, G]
-    target = teacher_targets(torch.tensor(rows["label"], dtype=torch.float32), config.teacher,
+    target = teacher_targets(torch.tensor(rows["label"], dtype=torch.float32)[:, :2], config.teacher,
                              scale=config.teacher_scale)  # [n, G]
     losses = [inference_free_loss(torch.ones(1, 1), scores[:, :, None], target, 0.0, rank_loss=config.rank_loss,
                                   temperature=t)["rank"].item() for t in TEMPERATURE_GRID]
     return TEMPERATURE_GRID[int(np.argmin(losses))]
+
+
+def flat_dataset(dataset):
+    """A Dataset as is; a DatasetDict as its sources concatenated in sorted order (the row numbering
+    `with_row_index` and `TeacherBank` share)."""
+    import datasets as hf_datasets
+
+    if isinstance(dataset, hf_datasets.DatasetDict):
+        return hf_datasets.concatenate_datasets([dataset[k] for k in sorted(dataset)])
+    return dataset
+
+
+def with_row_index(dataset):
+    """label [2, G] -> [3, G]: row 2 = [the example's row in `flat_dataset` order, 0, ...] (in-batch lookups)."""
+    import datasets as hf_datasets
+
+    def add(part, offset: int):
+        return part.map(lambda ex, i: {"label": ex["label"] + [[float(offset + i)] + [0.0] * (len(ex["label"][0]) - 1)]},
+                        with_indices=True, desc="row index")
+
+    if sum(len(p) for p in (dataset.values() if isinstance(dataset, hf_datasets.DatasetDict) else [dataset])) > 2**24:
+        raise ValueError("with_row_index: more than 2^24 rows cannot be numbered exactly in a float32 label")
+    if isinstance(dataset, hf_datasets.DatasetDict):
+        out, offset = {}, 0
+        for k in sorted(dataset):
+            out[k], offset = add(dataset[k], offset), offset + len(dataset[k])
+        return hf_datasets.DatasetDict(out)
+    return add(dataset, 0)
 
 
 class LambdaWarmup(TrainerCallback):
@@ -188,13 +228,14 @@ class LambdaWarmup(TrainerCallback):
 
 
 def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True,
-          callbacks: list | None = None) -> Path:
+          callbacks: list | None = None, bank=None) -> Path:
     """Train and save the student as a SparseEncoder directory at `output_dir/model`.
 
     `train_dataset`: a datasets.Dataset (or DatasetDict of single-source Datasets: each batch is
     then drawn from one source) with columns query, doc_0..doc_n, label. Checkpoints go to
     `output_dir/checkpoints`; with `resume`, the latest is picked up (exact on CPU, same seed).
-    The per-step loss terms are written to `output_dir/log.jsonl`.
+    The per-step loss terms are written to `output_dir/log.jsonl`. `bank`: the teachers' vectors of
+    `flat_dataset(train_dataset)`'s rows (`ifsr.teachers.TeacherBank`), needed by `in_batch_negatives`.
     """
     from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
@@ -218,7 +259,9 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
         router_mapping={col: ("query" if col == "query" else "document") for col in columns},
         multi_dataset_batch_sampler="round_robin",
     )
-    loss = InferenceFreeDistillLoss(model, config)
+    if config.in_batch_negatives:
+        train_dataset = with_row_index(train_dataset)
+    loss = InferenceFreeDistillLoss(model, config, bank)
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                    callbacks=[LambdaWarmup(loss), *(callbacks or [])])
     last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None

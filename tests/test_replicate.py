@@ -154,3 +154,38 @@ def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
         model_from_curve(f"{curve}:idf-flops:0.01")
     with pytest.raises(ValueError, match="expected '<curve.csv>:<arm>:<lambda>'"):
         model_from_curve(str(curve))
+
+
+def test_train_overrides_sit_over_the_preset_config(tmp_path):
+    from ifsr.experiments import configure
+
+    cfg = configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch_negatives": True}, lambdas=[0.0])
+    assert cfg.train.in_batch_negatives is True and cfg.lambdas == [0.0]
+    assert cfg.train.steps == 300 and cfg.train.student_temperature == "auto"  # the rest of the YAML's train kept
+    assert configure(str(ROOT / "configs" / "cpu.yaml")).train.in_batch_negatives is False
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
+        configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch": True})
+
+
+def test_report_has_a_section_per_sweep_variant(tmp_path):
+    import yaml
+
+    root = tmp_path / "results"
+    for folder, v, flag in (("idf_flops", 0.55, False), ("idf_flops_inbatch", 0.66, True)):
+        (root / "p" / folder).mkdir(parents=True)
+        pd.DataFrame([
+            {"dataset": "d", "arm": "flops", "lambda": 1.0, "flops": 1.0, "nDCG@10": 0.50},
+            {"dataset": "d", "arm": "flops", "lambda": 0.1, "flops": 100.0, "nDCG@10": 0.70},
+            {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": v},
+        ]).to_csv(root / "p" / folder / "curve.csv", index=False)
+        train = {"student": "s", "steps": 300, "batch_size": 8, "n_neg": 3, "max_length": 128, "in_batch_negatives": flag}
+        (root / "p" / folder / "config.yaml").write_text(yaml.safe_dump({"eval_max_length": 512, "train": train}))
+    (root / "p" / "baselines").mkdir(parents=True)
+    pd.DataFrame([{"dataset": "d", "system": "bm25", "nDCG@10": 0.60}]).to_csv(root / "p" / "baselines" / "table.csv",
+                                                                             index=False)
+    text = write_report(root, "p").read_text()
+    main, variant = text.split("### Claim 1 again, `idf_flops_inbatch`")
+    assert "IDF-aware 0.5500 vs plain 0.6000" in main and "does not beat it (-0.0500)" in main
+    assert "IDF-aware 0.6600 vs plain 0.6000 (interpolated) → +0.0600" in variant
+    assert "Settings that differ from the main sweep: train.in_batch_negatives: False → True." in variant
+    assert "best IDF-aware 0.6600 vs bm25 0.6000 → beats it (+0.0600)" in variant.split("Bars again")[1]

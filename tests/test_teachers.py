@@ -264,3 +264,29 @@ def test_save_arrays_roundtrip(tmp_path):
     assert load_arrays(tmp_path / "x.npz", {"meta": [1]})["a"].tolist() == [0, 1, 2]
     assert load_arrays(tmp_path / "x.npz", {"meta": [2]}) is None
     assert load_arrays(tmp_path / "absent.npz") is None
+
+
+def test_teacher_bank_scores_the_whole_batch(tmp_path):
+    """In-batch negatives: the bank's scores are every query against every batch document, by hand
+    (the fake teacher's vectors), and its diagonal blocks are the own-candidate scores `score` gives."""
+    from ifsr.teachers import TeacherBank
+
+    queries = [QUERIES[0], QUERIES[1], QUERIES[0]]  # a query with two positives: two examples
+    docs = [[DOCS[0], DOCS[1], DOCS[0]], [DOCS[2], DOCS[0], DOCS[1]]]  # [G=2][n=3]
+    t = FakeTeacher()
+    bank = TeacherBank.build([t, FakeTeacher()], queries, docs, tmp_path)
+    assert t.doc_calls == 1 and sorted(t.encoded) == sorted(set(DOCS))  # distinct texts, once
+    got = bank.scores(np.array([2, 0]))  # [b=2, K=2, b*G=4]
+    assert got.shape == (2, 2, 4) and got.dtype == np.float32
+    q, d = FakeTeacher._vec([queries[2], queries[0]]), FakeTeacher._vec([docs[0][2], docs[1][2], docs[0][0], docs[1][0]])
+    np.testing.assert_allclose(got[:, 0], q @ d.T, rtol=1e-6)  # column j*G + g = doc_g of rows[j]
+    np.testing.assert_allclose(got[:, 0], got[:, 1])
+    own = t.score(queries, [[docs[g][i] for g in range(2)] for i in range(3)])
+    full = bank.scores(np.arange(3))  # [3, 2, 6]
+    for i in range(3):
+        np.testing.assert_allclose(full[i, 0, 2 * i:2 * i + 2], own[i], rtol=1e-6)
+    t2 = FakeTeacher()
+    TeacherBank.build([t2], queries, docs, tmp_path)
+    assert t2.doc_calls == 0 and t2.query_calls == 0  # cached
+    with pytest.raises(ValueError, match="2 rows per query"):
+        TeacherBank([t], [q], [d[:3]], group=2)

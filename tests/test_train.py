@@ -1,6 +1,8 @@
 """Training: the loss module computes the paper's objective, the config rejects bad options, and a run
 killed and resumed ends with exactly the weights of one that was not (CPU, same seed)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,95 @@ def build_student_dir(idf, tmp_path):
     model = build_student("splade-tiny", idf, "idf", 32, seed=0, fused=False)
     model.save(str(tmp_path / "start"))
     return tmp_path / "start"
+
+
+class _BowBank:
+    """A bank over the toy dataset: bag-of-WORDS teacher vectors (dense and 'sparse' the same)."""
+
+    def __init__(self, ds, g):
+        vec = lambda t: np.array([t.split().count(w) for w in WORDS], np.float32)  # noqa: E731
+        self.q = np.stack([vec(t) for t in ds["query"]])  # [n, W]
+        self.d = np.stack([vec(ds[f"doc_{j}"][i]) for i in range(len(ds)) for j in range(g)])  # [n*G, W]
+        self.g = g
+
+    def scores(self, rows):
+        cols = (rows[:, None] * self.g + np.arange(self.g)).reshape(-1)
+        s = self.q[rows] @ self.d[cols].T  # [b, b*G]
+        return np.stack([s, 2 * s], axis=1).astype(np.float32)  # [b, 2, b*G]
+
+
+def test_in_batch_loss_scores_every_batch_document(idf):
+    """With in-batch negatives each query's candidates are all B*G batch documents, the targets the
+    bank's teacher scores over that set; checked against the objective written out by hand, and
+    against the own-candidate loss for a batch of one query."""
+    from ifsr.train import with_row_index
+
+    ds = _dataset(n=3, g=2, seed=1)
+    bank = _BowBank(ds, 2)
+    cfg = TrainConfig(lam=0.1, lambda_warmup_steps=0, max_length=32, in_batch_negatives=True, teacher_scale=2.0,
+                      student_temperature=20.0)  # soft on both sides: the KL is far from 0
+    model = build_student("splade-tiny", idf, "idf", cfg.max_length, seed=0)
+    loss = InferenceFreeDistillLoss(model, cfg, bank)
+    indexed = with_row_index(ds).select([2, 0])  # a batch of rows 2 and 0
+    queries, docs = list(indexed["query"]), [list(indexed[f"doc_{g}"]) for g in range(2)]
+    labels = torch.tensor(list(indexed["label"]))  # [2, 3, 2]
+    assert labels[:, 2, 0].tolist() == [2.0, 0.0]
+    model.eval()
+
+    def feats(n):  # fresh features per call: the modules write into them
+        return [model.preprocess(queries[:n], task="query")] + [model.preprocess(d[:n], task="document") for d in docs]
+
+    with torch.no_grad():
+        out = loss(feats(2), labels)
+        q = model.encode_query(queries, convert_to_tensor=True).to_dense()  # [2, V]
+        d = torch.stack([model.encode_document(x, convert_to_tensor=True).to_dense() for x in docs], dim=1)  # [2, 2, V]
+        d_all = d.reshape(4, -1)  # batch documents, example-major
+        s = q @ d_all.T / 20.0  # [2, 4]
+        t = torch.from_numpy(bank.scores(np.array([2, 0])))  # [2, 2, 4]
+        norm = lambda x: (x - x.min(1, keepdim=True).values) / (x.max(1, keepdim=True).values - x.min(1, keepdim=True).values + 1e-6)  # noqa: E731
+        target = 2.0 * (norm(t[:, 0]) + norm(t[:, 1])) / 2
+        p_t = torch.softmax(target, 1)
+        kl = (p_t * (p_t.log() - torch.log_softmax(s, 1))).sum(1).mean()
+        fl = d_all.mean(0).pow(2).sum()
+    assert kl.item() > 1e-3 and out["rank"].item() == pytest.approx(kl.item(), rel=1e-4)
+    assert out["flops_penalty"].item() == pytest.approx(0.1 * fl.item(), rel=1e-4)
+    plain_labels = torch.from_numpy(bank.scores(np.array([2])))  # [1, 2, 2]: one query, its own candidates
+    with torch.no_grad():
+        a = loss(feats(1), labels[:1])
+        b = InferenceFreeDistillLoss(model, dataclasses.replace(cfg, in_batch_negatives=False))(feats(1), plain_labels)
+    assert a["rank"].item() > 1e-4 and a["rank"].item() == pytest.approx(b["rank"].item(), rel=1e-5)
+
+
+def test_in_batch_options_are_checked(idf):
+    import datasets
+
+    from ifsr.train import with_row_index
+
+    with pytest.raises(ValueError, match="rank_loss 'kl'"):
+        TrainConfig(in_batch_negatives=True, rank_loss="margin_mse")
+    model = build_student("splade-tiny", idf, "idf", 32, seed=0)
+    with pytest.raises(ValueError, match="TeacherBank"):
+        InferenceFreeDistillLoss(model, TrainConfig(in_batch_negatives=True))
+    parts = datasets.DatasetDict({"b": _dataset(n=2, seed=2), "a": _dataset(n=3, seed=3)})
+    rows = with_row_index(parts)
+    assert [lab[2][0] for lab in rows["a"]["label"]] == [0.0, 1.0, 2.0]  # sorted sources, global numbering
+    assert [lab[2][0] for lab in rows["b"]["label"]] == [3.0, 4.0]
+
+
+def test_run_key_ignores_late_fields_at_their_default():
+    from ifsr.experiments import _train_key
+
+    assert "in_batch_negatives" not in _train_key(TrainConfig())  # runs cached before the field keep their hash
+    assert _train_key(TrainConfig(in_batch_negatives=True))["in_batch_negatives"] is True
+
+
+@pytest.mark.slow
+def test_in_batch_training_runs(idf, tmp_path):
+    """The trainer carries the row-numbered labels through its collator to the in-batch loss."""
+    ds = _dataset(n=6, g=3, seed=4)
+    cfg = TrainConfig(steps=2, batch_size=3, max_length=32, save_steps=10, logging_steps=1, warmup_steps=0, lr=1e-3,
+                      in_batch_negatives=True)
+    out = train(cfg, ds, idf, tmp_path / "run", bank=_BowBank(ds, 3))
+    assert (out / "modules.json").is_file()
+    logged = [r for r in map(__import__("json").loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "rank" in r]
+    assert logged and all(np.isfinite(r["rank"]) for r in logged)
