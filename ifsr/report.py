@@ -49,6 +49,8 @@ def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware
             wins = sum(g["gap"] > 0 for g in gaps)
             verdict = "holds" if wins == len(gaps) else ("partly holds" if wins else "does not hold")
             lines.append(f"- Verdict: {verdict} here ({wins}/{len(gaps)} matched points above the plain curve).")
+        elif not (curve[curve["dataset"] == ds]["arm"] == "flops").any():
+            lines.append("- Verdict: not judged: only the IDF-aware arm ran here.")
         else:
             lines.append("- Verdict: cannot be judged: the two curves' FLOPS ranges do not overlap "
                          "(compare the best points below instead).")

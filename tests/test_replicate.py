@@ -163,6 +163,8 @@ def test_train_overrides_sit_over_the_preset_config(tmp_path):
     assert cfg.train.in_batch_negatives is True and cfg.lambdas == [0.0]
     assert cfg.train.steps == 300 and cfg.train.student_temperature == "auto"  # the rest of the YAML's train kept
     assert configure(str(ROOT / "configs" / "cpu.yaml")).train.in_batch_negatives is False
+    with pytest.raises(ValueError, match="arms must be"):
+        configure(str(ROOT / "configs" / "cpu.yaml"), arms=["tf-idf"])
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
         configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch": True})
 
