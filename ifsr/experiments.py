@@ -49,6 +49,14 @@ class AblationConfig:
     runs_dir: str = "runs"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from ifsr.losses import TEACHER_MODES
+
+        if not self.arms or set(self.arms) - {"idf", "ones"}:
+            raise ValueError(f"arms must be a non-empty list of 'idf' and/or 'ones', got {self.arms!r}")
+        if not self.teachers or set(self.teachers) - set(TEACHER_MODES):
+            raise ValueError(f"teachers must be a non-empty list from {TEACHER_MODES}, got {self.teachers!r}")
+
 
 def _idf_path(cfg: AblationConfig) -> Path:
     return Path(cfg.idf_path) if cfg.idf_path else data_dir(cfg.data_dir) / "idf" / "msmarco_bert-base-uncased_idf.json"

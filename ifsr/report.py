@@ -49,6 +49,8 @@ def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware
             wins = sum(g["gap"] > 0 for g in gaps)
             verdict = "holds" if wins == len(gaps) else ("partly holds" if wins else "does not hold")
             lines.append(f"- Verdict: {verdict} here ({wins}/{len(gaps)} matched points above the plain curve).")
+        elif not (curve[curve["dataset"] == ds]["arm"] == "flops").any():
+            lines.append("- Verdict: not judged: only the IDF-aware arm ran here.")
         else:
             lines.append("- Verdict: cannot be judged: the two curves' FLOPS ranges do not overlap "
                          "(compare the best points below instead).")
@@ -58,6 +60,10 @@ def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware
             lines.append(f"- best {arm}: nDCG@10 {best['nDCG@10']:.4f} at λ={best['lambda']:g}, FLOPS {best['flops']:.3g}")
         lines.append("")
     return lines
+
+
+def _significance(p: float, alpha: float = 0.05) -> str:
+    return f"p = {p:.3g}, {'significant' if p < alpha else 'not significant'} at {alpha:g}"
 
 
 def _teacher_section(table: pd.DataFrame | None) -> list[str]:
@@ -75,13 +81,16 @@ def _teacher_section(table: pd.DataFrame | None) -> list[str]:
                 r = part.loc[t]
                 lines.append(f"- vs {t}: {r['nDCG@10']:.4f} (Δ {ens - r['nDCG@10']:+.4f}, paired randomization "
                              f"p = {r['p_value_vs_ensemble_minmax']:.3g})")
-        singles = [part.loc[t, "nDCG@10"] for t in ("dense", "sparse") if t in part.index]
+        singles = [t for t in ("dense", "sparse") if t in part.index]
         if singles:
-            lines.append(f"- Claim 2 {'holds' if ens > max(singles) else 'does not hold'} here "
-                         f"(ensemble {'above' if ens > max(singles) else 'not above'} the best single teacher).")
+            best = max(singles, key=lambda t: part.loc[t, "nDCG@10"])
+            above = ens > part.loc[best, "nDCG@10"]
+            lines.append(f"- Claim 2 {'holds' if above else 'does not hold'} here (ensemble {'above' if above else 'not above'} "
+                         f"the best single teacher, {best}; {_significance(part.loc[best, 'p_value_vs_ensemble_minmax'])}).")
         if "ensemble-raw" in part.index:
             raw = part.loc["ensemble-raw", "nDCG@10"]
-            lines.append(f"- Claim 3 {'holds' if ens > raw else 'does not hold'} here (min-max {ens:.4f} vs raw sum {raw:.4f}).")
+            lines.append(f"- Claim 3 {'holds' if ens > raw else 'does not hold'} here (min-max {ens:.4f} vs raw sum {raw:.4f}; "
+                         f"{_significance(part.loc['ensemble-raw', 'p_value_vs_ensemble_minmax'])}).")
         lines.append("")
     return lines
 
@@ -157,6 +166,45 @@ def _variant_line(root: Path, folder: str) -> str:
     return f"- Settings that differ from the main sweep: {'; '.join(diff) or 'none'}.\n"
 
 
+def _why(root: Path, curve: pd.DataFrame | None, teachers: pd.DataFrame | None, base: pd.DataFrame | None) -> list[str]:
+    """What these runs suggest about a claim that does not hold, from the tables and configs (never typed)."""
+    lines = ["## Why a claim may not hold here (read from the tables and configs above)", ""]
+    cfg_path = root / "teachers" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else None
+    if base is not None:
+        for ds in sorted(base["dataset"].unique()):
+            b = base[base["dataset"] == ds].set_index("system")["nDCG@10"]
+            if {"dense-teacher", "sparse-teacher", "ensemble-minmax"} <= set(b.index):
+                lines.append(f"- {ds}: as retrievers, the min-max ensemble of the teachers ({b['ensemble-minmax']:.4f}) is "
+                             f"above each teacher (dense {b['dense-teacher']:.4f}, sparse {b['sparse-teacher']:.4f}): the "
+                             "targets are better, so a student that does not gain from them is limited by what it "
+                             "learns from them in this budget, not by the targets.")
+    if cfg is not None and cfg.get("sparse_teacher") == cfg.get("train", {}).get("student"):
+        lines.append(f"- The sparse teacher (`{cfg['sparse_teacher']}`) is also the students' start: its half of the "
+                     "ensemble mostly restates what the student already scores, and the dense teacher is the only new "
+                     "signal (the paper's sparse teacher is a separate, stronger siamese model).")
+    if curve is not None and "student_temperature" in curve:
+        taus = curve.dropna(subset=["student_temperature"]).groupby("arm")["student_temperature"].first()
+        if taus.nunique() > 1:
+            lines.append("- The two FLOPS arms trained at different calibrated student temperatures ("
+                         + ", ".join(f"{a} τ {t:.3g}" for a, t in taus.items())
+                         + "), since their query weights give scores of different scale: each arm's λ buys a different "
+                         "FLOPS, and the arms are compared at matched FLOPS by interpolation, between few points.")
+    if cfg is not None:
+        t = cfg.get("train", {})
+        noise = ""
+        if teachers is not None and "ensemble-minmax" in set(teachers["teacher"]):
+            ens = teachers[teachers["teacher"] == "ensemble-minmax"].set_index("dataset")["nDCG@10"]
+            gaps = [abs(ens[r["dataset"]] - r["nDCG@10"]) for _, r in teachers.iterrows()
+                    if r["teacher"] != "ensemble-minmax" and r["p_value_vs_ensemble_minmax"] >= 0.05]
+            if gaps:
+                noise = (f"; in the teacher table a gap of up to {max(gaps):.4f} nDCG@10 is not significant "
+                         "(paired randomization, p ≥ 0.05)")
+        lines.append(f"- Budget: {t.get('steps')} fine-tuning steps of {t.get('batch_size')} queries, "
+                     f"pre-training pairs per source: {cfg.get('pretrain_pairs', 0)}, one seed{noise}.")
+    return lines + [""]
+
+
 def _caveats(root: Path) -> list[str]:
     """What limits these runs, read from the configs written beside the tables."""
     import yaml
@@ -221,7 +269,7 @@ def write_report(results_root: str | Path, preset: str) -> Path:
              "comes from those files. Commits that produced them: "
              + ", ".join(f"{k}: `{(v or '?')[:10]}`" for k, v in commits.items()), ""]
     lines += (_idf_section(curve) + _teacher_section(teachers) + _bars(curve, base) + _latency_section(latency, quality)
-             + variants + _caveats(root))
+             + variants + _why(root, curve, teachers, base) + _caveats(root))
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

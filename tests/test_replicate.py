@@ -99,8 +99,8 @@ def test_report_states_verdicts_from_tables(tmp_path):
     ]).to_csv(root / "p" / "teachers" / "table.csv", index=False)
     text = write_report(root, "p").read_text()
     assert "- λ=0.5, FLOPS 10: IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
-    assert "Claim 2 does not hold here" in text  # 0.60 < dense 0.61
-    assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700)" in text
+    assert "Claim 2 does not hold here (ensemble not above the best single teacher, dense; p = 0.01, significant" in text
+    assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700; p = 0.02, significant at 0.05)" in text
     assert "best IDF-aware 0.5500 vs bm25 0.5200 → beats it (+0.0300)" in text
     # the start is read from the curve (the students' evaluation settings), not the baselines table
     assert "best IDF-aware 0.5500 vs the untrained start (curve) 0.5600 → does not beat it (-0.0100)" in text
@@ -163,6 +163,8 @@ def test_train_overrides_sit_over_the_preset_config(tmp_path):
     assert cfg.train.in_batch_negatives is True and cfg.lambdas == [0.0]
     assert cfg.train.steps == 300 and cfg.train.student_temperature == "auto"  # the rest of the YAML's train kept
     assert configure(str(ROOT / "configs" / "cpu.yaml")).train.in_batch_negatives is False
+    with pytest.raises(ValueError, match="arms must be"):
+        configure(str(ROOT / "configs" / "cpu.yaml"), arms=["tf-idf"])
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
         configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch": True})
 
@@ -189,3 +191,23 @@ def test_report_has_a_section_per_sweep_variant(tmp_path):
     assert "IDF-aware 0.6600 vs plain 0.6000 (interpolated) → +0.0600" in variant
     assert "Settings that differ from the main sweep: train.in_batch_negatives: False → True." in variant
     assert "best IDF-aware 0.6600 vs bm25 0.6000 → beats it (+0.0600)" in variant.split("Bars again")[1]
+
+
+def test_report_why_lines_come_from_tables_and_configs(tmp_path):
+    import yaml
+
+    root = tmp_path / "results"
+    (root / "p" / "baselines").mkdir(parents=True)
+    (root / "p" / "teachers").mkdir(parents=True)
+    pd.DataFrame([{"dataset": "d", "system": s, "nDCG@10": v} for s, v in
+                  [("dense-teacher", 0.61), ("sparse-teacher", 0.60), ("ensemble-minmax", 0.70)]]).to_csv(
+        root / "p" / "baselines" / "table.csv", index=False)
+    pd.DataFrame([{"dataset": "d", "teacher": t, "nDCG@10": v, "p_value_vs_ensemble_minmax": p} for t, v, p in
+                  [("dense", 0.64, 0.3), ("sparse", 0.60, 0.01), ("ensemble-minmax", 0.63, 1.0)]]).to_csv(
+        root / "p" / "teachers" / "table.csv", index=False)
+    (root / "p" / "teachers" / "config.yaml").write_text(yaml.safe_dump(
+        {"sparse_teacher": "tiny", "pretrain_pairs": 0, "train": {"student": "tiny", "steps": 30, "batch_size": 4}}))
+    why = write_report(root, "p").read_text().split("## Why")[1]
+    assert "ensemble of the teachers (0.7000) is above each teacher (dense 0.6100, sparse 0.6000)" in why
+    assert "The sparse teacher (`tiny`) is also the students' start" in why
+    assert "a gap of up to 0.0100 nDCG@10 is not significant" in why  # dense: |0.63 - 0.64|, p 0.3; sparse p 0.01 left out
