@@ -34,6 +34,21 @@ def matched_flops_gaps(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", 
     return gaps
 
 
+def dominated_pairs(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", b: str = "flops") -> list[dict]:
+    """Pairs of points (one per arm) where one is at most the other's FLOPS with at least its nDCG@10,
+    better in one of the two: a comparison that needs no interpolation, made even where the two
+    arms' FLOPS ranges do not overlap."""
+    part = curve[curve["dataset"] == dataset]
+    out = []
+    for _, x in part[part["arm"] == a].iterrows():
+        for _, y in part[part["arm"] == b].iterrows():
+            for win, lose, winner in ((x, y, a), (y, x, b)):
+                if (win["flops"] <= lose["flops"] and win["nDCG@10"] >= lose["nDCG@10"]
+                        and (win["flops"], win["nDCG@10"]) != (lose["flops"], lose["nDCG@10"])):
+                    out.append({"winner": winner, "win": win, "lose": lose})
+    return out
+
+
 def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware FLOPS gives better nDCG@10 than "
                  "plain FLOPS at equal FLOPS") -> list[str]:
     lines = [title, ""]
@@ -53,7 +68,12 @@ def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware
             lines.append("- Verdict: not judged: only the IDF-aware arm ran here.")
         else:
             lines.append("- Verdict: cannot be judged: the two curves' FLOPS ranges do not overlap "
-                         "(compare the best points below instead).")
+                         "(see the Pareto lines and the best points below).")
+        for p in dominated_pairs(curve, ds):
+            w, lo = p["win"], p["lose"]
+            lines.append(f"- Pareto: {p['winner']} λ={w['lambda']:g} (FLOPS {w['flops']:.3g}, {w['nDCG@10']:.4f}) dominates "
+                         f"{lo['arm']} λ={lo['lambda']:g} (FLOPS {lo['flops']:.3g}, {lo['nDCG@10']:.4f}): no more FLOPS, "
+                         "no lower nDCG@10.")
         part = curve[curve["dataset"] == ds]
         for arm, grp in part.groupby("arm"):
             best = grp.loc[grp["nDCG@10"].idxmax()]
@@ -160,9 +180,10 @@ def _variant_line(root: Path, folder: str) -> str:
     if not (main.is_file() and var.is_file()):
         return f"- `{folder}`: no config.yaml to compare with the main sweep's.\n"
     a, b = yaml.safe_load(main.read_text()), yaml.safe_load(var.read_text())
-    diff = [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if k != "train" and a.get(k) != b.get(k)]
-    diff += [f"train.{k}: {a['train'].get(k)} → {b['train'].get(k)}" for k in sorted(set(a["train"]) | set(b["train"]))
-             if a["train"].get(k) != b["train"].get(k)]
+    get = lambda d, k: d.get(k, "unset (its default)")  # noqa: E731  a field newer than the other run
+    diff = [f"{k}: {get(a, k)} → {get(b, k)}" for k in sorted(set(a) | set(b)) if k != "train" and a.get(k) != b.get(k)]
+    diff += [f"train.{k}: {get(a['train'], k)} → {get(b['train'], k)}"
+             for k in sorted(set(a["train"]) | set(b["train"])) if a["train"].get(k) != b["train"].get(k)]
     return f"- Settings that differ from the main sweep: {'; '.join(diff) or 'none'}.\n"
 
 

@@ -211,3 +211,17 @@ def test_report_why_lines_come_from_tables_and_configs(tmp_path):
     assert "ensemble of the teachers (0.7000) is above each teacher (dense 0.6100, sparse 0.6000)" in why
     assert "The sparse teacher (`tiny`) is also the students' start" in why
     assert "a gap of up to 0.0100 nDCG@10 is not significant" in why  # dense: |0.63 - 0.64|, p 0.3; sparse p 0.01 left out
+
+
+def test_dominated_pairs_by_hand():
+    from ifsr.report import dominated_pairs
+
+    curve = pd.DataFrame([
+        {"dataset": "d", "arm": "flops", "lambda": 0.0, "flops": 2.4, "nDCG@10": 0.651},
+        {"dataset": "d", "arm": "flops", "lambda": 0.01, "flops": 1.5, "nDCG@10": 0.660},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 0.0, "flops": 3.5, "nDCG@10": 0.658},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 0.01, "flops": 1.4, "nDCG@10": 0.666},
+    ])
+    got = sorted((p["winner"], p["win"]["lambda"], p["lose"]["lambda"]) for p in dominated_pairs(curve, "d"))
+    # idf 0.01 beats both plain points; plain 0.01 beats idf 0; plain 0 (2.4, .651) vs idf 0 (3.5, .658): neither
+    assert got == [("flops", 0.01, 0.0), ("idf-flops", 0.01, 0.0), ("idf-flops", 0.01, 0.01)]
