@@ -4,6 +4,8 @@ All run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its o
 splade-tiny with a frozen IDF query route, the same batches and the same settings:
   ifsr        the fused document module (ifsr.train.FusedSpladeDocument) + ifsr's loss
               (per-batch min-max ensemble targets + IDF-aware FLOPS on documents);
+  ifsr-inbatch  as `ifsr`, with in-batch negatives: every query scored against all batch documents,
+              the teachers' cross-pair scores looked up from a bank of (random) teacher vectors;
   ifsr-dense  ST's Transformer(fill-mask) + SpladePooling(max) + ifsr's loss (isolates the fusion);
   st          ST's Transformer(fill-mask) + SpladePooling(max) + SpladeLoss(SparseDistillKLDivLoss)
               on precomputed targets with FlopsLoss on documents.
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ("ifsr", "ifsr-dense", "st")  # `st` last: the reference of the ratios
+IMPLS = ("ifsr", "ifsr-inbatch", "ifsr-dense", "st")  # `st` last: the reference of the ratios
 
 
 def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
@@ -43,8 +45,19 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     labels = rng.random((n, 2, 3)).astype(np.float32)
     idf = load_idf(data_dir() / "idf" / "msmarco_bert-base-uncased_idf.json", load_tokenizer("splade-tiny"))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, max_length=max_length, lam=0.01, lambda_warmup_steps=1)
-    model = build_student("splade-tiny", idf, "idf", max_length, seed=0, fused=impl == "ifsr")
-    if impl in ("ifsr", "ifsr-dense"):
+    model = build_student("splade-tiny", idf, "idf", max_length, seed=0, fused=impl in ("ifsr", "ifsr-inbatch"))
+    if impl == "ifsr-inbatch":
+        import dataclasses
+
+        from ifsr.teachers import Teacher, TeacherBank
+
+        cfg = dataclasses.replace(cfg, in_batch_negatives=True)
+        teachers = [Teacher(), Teacher()]  # the base class: dot products of the bank's vectors
+        bank = TeacherBank(teachers, [rng.random((n, 64), dtype=np.float32)] * 2,
+                           [rng.random((n * 3, 64), dtype=np.float32)] * 2, group=3)
+        loss = InferenceFreeDistillLoss(model, cfg, bank)
+        rows["label"] = [lab + [[float(i), 0.0, 0.0]] for i, lab in enumerate(labels.tolist())]  # with_row_index
+    elif impl in ("ifsr", "ifsr-dense"):
         loss = InferenceFreeDistillLoss(model, cfg)
         rows["label"] = labels.tolist()
     else:
