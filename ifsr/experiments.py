@@ -47,6 +47,7 @@ class AblationConfig:
     cache_dir: str = ".cache/ifsr"
     runs_dir: str = "runs"
     seed: int = 0
+    device: str = "auto"  # teachers and evaluation encoding: auto = cuda if available (training: train.use_cpu)
 
     def __post_init__(self) -> None:
         from ifsr.losses import TEACHER_MODES
@@ -113,6 +114,7 @@ def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = 
     from ifsr.metrics import evaluate_run, per_query, sparsity_row
     from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
     from ifsr.retrieval import sparse_topk
+    from ifsr.teachers import resolve_device
 
     if (Path(model_dir) / "modules.json").is_file():  # a trained student
         doc, _ = load_sparse_encoder(model_dir)
@@ -120,6 +122,7 @@ def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = 
         doc = DocumentEncoder.from_pretrained(str(model_dir))
         model_dir = Path(resolve_model_path(str(model_dir)))
     doc.max_length = cfg.eval_max_length
+    doc.to(resolve_device(cfg.device))
     query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
     rows = []
     for name in cfg.eval_datasets:

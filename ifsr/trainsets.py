@@ -33,8 +33,8 @@ def limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
 def build_teachers(cfg: AblationConfig):
     from ifsr.teachers import DenseTeacher, SparseTeacher
 
-    return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length),
-            SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length)]
+    return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length, device=cfg.device),
+            SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length, device=cfg.device)]
 
 
 def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) -> dict[str, list]:

@@ -264,3 +264,32 @@ def test_dominated_pairs_by_hand():
     got = sorted((p["winner"], p["win"]["lambda"], p["lose"]["lambda"]) for p in dominated_pairs(curve, "d"))
     # idf 0.01 beats both plain points; plain 0.01 beats idf 0; plain 0 (2.4, .651) vs idf 0 (3.5, .658): neither
     assert got == [("flops", 0.01, 0.0), ("idf-flops", 0.01, 0.0), ("idf-flops", 0.01, 0.01)]
+
+
+@pytest.mark.slow
+def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny_path, tmp_path):
+    """configs/gpu.yaml's own path, which no session with a GPU has run yet: the MiniLM student with a new
+    MLM head tied to its embeddings, the pre-training stage on the shared pairs, then fine-tuning from it,
+    bf16 autocast. 1 + 2 steps on CPU, on a 300-document slice, 24 tokens (bf16 matmuls are slow on CPU)."""
+    import dataclasses
+
+    import yaml
+
+    from ifsr.experiments import configure, evaluate_trained, finetune_dataset, trained_model
+
+    cfg = configure(str(ROOT / "configs" / "gpu.yaml"),
+                    train_overrides={"steps": 2, "batch_size": 2, "max_length": 24, "use_cpu": True, "save_steps": 1,
+                                     "logging_steps": 1, "warmup_steps": 0, "lambda_warmup_steps": 1},
+                    corpus_limit=300, train_query_limit=8, mining_depth=20, pretrain_pairs=8,
+                    pretrain_sources=["squad_dev", "medquad"], pretrain_steps=1, teacher_max_length=64,
+                    eval_max_length=24, eval_datasets=["scifact"], data_dir=str(data_root),
+                    runs_dir=str(tmp_path / "runs"), cache_dir=str(ROOT / ".cache" / "ifsr"))
+    assert cfg.train.student == "all-MiniLM-L6-v2" and cfg.train.bf16 is True
+    tc = dataclasses.replace(cfg.train, query_weights="idf", teacher="ensemble-minmax", lam=cfg.lambdas[0])
+    model = trained_model(cfg, tc, lambda: finetune_dataset(cfg))
+    pre = list((tmp_path / "runs").glob("pre-*/model/modules.json"))
+    assert len(pre) == 1  # the pre-training stage ran, and fine-tuning started from its weights
+    run = yaml.safe_load((model.parent / "train_config.yaml").read_text())
+    assert run["student"] == str(pre[0].parent) and run["bf16"] is True and run["steps"] == 2
+    (row,) = evaluate_trained(cfg, model)
+    assert 0 <= row["nDCG@10"] <= 1 and row["flops"] > 0 and len(row["per_query"]) > 0
