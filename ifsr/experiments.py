@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ifsr.data import BeirSet, data_dir, load_beir, training_queries
-from ifsr.pairs import load_pairs
+from ifsr.data import load_beir
 from ifsr.train import TrainConfig, mlm_dir
+from ifsr.trainsets import build_teachers, finetune_dataset, idf_path, limited, pretrain_dataset
 
 
 @dataclasses.dataclass
@@ -48,6 +47,7 @@ class AblationConfig:
     cache_dir: str = ".cache/ifsr"
     runs_dir: str = "runs"
     seed: int = 0
+    device: str = "auto"  # teachers and evaluation encoding: auto = cuda if available (training: train.use_cpu)
 
     def __post_init__(self) -> None:
         from ifsr.losses import TEACHER_MODES
@@ -56,90 +56,6 @@ class AblationConfig:
             raise ValueError(f"arms must be a non-empty list of 'idf' and/or 'ones', got {self.arms!r}")
         if not self.teachers or set(self.teachers) - set(TEACHER_MODES):
             raise ValueError(f"teachers must be a non-empty list from {TEACHER_MODES}, got {self.teachers!r}")
-
-
-def _idf_path(cfg: AblationConfig) -> Path:
-    return Path(cfg.idf_path) if cfg.idf_path else data_dir(cfg.data_dir) / "idf" / "msmarco_bert-base-uncased_idf.json"
-
-
-def _limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
-    if cfg.corpus_limit is None:
-        return ds
-    from ifsr.evaluate import limit_corpus
-
-    return limit_corpus(ds, cfg.corpus_limit)
-
-
-def _teachers(cfg: AblationConfig):
-    from ifsr.teachers import DenseTeacher, SparseTeacher
-
-    return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length),
-            SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length)]
-
-
-def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) -> dict[str, list]:
-    """One example per (query, positive): docs = [positive] + first n_neg negatives; label [2, G]."""
-    rows: dict[str, list] = {"query": [], **{f"doc_{g}": [] for g in range(n_neg + 1)}, "label": []}
-    for c in cands:
-        if len(c.negatives) < n_neg:
-            continue
-        ids = list(c.doc_ids)
-        negs = [ids.index(d) for d in c.negatives[:n_neg]]
-        for p in c.positives:
-            slots = [ids.index(p)] + negs
-            rows["query"].append(c.query)
-            for g, j in enumerate(slots):
-                rows[f"doc_{g}"].append(doc_text[ids[j]])
-            rows["label"].append([[float(s[c.query_id][j]) for j in slots] for s in scores])
-    return rows
-
-
-def finetune_dataset(cfg: AblationConfig):
-    """SciFact-train (by default) queries, BM25 hard negatives, both teachers' raw scores (cached)."""
-    import datasets
-
-    from ifsr.mining import Bm25Index, mine_hard_negatives, save_candidates
-    from ifsr.teachers import score_candidates
-
-    ds = _limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
-    tq = training_queries(ds)[: cfg.train_query_limit]
-    index = Bm25Index().build(ds.doc_texts())
-    cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,
-                                n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
-    Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
-    save_candidates(Path(cfg.cache_dir) / f"candidates_{cfg.train_dataset}_{cfg.preset}.jsonl.gz", cands)
-    doc_text = dict(zip(ds.doc_ids, ds.doc_texts()))
-    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, f"{ds.name}-train") for t in _teachers(cfg)]
-    return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
-
-
-def pretrain_dataset(cfg: AblationConfig):
-    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
-    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
-    import datasets
-
-    from ifsr.pairs import filter_leakage
-    from ifsr.mining import mine_in_source, passage_table
-    from ifsr.teachers import score_candidates
-
-    pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
-    evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]
-    pairs, _ = filter_leakage(pairs, evals)
-    rng = np.random.default_rng(cfg.seed)
-    by_src: dict[str, list] = {}
-    for pair in pairs:
-        by_src.setdefault(pair.source, []).append(pair)
-    pairs = [p for src in sorted(by_src) for p in
-             (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
-    cands = mine_in_source(pairs, n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
-    doc_text = passage_table(pairs)
-    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, "pairs") for t in _teachers(cfg)]
-    by_source: dict[str, list] = {}
-    for c in cands:
-        by_source.setdefault(c.source, []).append(c)
-    parts = {src: datasets.Dataset.from_dict(_examples(cs, scores, doc_text, cfg.train.n_neg))
-             for src, cs in sorted(by_source.items())}
-    return datasets.DatasetDict({k: v for k, v in parts.items() if len(v) >= cfg.train.batch_size})
 
 
 LATE_FIELDS = {"in_batch_negatives": False}  # TrainConfig fields added after runs were cached: hashed only when set
@@ -164,7 +80,7 @@ def _train(cfg: AblationConfig, train_cfg: TrainConfig, dataset, idf, out: Path)
     if train_cfg.in_batch_negatives:
         flat = flat_dataset(dataset)
         group = train_cfg.n_neg + 1
-        bank = TeacherBank.build(_teachers(cfg), list(flat["query"]), [list(flat[f"doc_{g}"]) for g in range(group)],
+        bank = TeacherBank.build(build_teachers(cfg), list(flat["query"]), [list(flat[f"doc_{g}"]) for g in range(group)],
                                  cfg.cache_dir)
     train(train_cfg, dataset, idf, out, bank=bank)
 
@@ -174,9 +90,9 @@ def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) ->
     from ifsr.idf import load_idf
     from ifsr.models import load_tokenizer
 
-    idf = load_idf(_idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
+    idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     data_fp = [cfg.train_dataset, cfg.corpus_limit, cfg.train_query_limit, cfg.mining_depth, cfg.dense_teacher,
-               cfg.sparse_teacher, cfg.teacher_max_length, cfg.seed, str(_idf_path(cfg))]
+               cfg.sparse_teacher, cfg.teacher_max_length, cfg.seed, str(idf_path(cfg))]
     if cfg.pretrain_pairs and cfg.pretrain_steps:
         pre_cfg = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps)
         pre_dir = Path(cfg.runs_dir) / f"pre-{run_key(_train_key(pre_cfg), cfg.pretrain_pairs, data_fp)}"
@@ -191,15 +107,14 @@ def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) ->
 
 def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = "idf") -> list[dict[str, Any]]:
     """Exact inference-free retrieval of a trained model on each eval set; per-query nDCG@10 kept."""
-    from ifsr.evaluate import encode_corpus
+    from ifsr.evaluate import encode_corpus, judged_run, self_hits_for
     from ifsr.export import load_sparse_encoder
     from ifsr.idf import load_idf
     from ifsr.manifest import sha256_dir
     from ifsr.metrics import evaluate_run, per_query, sparsity_row
-    from ifsr.models import QueryEncoder
-    from ifsr.retrieval import sparse_topk, to_run
-
-    from ifsr.models import DocumentEncoder, resolve_model_path
+    from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
+    from ifsr.retrieval import sparse_topk
+    from ifsr.teachers import resolve_device
 
     if (Path(model_dir) / "modules.json").is_file():  # a trained student
         doc, _ = load_sparse_encoder(model_dir)
@@ -207,29 +122,47 @@ def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = 
         doc = DocumentEncoder.from_pretrained(str(model_dir))
         model_dir = Path(resolve_model_path(str(model_dir)))
     doc.max_length = cfg.eval_max_length
-    query = QueryEncoder(doc.tokenizer, load_idf(_idf_path(cfg), doc.tokenizer))
+    doc.to(resolve_device(cfg.device))
+    query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
     rows = []
     for name in cfg.eval_datasets:
-        ds = _limited(load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir), cfg)
+        ds = limited(load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir), cfg)
         d = encode_corpus(doc, str(model_dir), sha256_dir(model_dir), ds, cfg.cache_dir)  # [nd, V]
         q = query.encode([ds.queries[i] for i in ds.query_ids], binary=query_weights == "ones")  # [nq, V]
-        idx, sc = sparse_topk(q, d, k=100)
-        run = to_run(ds.query_ids, ds.doc_ids, idx, sc)
-        qrels = {i: ds.qrels[i] for i in ds.query_ids}
+        sh = self_hits_for(ds.name)
+        run, qrels = judged_run(ds, *sparse_topk(q, d, k=100 + int(sh)), 100, sh)
         rows.append({"dataset": ds.name, **evaluate_run(run, qrels), **sparsity_row(q, d),
                      "per_query": per_query(run, qrels, "nDCG@10")})
     return rows
 
 
+def bm25_reference(cfg: AblationConfig) -> dict[str, dict[str, float]]:
+    """BM25's per-query nDCG@10 on each eval set ({dataset name: {qid: value}}), for paired tests."""
+    from ifsr.evaluate import bm25_per_query
+
+    sets = [limited(load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir), cfg) for n in cfg.eval_datasets]
+    return {ds.name: bm25_per_query(ds) for ds in sets}
+
+
+def _vs_bm25(r: dict[str, Any], bm25: dict[str, dict[str, float]], seed: int) -> dict[str, float]:
+    from ifsr.metrics import paired_randomization_test
+
+    ref = bm25[r["dataset"]]
+    return {"bm25_nDCG@10": sum(ref.values()) / len(ref),
+            "p_value_vs_bm25": paired_randomization_test(r["per_query"], ref, seed=seed)}
+
+
 def idf_flops_sweep(cfg: AblationConfig) -> pd.DataFrame:
     """curve.csv rows: one per (dataset, arm, lambda). Arms are evaluated with the query weights they
-    were trained with (idf / ones); the plain arm is also shown with IDF queries at inference."""
+    were trained with (idf / ones); the plain arm is also shown with IDF queries at inference. Every
+    row has a paired randomization test against BM25 on the same queries (`p_value_vs_bm25`)."""
     data = _lazy(lambda: finetune_dataset(cfg))
+    bm25 = bm25_reference(cfg)
     rows = []
     for r in evaluate_trained(cfg, cfg.train.student):  # the start, under the same evaluation settings
         rows.append({"dataset": r["dataset"], "arm": "untrained", "lambda": float("nan"), "nDCG@10": r["nDCG@10"],
                      "R@100": r["R@100"], "flops": r["flops"], "doc_nnz": r["doc_nnz"],
-                     "query_nnz": r["query_nnz"], "model": cfg.train.student})
+                     "query_nnz": r["query_nnz"], **_vs_bm25(r, bm25, cfg.seed), "model": cfg.train.student})
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             tc = dataclasses.replace(cfg.train, query_weights=arm, teacher="ensemble-minmax", lam=lam)
@@ -240,7 +173,8 @@ def idf_flops_sweep(cfg: AblationConfig) -> pd.DataFrame:
                 for r in evaluate_trained(cfg, model, qw):
                     rows.append({"dataset": r["dataset"], "arm": label, "lambda": lam, "nDCG@10": r["nDCG@10"],
                                  "R@100": r["R@100"], "flops": r["flops"], "doc_nnz": r["doc_nnz"],
-                                 "query_nnz": r["query_nnz"], "student_temperature": tau, "model": str(model)})
+                                 "query_nnz": r["query_nnz"], **_vs_bm25(r, bm25, cfg.seed),
+                                 "student_temperature": tau, "model": str(model)})
     return pd.DataFrame(rows)
 
 
@@ -314,7 +248,7 @@ def write_results(table: pd.DataFrame, cfg: AblationConfig, out_dir: str | Path,
     manifest = Manifest(dataclasses.asdict(cfg))
     for ds in sorted(set(cfg.eval_datasets) | {cfg.train_dataset}):
         manifest.add_data(ds, load_beir(ds, split=cfg.eval_split, data_dir=cfg.data_dir).checksum())
-    manifest.add_data("idf", sha256_file(_idf_path(cfg)))
+    manifest.add_data("idf", sha256_file(idf_path(cfg)))
     for m in sorted({cfg.dense_teacher, cfg.sparse_teacher, cfg.train.student}):
         manifest.add_model(m, sha256_dir(resolve_model_path(m)))
     for model in sorted(set(table.get("model", []))):

@@ -95,6 +95,7 @@ class _MaxPooledLogits(torch.autograd.Function):
         values += bias
         if need_index:
             ctx.save_for_backward(hidden, weight, index)
+            ctx.bias_dtype = bias.dtype
         return values  # [B, V]
 
     @staticmethod
@@ -103,21 +104,25 @@ class _MaxPooledLogits(torch.autograd.Function):
         bsz, length, dim = hidden.shape
         flat = hidden.reshape(bsz * length, dim)  # [B*L, H]
         b, j = grad.nonzero(as_tuple=True)  # the entries whose gradient is not zero
-        dh = torch.zeros_like(flat) if ctx.needs_input_grad[0] else None
-        dw = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        db = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device) if ctx.needs_input_grad[3] else None
+        # sums in float32 (under bf16 autocast hidden is bf16 and weight float32), each gradient returned
+        # in its input's dtype
+        f32 = dict(dtype=torch.float32, device=grad.device)
+        dh = torch.zeros(flat.shape, **f32) if ctx.needs_input_grad[0] else None  # [B*L, H]
+        dw = torch.zeros(weight.shape, **f32) if ctx.needs_input_grad[2] else None  # [V, H]
+        db = torch.zeros(weight.shape[0], **f32) if ctx.needs_input_grad[3] else None  # [V]
         step = 1 << 18  # bounded temporaries even for a dense upstream gradient
         for s in range(0, len(b), step):
             bb, jj = b[s : s + step], j[s : s + step]
-            g = grad[bb, jj]  # [n]
+            g = grad[bb, jj].float()  # [n]
             rows = bb * length + index[bb, jj]  # [n] the token that won each max
             if dh is not None:
-                dh.index_add_(0, rows, g[:, None] * weight[jj])
+                dh.index_add_(0, rows, g[:, None] * weight[jj].float())
             if dw is not None:
-                dw.index_add_(0, jj, g[:, None] * flat[rows])
+                dw.index_add_(0, jj, g[:, None] * flat[rows].float())
             if db is not None:
                 db.index_add_(0, jj, g)
-        return (None if dh is None else dh.view_as(hidden)), None, dw, db, None, None
+        return (None if dh is None else dh.to(hidden.dtype).view_as(hidden), None,
+                None if dw is None else dw.to(weight.dtype), None if db is None else db.to(ctx.bias_dtype), None, None)
 
 
 def max_pooled_logits(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

@@ -8,45 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
+
+from ifsr.compare import config_diff, dominated_pairs, matched_flops_gaps, read_config
 
 
 def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
-
-
-def matched_flops_gaps(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", b: str = "flops") -> list[dict]:
-    """For each point of arm `a`, arm `b`'s nDCG@10 at the same FLOPS (log-linear interpolation,
-    only inside b's FLOPS range): the comparison at equal FLOPS that the paper's curves make."""
-    part = curve[curve["dataset"] == dataset]
-    pa, pb = part[part["arm"] == a].sort_values("flops"), part[part["arm"] == b].sort_values("flops")
-    if len(pa) == 0 or len(pb) < 2:
-        return []
-    xb, yb = np.log(pb["flops"].to_numpy()), pb["nDCG@10"].to_numpy()
-    gaps = []
-    for _, r in pa.iterrows():
-        x = np.log(r["flops"])
-        if xb[0] <= x <= xb[-1]:
-            gaps.append({"lambda": r["lambda"], "at_flops": r["flops"], a: r["nDCG@10"],
-                         b: float(np.interp(x, xb, yb)), "gap": r["nDCG@10"] - float(np.interp(x, xb, yb))})
-    return gaps
-
-
-def dominated_pairs(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", b: str = "flops") -> list[dict]:
-    """Pairs of points (one per arm) where one is at most the other's FLOPS with at least its nDCG@10,
-    better in one of the two: a comparison that needs no interpolation, made even where the two
-    arms' FLOPS ranges do not overlap."""
-    part = curve[curve["dataset"] == dataset]
-    out = []
-    for _, x in part[part["arm"] == a].iterrows():
-        for _, y in part[part["arm"] == b].iterrows():
-            for win, lose, winner in ((x, y, a), (y, x, b)):
-                if (win["flops"] <= lose["flops"] and win["nDCG@10"] >= lose["nDCG@10"]
-                        and (win["flops"], win["nDCG@10"]) != (lose["flops"], lose["nDCG@10"])):
-                    out.append({"winner": winner, "win": win, "lose": lose})
-    return out
 
 
 def _idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware FLOPS gives better nDCG@10 than "
@@ -125,7 +94,8 @@ def _bars(curve: pd.DataFrame | None, base: pd.DataFrame | None,
         b = base[base["dataset"] == ds].set_index("system")
         if idf.empty or "bm25" not in b.index:
             continue
-        best = idf["nDCG@10"].max()
+        top = idf.loc[idf["nDCG@10"].idxmax()]
+        best = top["nDCG@10"]
         start = curve[(curve["dataset"] == ds) & (curve["arm"] == "untrained")]["nDCG@10"]
         refs = [("bm25", b.loc["bm25", "nDCG@10"])]  # BM25 reads whole documents
         if len(start):  # the start under the students' own evaluation settings (the same max length)
@@ -133,8 +103,11 @@ def _bars(curve: pd.DataFrame | None, base: pd.DataFrame | None,
         elif "inference-free-untrained" in b.index:
             refs.append(("inference-free-untrained (baselines)", b.loc["inference-free-untrained", "nDCG@10"]))
         for system, v in refs:
-            lines.append(f"- {ds}: best IDF-aware {best:.4f} vs {system} {v:.4f} → "
-                         f"{'beats' if best > v else 'does not beat'} it ({best - v:+.4f})")
+            test = ""
+            if system == "bm25" and not pd.isna(top.get("p_value_vs_bm25", float("nan"))):
+                test = f"; paired randomization over the same queries: {_significance(top['p_value_vs_bm25'])}"
+            lines.append(f"- {ds}: best IDF-aware {best:.4f} (λ={top['lambda']:g}) vs {system} {v:.4f} → "
+                         f"{'beats' if best > v else 'does not beat'} it ({best - v:+.4f}{test})")
     return lines + [""]
 
 
@@ -192,21 +165,32 @@ def _best_anywhere(root: Path) -> list[str]:
 
 def _variant_line(root: Path, folder: str) -> str:
     """How a variant's configuration differs from the main sweep's (read from both config.yaml files)."""
-    main, var = root / "idf_flops" / "config.yaml", root / folder / "config.yaml"
-    if not (main.is_file() and var.is_file()):
+    a, b = read_config(root / "idf_flops" / "config.yaml"), read_config(root / folder / "config.yaml")
+    if a is None or b is None:
         return f"- `{folder}`: no config.yaml to compare with the main sweep's.\n"
-    import dataclasses
-
-    from ifsr.train import TrainConfig
-
-    a, b = yaml.safe_load(main.read_text()), yaml.safe_load(var.read_text())
-    for c in (a, b):  # a TrainConfig field newer than a run's config.yaml: that run had its default
-        c["train"] = {**dataclasses.asdict(TrainConfig()), **c.get("train", {})}
-    get = lambda d, k: d.get(k, "unset")  # noqa: E731
-    diff = [f"{k}: {get(a, k)} → {get(b, k)}" for k in sorted(set(a) | set(b)) if k != "train" and a.get(k) != b.get(k)]
-    diff += [f"train.{k}: {get(a['train'], k)} → {get(b['train'], k)}"
-             for k in sorted(set(a["train"]) | set(b["train"])) if a["train"].get(k) != b["train"].get(k)]
+    diff = [f"{k}: {x} → {y}" for k, x, y in config_diff(a, b)]
     return f"- Settings that differ from the main sweep: {'; '.join(diff) or 'none'}.\n"
+
+
+def _seed_repeats(root: Path) -> list[str]:
+    """Sweeps whose settings differ only in the training seed: the same (arm, λ) at each seed."""
+    folders = {p.parent.name: read_config(p) for p in sorted(root.glob("idf_flops*/config.yaml"))}
+    lines = []
+    for a, b in ((a, b) for a in folders for b in folders if a < b):
+        if [k for k, _, _ in config_diff(folders[a], folders[b])] != ["train.seed"]:
+            continue
+        ca, cb = _read(root / a / "curve.csv"), _read(root / b / "curve.csv")
+        if ca is None or cb is None:
+            continue
+        both = ca.merge(cb, on=["dataset", "arm", "lambda"], suffixes=("_a", "_b")).dropna(subset=["lambda"])
+        sa, sb = folders[a]["train"]["seed"], folders[b]["train"]["seed"]
+        for _, r in both.iterrows():
+            lines.append(f"- {r['dataset']} {r['arm']} λ={r['lambda']:g}: seed {sa} (`{a}`) {r['nDCG@10_a']:.4f} "
+                         f"(FLOPS {r['flops_a']:.3g}), seed {sb} (`{b}`) {r['nDCG@10_b']:.4f} (FLOPS {r['flops_b']:.3g}): "
+                         f"Δ {r['nDCG@10_b'] - r['nDCG@10_a']:+.4f} from the training seed alone.")
+    if not lines:
+        return []
+    return ["## Seed repeats: the same settings with another training seed", ""] + lines + [""]
 
 
 def _why(root: Path, curve: pd.DataFrame | None, teachers: pd.DataFrame | None, base: pd.DataFrame | None) -> list[str]:
@@ -250,28 +234,27 @@ def _why(root: Path, curve: pd.DataFrame | None, teachers: pd.DataFrame | None, 
 
 def _caveats(root: Path) -> list[str]:
     """What limits these runs, read from the configs written beside the tables."""
-    import yaml
-
     lines = ["## Reading these numbers", ""]
+    seeds = " (a repeat with another training seed is in the seed-repeats section)" if _seed_repeats(root) else \
+        ": variation across seeds was not measured"
     ab = root / "idf_flops" / "config.yaml"
     bl = root / "baselines" / "config.yaml"
     if ab.is_file():
-        c = yaml.safe_load(ab.read_text())
+        c = read_config(ab)
         t = c["train"]
         lines.append(f"- Students: {t['student']}, {t['steps']} steps x {t['batch_size']} queries x (1 + {t['n_neg']}) "
                      f"documents, training length {t['max_length']}, evaluation length {c['eval_max_length']}; "
                      f"pre-training pairs per source: {c.get('pretrain_pairs', 0)}; student temperature "
                      f"{t.get('student_temperature', 1.0)} (the value each run resolved is in the curve's "
-                     f"`student_temperature` column). One seed per arm: variation "
-                     f"across seeds was not measured, and the teacher arms' paired p-values show how small the "
-                     f"differences are; a claim that 'does not hold' at this budget is weak evidence either way.")
+                     f"`student_temperature` column). One seed per arm{seeds}, "
+                     f"and the paired p-values show how small the differences are; a claim that 'does not hold' at "
+                     f"this budget is weak evidence either way.")
         lines.append("- The `untrained` row of the curve is the start under the students' own evaluation settings; "
                      "compare students with it, not with the baselines table, when the lengths differ.")
-        tc = root / "teachers" / "config.yaml"
-        if tc.is_file():
-            t2 = yaml.safe_load(tc.read_text())
-            differ = sorted(k for k in set(t) | set(t2["train"]) if t.get(k) != t2["train"].get(k))
-            differ += [k for k in ("eval_max_length", "teacher_lambda") if c.get(k) != t2.get(k)]
+        t2 = read_config(root / "teachers" / "config.yaml")
+        if t2 is not None:
+            differ = [k for k, _, _ in config_diff(read_config(ab), t2)
+                      if k.startswith("train.") or k in ("eval_max_length", "teacher_lambda")]
             if differ:
                 commit = json.loads((root / "teachers" / "manifest.json").read_text()).get("git", {}).get("commit", "?")
                 lines.append(f"- The teacher ablation is an earlier run (commit `{commit[:10]}`) with another recipe than "
@@ -314,7 +297,7 @@ def write_report(results_root: str | Path, preset: str) -> Path:
     best_any = _best_anywhere(root)
     lines += (_idf_section(curve) + _teacher_section(teachers) + _bars(curve, base) + best_any
               + _latency_section(latency, quality)
-             + variants + _why(root, curve, teachers, base) + _caveats(root))
+             + variants + _seed_repeats(root) + _why(root, curve, teachers, base) + _caveats(root))
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -79,6 +79,9 @@ def mlm_dir(name_or_path: str) -> str:
     path = _checked_path(name_or_path)
     if not (Path(path) / "modules.json").is_file():
         return path
+    modules = json.loads((Path(path) / "modules.json").read_text())
+    if any(m["type"].endswith(".Transformer") and not m.get("path") for m in modules):
+        return path  # a sentence-transformers model whose Transformer is the folder itself (all-MiniLM-L6-v2)
     found = sorted(Path(path).glob("*/tokenizer.json")) + sorted(Path(path).glob("*/*/tokenizer.json"))
     if not found:
         raise FileNotFoundError(f"{path}: no tokenizer.json in the SparseEncoder's module folders")

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from ifsr.data import BeirSet
-from ifsr.evaluate import (COLUMNS, REFERENCE_NDCG10, SYSTEMS, BaselinesConfig, baselines, compare_to_reference,
-                           evaluate_model, limit_corpus, markdown_table, matrix_topk, parse_list, preset_config,
-                           write_baselines)
+from ifsr.evaluate import (COLUMNS, REFERENCE_NDCG10, SYSTEMS, BaselinesConfig, baselines, bm25_per_query,
+                           compare_to_reference, evaluate_model, limit_corpus, markdown_table, matrix_topk, parse_list,
+                           preset_config, write_baselines)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"nDCG@10", "R@100", "flops", "doc_nnz", "query_nnz", "n_queries", "dataset_checksum"}
@@ -86,6 +86,30 @@ def test_cli_evaluate_writes_json(tiny_beir, idf_file, splade_tiny_path, tmp_pat
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def test_bm25_per_query_by_hand(tiny_beir):
+    """q1's words (macrophages, clear, lung) put d1 first; q2's (supersonic, boundary, heat, transfer) put
+    d2 first. Both are judged queries with their one relevant document at rank 1: nDCG@10 = 1 each.
+    q3 has no judgements and is left out."""
+    from ifsr.data import load_beir
+
+    ds = load_beir(str(tiny_beir), split="test")
+    assert bm25_per_query(ds) == {"q1": pytest.approx(1.0), "q2": pytest.approx(1.0)}
+    # now judge only d2 relevant for q1: it shares no word with q1, so it ties at score 0 with d3 and
+    # ranks third (d1, then d4 with 'lung', then d2 before d3 by document index): nDCG@10 = 1/log2(4)
+    ds.qrels["q1"] = {"d2": 1}
+    assert bm25_per_query(ds)["q1"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_bm25_per_query_matches_the_baselines_bm25(data_root):
+    """The paired-test reference is the baselines table's BM25: same mean nDCG@10 on SciFact test."""
+    from ifsr.data import load_beir
+
+    pq = bm25_per_query(load_beir("scifact", split="test", data_dir=str(data_root)))
+    assert len(pq) == 300
+    assert sum(pq.values()) / len(pq) == pytest.approx(REFERENCE_NDCG10["scifact"]["bm25"], abs=0.001)
+
 
 def test_limit_corpus():
     corpus = {f"d{i}": {"title": "", "text": f"t{i}"} for i in range(5)}

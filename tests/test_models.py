@@ -145,6 +145,24 @@ def test_max_pooled_logits_hand_example():
     assert bias.grad.tolist() == [2.0, 3.0]
 
 
+def test_max_pooled_logits_under_bf16_autocast():
+    """As under the gpu preset's bf16 autocast: the hidden states arrive in bf16 (an autocast Linear's
+    output), the decoder's weight and bias stay float32 parameters. The hand example's numbers are exact in
+    bf16, so the same values come out, and each gradient comes back in its own input's dtype."""
+    from ifsr.models import max_pooled_logits
+
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], dtype=torch.bfloat16, requires_grad=True)
+    weight = torch.tensor([[1.0, 1.0], [2.0, -1.0]], requires_grad=True)
+    bias = torch.tensor([0.5, -0.5], requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = max_pooled_logits(hidden, torch.tensor([[1, 1, 0]]), weight, bias)
+        (out.float() * torch.tensor([[2.0, 3.0]])).sum().backward()
+    assert out.float().tolist() == [[2.5, 1.5]]
+    assert (hidden.grad.dtype, weight.grad.dtype, bias.grad.dtype) == (torch.bfloat16, torch.float32, torch.float32)
+    assert hidden.grad.float().tolist() == [[[6.0, -3.0], [2.0, 2.0], [0.0, 0.0]]]
+    assert weight.grad.tolist() == [[0.0, 4.0], [3.0, 0.0]] and bias.grad.tolist() == [2.0, 3.0]
+
+
 def test_max_pooled_logits_equals_dense_head_and_its_gradient():
     from ifsr.models import max_pooled_logits
 

@@ -50,6 +50,10 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert teachers["p_value_vs_ensemble_minmax"].between(0, 1).all()
     base = pd.read_csv(res / "baselines" / "table.csv")
     assert {"bm25", "inference-free-untrained", "ensemble-minmax"} <= set(base["system"])
+    # every curve row is tested against the baselines' own BM25 on the same 300-document slice
+    bm25 = base[(base["system"] == "bm25") & (base["dataset"] == "scifact")]["nDCG@10"].item()
+    assert curve["bm25_nDCG@10"].to_numpy() == pytest.approx(bm25)
+    assert curve["p_value_vs_bm25"].between(0, 1).all()
     for sub in ("baselines", "idf_flops", "teachers"):
         manifest = json.loads((res / sub / "manifest.json").read_text())
         assert manifest["data"] and manifest["models"] and manifest["wall_seconds"] > 0.5  # the whole notebook

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ifsr.replicate import NOTEBOOKS, check_parameters, plan
-from ifsr.report import matched_flops_gaps, write_report
+from ifsr.compare import matched_flops_gaps
+from ifsr.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +85,7 @@ def test_report_states_verdicts_from_tables(tmp_path):
     pd.DataFrame([
         {"dataset": "d", "arm": "flops", "lambda": 1.0, "flops": 1.0, "nDCG@10": 0.50},
         {"dataset": "d", "arm": "flops", "lambda": 0.1, "flops": 100.0, "nDCG@10": 0.70},
-        {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": 0.55},
+        {"dataset": "d", "arm": "idf-flops", "lambda": 0.5, "flops": 10.0, "nDCG@10": 0.55, "p_value_vs_bm25": 0.2},
         {"dataset": "d", "arm": "untrained", "lambda": float("nan"), "flops": 20.0, "nDCG@10": 0.56},
     ]).to_csv(root / "p" / "idf_flops" / "curve.csv", index=False)
     (root / "p" / "baselines").mkdir(parents=True)
@@ -101,9 +102,10 @@ def test_report_states_verdicts_from_tables(tmp_path):
     assert "- λ=0.5, FLOPS 10: IDF-aware 0.5500 vs plain 0.6000" in text and "does not hold here (0/1" in text
     assert "Claim 2 does not hold here (ensemble not above the best single teacher, dense; p = 0.01, significant" in text
     assert "Claim 3 holds here (min-max 0.6000 vs raw sum 0.5700; p = 0.02, significant at 0.05)" in text
-    assert "best IDF-aware 0.5500 vs bm25 0.5200 → beats it (+0.0300)" in text
+    assert ("best IDF-aware 0.5500 (λ=0.5) vs bm25 0.5200 → beats it (+0.0300; paired randomization over the same "
+            "queries: p = 0.2, not significant at 0.05)") in text
     # the start is read from the curve (the students' evaluation settings), not the baselines table
-    assert "best IDF-aware 0.5500 vs the untrained start (curve) 0.5600 → does not beat it (-0.0100)" in text
+    assert "best IDF-aware 0.5500 (λ=0.5) vs the untrained start (curve) 0.5600 → does not beat it (-0.0100)" in text
 
 
 def test_report_latency_section_ratios_by_hand(tmp_path):
@@ -156,7 +158,7 @@ def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
         model_from_curve(str(curve))
 
 
-def test_train_overrides_sit_over_the_preset_config(tmp_path):
+def test_train_overrides_sit_over_the_presetread_config(tmp_path):
     from ifsr.experiments import configure
 
     cfg = configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch_negatives": True}, lambdas=[0.0])
@@ -192,8 +194,42 @@ def test_report_has_a_section_per_sweep_variant(tmp_path):
     assert "IDF-aware 0.5500 vs plain 0.6000" in main and "does not beat it (-0.0500)" in main
     assert "IDF-aware 0.6600 vs plain 0.6000 (interpolated) → +0.0600" in variant
     assert "Settings that differ from the main sweep: train.in_batch_negatives: False → True." in variant
-    assert "best IDF-aware 0.6600 vs bm25 0.6000 → beats it (+0.0600)" in variant.split("Bars again")[1]
+    assert "best IDF-aware 0.6600 (λ=0.5) vs bm25 0.6000 → beats it (+0.0600)" in variant.split("Bars again")[1]
     assert "the best IDF-aware student of any sweep here is `idf_flops_inbatch` λ=0.5: nDCG@10 0.6600" in main
+
+
+def test_report_pairs_sweeps_that_differ_only_in_the_training_seed(tmp_path):
+    import yaml
+
+    root = tmp_path / "results"
+    train = {"student": "s", "steps": 600, "max_length": 256}
+    for folder, seed, v, other in (("idf_flops", 0, 0.60, 128), ("idf_flops_long", 0, 0.68, 256),
+                                   ("idf_flops_long_seed1", 1, 0.67, 256)):
+        (root / "p" / folder).mkdir(parents=True)
+        pd.DataFrame([{"dataset": "d", "arm": "idf-flops", "lambda": 0.0, "flops": 2.0, "nDCG@10": v},
+                      {"dataset": "d", "arm": "untrained", "lambda": float("nan"), "flops": 2.1, "nDCG@10": 0.5}]
+                     ).to_csv(root / "p" / folder / "curve.csv", index=False)
+        (root / "p" / folder / "config.yaml").write_text(yaml.safe_dump(
+            {"eval_max_length": 512, "train": {**train, "seed": seed, "max_length": other}}))
+    text = write_report(root, "p").read_text()
+    seeds = text.split("## Seed repeats")[1].split("\n## ")[0]
+    # only the pair that differs in train.seed alone (idf_flops differs in max_length as well); untrained rows skipped
+    assert seeds.count("\n- ") == 1
+    assert ("d idf-flops λ=0: seed 0 (`idf_flops_long`) 0.6800 (FLOPS 2), seed 1 (`idf_flops_long_seed1`) 0.6700 "
+            "(FLOPS 2): Δ -0.0100 from the training seed alone.") in seeds
+
+
+def test_config_diff_fills_new_train_fields_with_defaults(tmp_path):
+    import yaml
+
+    from ifsr.compare import config_diff, read_config
+
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"lambdas": [0.0], "train": {"steps": 300}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"lambdas": [0.0, 0.01],
+                                                     "train": {"steps": 300, "in_batch_negatives": False, "seed": 1}}))
+    assert config_diff(read_config(tmp_path / "a.yaml"), read_config(tmp_path / "b.yaml")) == [
+        ("lambdas", [0.0], [0.0, 0.01]), ("train.seed", 0, 1)]
+    assert read_config(tmp_path / "missing.yaml") is None
 
 
 def test_report_why_lines_come_from_tables_and_configs(tmp_path):
@@ -217,7 +253,7 @@ def test_report_why_lines_come_from_tables_and_configs(tmp_path):
 
 
 def test_dominated_pairs_by_hand():
-    from ifsr.report import dominated_pairs
+    from ifsr.compare import dominated_pairs
 
     curve = pd.DataFrame([
         {"dataset": "d", "arm": "flops", "lambda": 0.0, "flops": 2.4, "nDCG@10": 0.651},
@@ -228,3 +264,32 @@ def test_dominated_pairs_by_hand():
     got = sorted((p["winner"], p["win"]["lambda"], p["lose"]["lambda"]) for p in dominated_pairs(curve, "d"))
     # idf 0.01 beats both plain points; plain 0.01 beats idf 0; plain 0 (2.4, .651) vs idf 0 (3.5, .658): neither
     assert got == [("flops", 0.01, 0.0), ("idf-flops", 0.01, 0.0), ("idf-flops", 0.01, 0.01)]
+
+
+@pytest.mark.slow
+def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny_path, tmp_path):
+    """configs/gpu.yaml's own path, which no session with a GPU has run yet: the MiniLM student with a new
+    MLM head tied to its embeddings, the pre-training stage on the shared pairs, then fine-tuning from it,
+    bf16 autocast. 1 + 2 steps on CPU, on a 300-document slice, 24 tokens (bf16 matmuls are slow on CPU)."""
+    import dataclasses
+
+    import yaml
+
+    from ifsr.experiments import configure, evaluate_trained, finetune_dataset, trained_model
+
+    cfg = configure(str(ROOT / "configs" / "gpu.yaml"),
+                    train_overrides={"steps": 2, "batch_size": 2, "max_length": 24, "use_cpu": True, "save_steps": 1,
+                                     "logging_steps": 1, "warmup_steps": 0, "lambda_warmup_steps": 1},
+                    corpus_limit=300, train_query_limit=8, mining_depth=20, pretrain_pairs=8,
+                    pretrain_sources=["squad_dev", "medquad"], pretrain_steps=1, teacher_max_length=64,
+                    eval_max_length=24, eval_datasets=["scifact"], data_dir=str(data_root),
+                    runs_dir=str(tmp_path / "runs"), cache_dir=str(ROOT / ".cache" / "ifsr"))
+    assert cfg.train.student == "all-MiniLM-L6-v2" and cfg.train.bf16 is True
+    tc = dataclasses.replace(cfg.train, query_weights="idf", teacher="ensemble-minmax", lam=cfg.lambdas[0])
+    model = trained_model(cfg, tc, lambda: finetune_dataset(cfg))
+    pre = list((tmp_path / "runs").glob("pre-*/model/modules.json"))
+    assert len(pre) == 1  # the pre-training stage ran, and fine-tuning started from its weights
+    run = yaml.safe_load((model.parent / "train_config.yaml").read_text())
+    assert run["student"] == str(pre[0].parent) and run["bf16"] is True and run["steps"] == 2
+    (row,) = evaluate_trained(cfg, model)
+    assert 0 <= row["nDCG@10"] <= 1 and row["flops"] > 0 and len(row["per_query"]) > 0

@@ -9,7 +9,7 @@ import torch
 
 from ifsr.config import load_config, save_config
 from ifsr.losses import inference_free_loss, teacher_targets
-from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student, query_weight_vector, train
+from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student, mlm_dir, query_weight_vector, train
 
 WORDS = "cell protein gene lung cancer brain virus heat flow plate wing boundary layer pressure".split()
 
@@ -233,3 +233,19 @@ def test_in_batch_training_runs(idf, tmp_path):
     assert (out / "modules.json").is_file()
     logged = [r for r in map(__import__("json").loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "rank" in r]
     assert logged and all(np.isfinite(r["rank"]) for r in logged)
+
+
+def test_mlm_dir_of_each_model_layout(splade_tiny_path, minilm_path, tmp_path):
+    """A plain MLM folder is itself; all-MiniLM-L6-v2 is a sentence-transformers folder whose Transformer
+    is the folder itself (modules.json path ""); a saved student is a Router whose document Transformer
+    is a subfolder."""
+    import json
+
+    assert mlm_dir("splade-tiny") == splade_tiny_path
+    assert mlm_dir("all-MiniLM-L6-v2") == minilm_path
+    saved = tmp_path / "student"
+    (saved / "document_0_Transformer").mkdir(parents=True)
+    (saved / "document_0_Transformer" / "tokenizer.json").write_text("{}")
+    (saved / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                     "type": "sentence_transformers.base.modules.router.Router"}]))
+    assert mlm_dir(str(saved)) == str(saved / "document_0_Transformer")

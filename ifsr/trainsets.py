@@ -1,0 +1,102 @@
+"""Training data of the ablations: each example is a query, its positive and n_neg BM25 negatives,
+with both teachers' raw scores of those documents (cached) as the label [2, 1 + n_neg].
+
+Fine-tuning reads a BEIR train split (SciFact by default); pre-training reads the shared query-passage
+pairs, one dataset per source. `cfg` is an `ifsr.experiments.AblationConfig`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ifsr.data import BeirSet, data_dir, load_beir, training_queries
+from ifsr.pairs import load_pairs
+
+if TYPE_CHECKING:
+    from ifsr.experiments import AblationConfig
+
+
+def idf_path(cfg: AblationConfig) -> Path:
+    return Path(cfg.idf_path) if cfg.idf_path else data_dir(cfg.data_dir) / "idf" / "msmarco_bert-base-uncased_idf.json"
+
+
+def limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
+    if cfg.corpus_limit is None:
+        return ds
+    from ifsr.evaluate import limit_corpus
+
+    return limit_corpus(ds, cfg.corpus_limit)
+
+
+def build_teachers(cfg: AblationConfig):
+    from ifsr.teachers import DenseTeacher, SparseTeacher
+
+    return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length, device=cfg.device),
+            SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length, device=cfg.device)]
+
+
+def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) -> dict[str, list]:
+    """One example per (query, positive): docs = [positive] + first n_neg negatives; label [2, G]."""
+    rows: dict[str, list] = {"query": [], **{f"doc_{g}": [] for g in range(n_neg + 1)}, "label": []}
+    for c in cands:
+        if len(c.negatives) < n_neg:
+            continue
+        ids = list(c.doc_ids)
+        negs = [ids.index(d) for d in c.negatives[:n_neg]]
+        for p in c.positives:
+            slots = [ids.index(p)] + negs
+            rows["query"].append(c.query)
+            for g, j in enumerate(slots):
+                rows[f"doc_{g}"].append(doc_text[ids[j]])
+            rows["label"].append([[float(s[c.query_id][j]) for j in slots] for s in scores])
+    return rows
+
+
+def finetune_dataset(cfg: AblationConfig):
+    """SciFact-train (by default) queries, BM25 hard negatives, both teachers' raw scores (cached)."""
+    import datasets
+
+    from ifsr.mining import Bm25Index, mine_hard_negatives, save_candidates
+    from ifsr.teachers import score_candidates
+
+    ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
+    tq = training_queries(ds)[: cfg.train_query_limit]
+    index = Bm25Index().build(ds.doc_texts())
+    cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,
+                                n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
+    Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
+    save_candidates(Path(cfg.cache_dir) / f"candidates_{cfg.train_dataset}_{cfg.preset}.jsonl.gz", cands)
+    doc_text = dict(zip(ds.doc_ids, ds.doc_texts()))
+    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, f"{ds.name}-train") for t in build_teachers(cfg)]
+    return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
+
+
+def pretrain_dataset(cfg: AblationConfig):
+    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
+    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
+    import datasets
+
+    from ifsr.pairs import filter_leakage
+    from ifsr.mining import mine_in_source, passage_table
+    from ifsr.teachers import score_candidates
+
+    pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
+    evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]
+    pairs, _ = filter_leakage(pairs, evals)
+    rng = np.random.default_rng(cfg.seed)
+    by_src: dict[str, list] = {}
+    for pair in pairs:
+        by_src.setdefault(pair.source, []).append(pair)
+    pairs = [p for src in sorted(by_src) for p in
+             (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
+    cands = mine_in_source(pairs, n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
+    doc_text = passage_table(pairs)
+    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, "pairs") for t in build_teachers(cfg)]
+    by_source: dict[str, list] = {}
+    for c in cands:
+        by_source.setdefault(c.source, []).append(c)
+    parts = {src: datasets.Dataset.from_dict(_examples(cs, scores, doc_text, cfg.train.n_neg))
+             for src, cs in sorted(by_source.items())}
+    return datasets.DatasetDict({k: v for k, v in parts.items() if len(v) >= cfg.train.batch_size})
