@@ -67,3 +67,37 @@ def config_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
         keys = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
         out += [(prefix + k, x.get(k, "unset"), y.get(k, "unset")) for k in keys]
     return out
+
+
+GRID_KEYS = ("arms", "lambdas", "teachers")  # which runs a sweep holds, not how each run was made
+
+
+def seed_repeats(root: Path) -> list[dict]:
+    """The same (dataset, arm, λ) trained in two sweeps whose settings differ only in the training seed
+    (and in which arms/λ they hold): {dataset, arm, lambda, folders, seeds, nDCG@10, flops, p_value_vs_bm25}."""
+    configs = {p.parent.name: read_config(p) for p in sorted(Path(root).glob("idf_flops*/config.yaml"))}
+    out = []
+    for a, b in ((a, b) for a in configs for b in configs if a < b):
+        if [k for k, _, _ in config_diff(configs[a], configs[b]) if k not in GRID_KEYS] != ["train.seed"]:
+            continue
+        ca, cb = (Path(root) / f / "curve.csv" for f in (a, b))
+        if not (ca.is_file() and cb.is_file()):
+            continue
+        both = pd.read_csv(ca).merge(pd.read_csv(cb), on=["dataset", "arm", "lambda"], suffixes=("_a", "_b"))
+        for _, r in both.dropna(subset=["lambda"]).iterrows():
+            pair = lambda col: (r.get(f"{col}_a", np.nan), r.get(f"{col}_b", np.nan))  # noqa: E731
+            out.append({"dataset": r["dataset"], "arm": r["arm"], "lambda": r["lambda"], "folders": (a, b),
+                        "seeds": (configs[a]["train"]["seed"], configs[b]["train"]["seed"]),
+                        "nDCG@10": pair("nDCG@10"), "flops": pair("flops"), "p_value_vs_bm25": pair("p_value_vs_bm25")})
+    return out
+
+
+def across_sweeps(root: Path) -> tuple[list[dict], list[dict]]:
+    """Every sweep's matched-FLOPS gaps and Pareto pairs (idf_flops*/curve.csv under a preset's results)."""
+    matched, pareto = [], []
+    for sub in sorted(Path(root).glob("idf_flops*/curve.csv")):
+        c = pd.read_csv(sub)
+        for ds in sorted(c["dataset"].unique()):
+            matched += [{**g, "folder": sub.parent.name} for g in matched_flops_gaps(c, ds)]
+            pareto += [{**p, "folder": sub.parent.name} for p in dominated_pairs(c, ds)]
+    return matched, pareto

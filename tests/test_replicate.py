@@ -196,6 +196,8 @@ def test_report_has_a_section_per_sweep_variant(tmp_path):
     assert "Settings that differ from the main sweep: train.in_batch_negatives: False → True." in variant
     assert "best IDF-aware 0.6600 (λ=0.5) vs bm25 0.6000 → beats it (+0.0600)" in variant.split("Bars again")[1]
     assert "the best IDF-aware student of any sweep here is `idf_flops_inbatch` λ=0.5: nDCG@10 0.6600" in main
+    assert ("Claim 1 over every sweep with both arms: 1/2 IDF-aware points above the plain curve at matched FLOPS; "
+            "0 of 0 Pareto pairs won by the IDF-aware arm.") in main
 
 
 def test_report_pairs_sweeps_that_differ_only_in_the_training_seed(tmp_path):
@@ -209,14 +211,18 @@ def test_report_pairs_sweeps_that_differ_only_in_the_training_seed(tmp_path):
         pd.DataFrame([{"dataset": "d", "arm": "idf-flops", "lambda": 0.0, "flops": 2.0, "nDCG@10": v},
                       {"dataset": "d", "arm": "untrained", "lambda": float("nan"), "flops": 2.1, "nDCG@10": 0.5}]
                      ).to_csv(root / "p" / folder / "curve.csv", index=False)
-        (root / "p" / folder / "config.yaml").write_text(yaml.safe_dump(
-            {"eval_max_length": 512, "train": {**train, "seed": seed, "max_length": other}}))
+        (root / "p" / folder / "config.yaml").write_text(yaml.safe_dump(  # the grid (lambdas) may differ
+            {"eval_max_length": 512, "lambdas": [0.0] if seed else [0.0, 0.01],
+             "train": {**train, "seed": seed, "max_length": other}}))
     text = write_report(root, "p").read_text()
+    assert ("the best IDF-aware student of any sweep here is `idf_flops_long` λ=0: nDCG@10 0.6800, FLOPS 2; with "
+            "training seed 1 the same settings give 0.6700 (`idf_flops_long_seed1`), mean 0.6750.") in text
+    assert "- Seed noise: the training seed alone moved nDCG@10 by up to 0.0100 (seed repeats above).\n" in text
     seeds = text.split("## Seed repeats")[1].split("\n## ")[0]
     # only the pair that differs in train.seed alone (idf_flops differs in max_length as well); untrained rows skipped
     assert seeds.count("\n- ") == 1
     assert ("d idf-flops λ=0: seed 0 (`idf_flops_long`) 0.6800 (FLOPS 2), seed 1 (`idf_flops_long_seed1`) 0.6700 "
-            "(FLOPS 2): Δ -0.0100 from the training seed alone.") in seeds
+            "(FLOPS 2): Δ -0.0100 from the training seed alone; mean of the two 0.6750.") in seeds
 
 
 def test_config_diff_fills_new_train_fields_with_defaults(tmp_path):
