@@ -166,12 +166,15 @@ def _best_anywhere(root: Path) -> list[str]:
         if not pd.isna(best.get("bm25_nDCG@10", float("nan"))):
             line += (f"; vs BM25 {best['bm25_nDCG@10']:.4f}: {best['nDCG@10'] - best['bm25_nDCG@10']:+.4f}, "
                      f"{_significance(best['p_value_vs_bm25'])}")
+        seeds = {}  # training seed -> (folder, nDCG@10) of the same settings as the best run
         for r in repeats:
             if r["dataset"] == ds and r["arm"] == "idf-flops" and r["lambda"] == best["lambda"] \
                     and best["folder"] in r["folders"]:
-                other = 1 - r["folders"].index(best["folder"])
-                line += (f"; with training seed {r['seeds'][other]} the same settings give {r['nDCG@10'][other]:.4f} "
-                         f"(`{r['folders'][other]}`), mean {sum(r['nDCG@10']) / 2:.4f}")
+                seeds.update({s: (f, v) for s, f, v in zip(r["seeds"], r["folders"], r["nDCG@10"])})
+        if seeds:
+            line += ("; the same settings by training seed: " + ", ".join(
+                f"{s}: {v:.4f} (`{f}`)" for s, (f, v) in sorted(seeds.items()))
+                + f", mean {sum(v for _, v in seeds.values()) / len(seeds):.4f}")
         lines.append(line + ".")
     if matched or pareto:
         wins = sum(g["gap"] > 0 for g in matched)

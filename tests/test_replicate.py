@@ -215,8 +215,9 @@ def test_report_pairs_sweeps_that_differ_only_in_the_training_seed(tmp_path):
             {"eval_max_length": 512, "lambdas": [0.0] if seed else [0.0, 0.01],
              "train": {**train, "seed": seed, "max_length": other}}))
     text = write_report(root, "p").read_text()
-    assert ("the best IDF-aware student of any sweep here is `idf_flops_long` λ=0: nDCG@10 0.6800, FLOPS 2; with "
-            "training seed 1 the same settings give 0.6700 (`idf_flops_long_seed1`), mean 0.6750.") in text
+    assert ("the best IDF-aware student of any sweep here is `idf_flops_long` λ=0: nDCG@10 0.6800, FLOPS 2; the same "
+            "settings by training seed: 0: 0.6800 (`idf_flops_long`), 1: 0.6700 (`idf_flops_long_seed1`), mean "
+            "0.6750.") in text
     assert "- Seed noise: the training seed alone moved nDCG@10 by up to 0.0100 (seed repeats above).\n" in text
     seeds = text.split("## Seed repeats")[1].split("\n## ")[0]
     # only the pair that differs in train.seed alone (idf_flops differs in max_length as well); untrained rows skipped
