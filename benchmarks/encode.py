@@ -1,6 +1,6 @@
 """Document encoding: ifsr's DocumentEncoder.encode vs sentence-transformers' SparseEncoder.encode_document.
 
-Same model (splade-tiny exported by ifsr.export.save_sparse_encoder), same texts, same max length
+Same model (splade-tiny exported by ifsr.serving.export.save_sparse_encoder), same texts, same max length
 and batch size; runs alternate A B A B so drift of a shared machine hits both. Prints the median
 time of each and the ratio ifsr / sentence-transformers (< 1: ifsr is faster), and checks the
 vectors agree.
@@ -32,9 +32,9 @@ def main() -> None:
 
     from sentence_transformers import SparseEncoder
 
-    from ifsr.data import load_beir
-    from ifsr.export import save_sparse_encoder
-    from ifsr.models import DocumentEncoder, QueryEncoder
+    from ifsr.data.beir import load_beir
+    from ifsr.serving.export import save_sparse_encoder
+    from ifsr.core.encoder import DocumentEncoder, QueryEncoder
 
     texts = load_beir(args.data, data_dir=args.data_dir).doc_texts()[: args.docs]
     doc = DocumentEncoder.from_pretrained("splade-tiny", max_length=args.max_length)

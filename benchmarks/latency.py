@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ifsr.latency import ENGINES, SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.serving.latency import ENGINES, SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
 
 
 def size_arg(text: str) -> str | int:

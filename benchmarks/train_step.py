@@ -2,7 +2,7 @@
 
 All run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its own loop) on
 splade-tiny with a frozen IDF query route, the same batches and the same settings:
-  ifsr        the fused document module (ifsr.train.FusedSpladeDocument) + ifsr's loss
+  ifsr        the fused document module (ifsr.distill.trainer.FusedSpladeDocument) + ifsr's loss
               (per-batch min-max ensemble targets + IDF-aware FLOPS on documents);
   ifsr-inbatch  as `ifsr`, with in-batch negatives: every query scored against all batch documents,
               the teachers' cross-pair scores looked up from a bank of (random) teacher vectors;
@@ -31,10 +31,10 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     import numpy as np
     import torch
 
-    from ifsr.idf import load_idf
-    from ifsr.models import load_tokenizer
-    from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student
-    from ifsr.data import data_dir, load_beir
+    from ifsr.core.idf import load_idf
+    from ifsr.core.encoder import load_tokenizer
+    from ifsr.distill.trainer import InferenceFreeDistillLoss, TrainConfig, build_student
+    from ifsr.data.beir import data_dir, load_beir
 
     torch.manual_seed(0)
     texts = load_beir("scifact").doc_texts()
@@ -49,7 +49,7 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     if impl == "ifsr-inbatch":
         import dataclasses
 
-        from ifsr.teachers import Teacher, TeacherBank
+        from ifsr.distill.teachers import Teacher, TeacherBank
 
         cfg = dataclasses.replace(cfg, in_batch_negatives=True)
         teachers = [Teacher(), Teacher()]  # the base class: dot products of the bank's vectors
@@ -63,7 +63,7 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     else:
         from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss, SpladeLoss
 
-        from ifsr.losses import teacher_targets
+        from ifsr.core.objective import teacher_targets
 
         loss = SpladeLoss(model, SparseDistillKLDivLoss(model, temperature=1.0), document_regularizer_weight=0.01,
                           query_regularizer_weight=None)

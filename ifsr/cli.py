@@ -18,7 +18,7 @@ def _self_hits(value: str) -> bool | None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ifsr.evaluate import evaluate_model
+    from ifsr.eval.evaluate import evaluate_model
 
     res = evaluate_model(args.model, args.data, split=args.split, idf_path=args.idf, max_length=args.max_length,
                          k=args.k, self_hits=_self_hits(args.self_hits), cache_dir=args.cache_dir,
@@ -52,7 +52,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_baselines(args: argparse.Namespace) -> int:
-    from ifsr.evaluate import baselines, markdown_table, preset_config, write_baselines
+    from ifsr.eval.evaluate import baselines, markdown_table, preset_config, write_baselines
 
     config = preset_config(args.preset, datasets=args.datasets, corpus_limit=args.corpus_limit,
                            max_length=args.max_length, out_dir=args.out_dir, cache_dir=args.cache_dir,

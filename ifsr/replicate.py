@@ -122,7 +122,7 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
                                    progress_bar=False, log_output=False)
         _record_wall_time(out_dir / "manifest.json", time.time() - t0)
         done.append(executed)
-    from ifsr.report import write_report
+    from ifsr.report.report import write_report
 
     write_report(Path(root) / "results", preset)
     return done

@@ -1,4 +1,4 @@
-"""Tests for ifsr.data: BEIR loading (strict parsing, download path), pairs, leakage filter."""
+"""Tests for ifsr.data.beir: BEIR loading (strict parsing, download path), pairs, leakage filter."""
 from __future__ import annotations
 
 import gzip
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ifsr import data
-from ifsr.data import BeirSet, data_dir, load_beir, training_queries
-from ifsr.pairs import Pair, filter_leakage, load_pairs, normalize_text
+from ifsr.data import beir as data
+from ifsr.data.beir import BeirSet, data_dir, load_beir, training_queries
+from ifsr.data.pairs import Pair, filter_leakage, load_pairs, normalize_text
 
 CORPUS = [
     {"_id": "d1", "title": "Alpha", "text": "first doc "},
@@ -209,7 +209,7 @@ def test_filter_leakage_counts(caplog):
              Pair("is it leaked", "another doc", "s"),           # both: counted as query
              Pair("unjudged query", "clean", "s"),               # q2 has no qrels: kept
              Pair("ok", "Another doc, extended", "s")]           # kept
-    with caplog.at_level("INFO", logger="ifsr.pairs"):
+    with caplog.at_level("INFO", logger="ifsr.data.pairs"):
         kept, counts = filter_leakage(pairs, [ev])
     assert counts == {"kept": 2, "dropped_query": 2, "dropped_passage": 2}
     assert kept == [pairs[4], pairs[5]]

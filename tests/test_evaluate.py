@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ifsr.data import BeirSet
-from ifsr.evaluate import (COLUMNS, REFERENCE_NDCG10, SYSTEMS, BaselinesConfig, baselines, bm25_per_query,
+from ifsr.data.beir import BeirSet
+from ifsr.eval.evaluate import (COLUMNS, REFERENCE_NDCG10, SYSTEMS, BaselinesConfig, baselines, bm25_per_query,
                            compare_to_reference, evaluate_model, limit_corpus, markdown_table, matrix_topk, parse_list,
                            preset_config, write_baselines)
 
@@ -91,7 +91,7 @@ def test_bm25_per_query_by_hand(tiny_beir):
     """q1's words (macrophages, clear, lung) put d1 first; q2's (supersonic, boundary, heat, transfer) put
     d2 first. Both are judged queries with their one relevant document at rank 1: nDCG@10 = 1 each.
     q3 has no judgements and is left out."""
-    from ifsr.data import load_beir
+    from ifsr.data.beir import load_beir
 
     ds = load_beir(str(tiny_beir), split="test")
     assert bm25_per_query(ds) == {"q1": pytest.approx(1.0), "q2": pytest.approx(1.0)}
@@ -104,7 +104,7 @@ def test_bm25_per_query_by_hand(tiny_beir):
 @pytest.mark.slow
 def test_bm25_per_query_matches_the_baselines_bm25(data_root):
     """The paired-test reference is the baselines table's BM25: same mean nDCG@10 on SciFact test."""
-    from ifsr.data import load_beir
+    from ifsr.data.beir import load_beir
 
     pq = bm25_per_query(load_beir("scifact", split="test", data_dir=str(data_root)))
     assert len(pq) == 300

@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from ifsr.idf import compute_idf, document_frequencies, idf_from_df, load_idf, save_idf
+from ifsr.core.idf import compute_idf, document_frequencies, idf_from_df, load_idf, save_idf
 
 N_MSMARCO = 8_841_823
 
 
 @pytest.fixture(scope="module")
 def tokenizer(splade_tiny_path):
-    from ifsr.models import load_tokenizer
+    from ifsr.core.encoder import load_tokenizer
 
     return load_tokenizer("splade-tiny")
 

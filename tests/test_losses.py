@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ifsr.losses import (
+from ifsr.core.objective import (
     candidate_scores,
     ensemble_targets,
     flops,

@@ -1,4 +1,4 @@
-"""Tests for ifsr.metrics: hand-computed nDCG / recall, tie handling, FLOPS, significance tests."""
+"""Tests for ifsr.eval.metrics: hand-computed nDCG / recall, tie handling, FLOPS, significance tests."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ifsr.metrics import (
+from ifsr.eval.metrics import (
     bootstrap_ci,
     evaluate_run,
     flops_metric,
@@ -17,7 +17,7 @@ from ifsr.metrics import (
     rank_scores,
     sparsity_row,
 )
-from ifsr.retrieval import sparse_topk, to_run
+from ifsr.eval.retrieval import sparse_topk, to_run
 
 
 def test_ndcg_and_recall_hand_computed():

@@ -1,4 +1,4 @@
-"""Tests for ifsr.mining: BM25 ranking and tie-break, negative mining, candidate files, batches."""
+"""Tests for ifsr.data.mining: BM25 ranking and tie-break, negative mining, candidate files, batches."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from ifsr.data import load_beir, training_queries
-from ifsr.pairs import Pair, normalize_text
-from ifsr.mining import (Bm25Index, Candidates, candidates_checksum, load_candidates,
+from ifsr.data.beir import load_beir, training_queries
+from ifsr.data.pairs import Pair, normalize_text
+from ifsr.data.mining import (Bm25Index, Candidates, candidates_checksum, load_candidates,
                          mine_hard_negatives, mine_in_source, passage_id, passage_table,
                          save_candidates, source_batches, topk_stable)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifsr.models import DocumentEncoder, QueryEncoder, load_mlm, resolve_model_path
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_mlm, resolve_model_path
 
 TEXTS = [
     "Alveolar macrophages clear inhaled particles from the lung.",
@@ -86,7 +86,7 @@ def test_query_encoder_binary_idf(query):
 def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
     from sentence_transformers import SparseEncoder
 
-    from ifsr.export import load_model, save_opensearch, save_sparse_encoder
+    from ifsr.serving.export import load_model, save_opensearch, save_sparse_encoder
 
     want_d = doc.encode(TEXTS, show_progress=False).toarray()
     want_q = query.encode(TEXTS).toarray()
@@ -108,9 +108,9 @@ def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
 @pytest.mark.slow
 def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
     """Independent reference measurements (issue #2): a different number means a different function."""
-    from ifsr.data import load_beir
-    from ifsr.metrics import evaluate_run
-    from ifsr.retrieval import sparse_topk, to_run
+    from ifsr.data.beir import load_beir
+    from ifsr.eval.metrics import evaluate_run
+    from ifsr.eval.retrieval import sparse_topk, to_run
 
     ds = load_beir("cranfield", split="test", data_dir=data_root, download=False)
     enc = DocumentEncoder.from_pretrained("splade-tiny", max_length=256)
@@ -130,7 +130,7 @@ def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
 # ----------------------------------------------------------------------------- fused max-pooled head
 
 def test_max_pooled_logits_hand_example():
-    from ifsr.models import max_pooled_logits
+    from ifsr.core.encoder import max_pooled_logits
 
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], requires_grad=True)  # [1, 3, 2]; token 2 is padding
     mask = torch.tensor([[1, 1, 0]])
@@ -149,7 +149,7 @@ def test_max_pooled_logits_under_bf16_autocast():
     """As under the gpu preset's bf16 autocast: the hidden states arrive in bf16 (an autocast Linear's
     output), the decoder's weight and bias stay float32 parameters. The hand example's numbers are exact in
     bf16, so the same values come out, and each gradient comes back in its own input's dtype."""
-    from ifsr.models import max_pooled_logits
+    from ifsr.core.encoder import max_pooled_logits
 
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], dtype=torch.bfloat16, requires_grad=True)
     weight = torch.tensor([[1.0, 1.0], [2.0, -1.0]], requires_grad=True)
@@ -164,7 +164,7 @@ def test_max_pooled_logits_under_bf16_autocast():
 
 
 def test_max_pooled_logits_equals_dense_head_and_its_gradient():
-    from ifsr.models import max_pooled_logits
+    from ifsr.core.encoder import max_pooled_logits
 
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(4, 7, 8, generator=g, requires_grad=True)

@@ -7,7 +7,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ifsr.train import TEMPERATURE_GRID
+from ifsr.distill.trainer import TEMPERATURE_GRID
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ifsr.replicate import NOTEBOOKS, check_parameters, plan
-from ifsr.compare import matched_flops_gaps
-from ifsr.report import write_report
+from ifsr.report.compare import matched_flops_gaps
+from ifsr.report.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_report_latency_section_ratios_by_hand(tmp_path):
 
 
 def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
-    from ifsr.latency import model_from_curve
+    from ifsr.serving.latency import model_from_curve
 
     model = tmp_path / "runs" / "abc" / "model"
     model.mkdir(parents=True)
@@ -159,7 +159,7 @@ def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
 
 
 def test_train_overrides_sit_over_the_presetread_config(tmp_path):
-    from ifsr.experiments import configure
+    from ifsr.exp.ablations import configure
 
     cfg = configure(str(ROOT / "configs" / "cpu.yaml"), train_overrides={"in_batch_negatives": True}, lambdas=[0.0])
     assert cfg.train.in_batch_negatives is True and cfg.lambdas == [0.0]
@@ -229,7 +229,7 @@ def test_report_pairs_sweeps_that_differ_only_in_the_training_seed(tmp_path):
 def test_config_diff_fills_new_train_fields_with_defaults(tmp_path):
     import yaml
 
-    from ifsr.compare import config_diff, read_config
+    from ifsr.report.compare import config_diff, read_config
 
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({"lambdas": [0.0], "train": {"steps": 300}}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"lambdas": [0.0, 0.01],
@@ -260,7 +260,7 @@ def test_report_why_lines_come_from_tables_and_configs(tmp_path):
 
 
 def test_dominated_pairs_by_hand():
-    from ifsr.compare import dominated_pairs
+    from ifsr.report.compare import dominated_pairs
 
     curve = pd.DataFrame([
         {"dataset": "d", "arm": "flops", "lambda": 0.0, "flops": 2.4, "nDCG@10": 0.651},
@@ -282,7 +282,7 @@ def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny
 
     import yaml
 
-    from ifsr.experiments import configure, evaluate_trained, finetune_dataset, trained_model
+    from ifsr.exp.ablations import configure, evaluate_trained, finetune_dataset, trained_model
 
     cfg = configure(str(ROOT / "configs" / "gpu.yaml"),
                     train_overrides={"steps": 2, "batch_size": 2, "max_length": 24, "use_cpu": True, "save_steps": 1,

@@ -1,4 +1,4 @@
-"""Tests for ifsr.retrieval: hand-computed micro examples, tie-breaks, padding, and agreement with a
+"""Tests for ifsr.eval.retrieval: hand-computed micro examples, tie-breaks, padding, and agreement with a
 brute-force lexsort reference on random data."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ifsr.retrieval import (
+from ifsr.eval.retrieval import (
     dense_scores,
     dense_topk,
     remove_self_hits,
@@ -183,7 +183,7 @@ def test_to_run_skips_padding_and_keeps_rank_order():
 
 
 def test_select_treats_negative_zero_as_zero():
-    from ifsr.retrieval import _select_topk
+    from ifsr.eval.retrieval import _select_topk
 
     # -0.0 == 0.0 as floats: the tie must go to the lower index, whatever the sign bit says
     rows = np.array([0, 0, 0])

@@ -9,7 +9,10 @@ import pytest
 from conftest import need_module
 import scipy.sparse as sp
 
-from ifsr import corpora, latency, queryside, serving
+from ifsr.serving import corpora as corpora
+from ifsr.serving import latency as latency
+from ifsr.serving import queryside as queryside
+from ifsr.serving import engines as serving
 
 need_module("pyterrier_pisa", "pyterrier-pisa")
 
@@ -105,9 +108,9 @@ def test_seismic_engine_agrees():
 # ------------------------------------------------------------------------------ real model / data
 @pytest.fixture(scope="module")
 def real_bits(splade_tiny_path: str, idf_file: Path, data_root: Path):
-    from ifsr.models import DocumentEncoder, QueryEncoder
+    from ifsr.core.encoder import DocumentEncoder, QueryEncoder
 
-    from ifsr.data import load_beir
+    from ifsr.data.beir import load_beir
 
     encoder = DocumentEncoder.from_pretrained(splade_tiny_path, max_length=64).eval()
     query_encoder = QueryEncoder.from_idf_file(encoder.tokenizer, idf_file)
@@ -282,7 +285,7 @@ def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_pa
 
 
 def test_engine_rows_compare_each_engine_with_its_reference(tmp_path: Path, real_bits):
-    from ifsr.engine_check import COLUMNS, engine_rows
+    from ifsr.serving.engine_check import COLUMNS, engine_rows
 
     encoder, query_encoder, ids, texts, docs, queries = real_bits
     qs = {f"q{i}": q for i, q in enumerate(queries[:30])}

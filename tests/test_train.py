@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ifsr.config import load_config, save_config
-from ifsr.losses import inference_free_loss, teacher_targets
-from ifsr.train import InferenceFreeDistillLoss, TrainConfig, build_student, mlm_dir, query_weight_vector, train
+from ifsr.exp.config import load_config, save_config
+from ifsr.core.objective import inference_free_loss, teacher_targets
+from ifsr.distill.trainer import InferenceFreeDistillLoss, TrainConfig, build_student, mlm_dir, query_weight_vector, train
 
 WORDS = "cell protein gene lung cancer brain virus heat flow plate wing boundary layer pressure".split()
 
@@ -28,8 +28,8 @@ def _dataset(n=8, g=3, seed=0):
 
 @pytest.fixture(scope="module")
 def idf(splade_tiny_path, idf_file):
-    from ifsr.idf import load_idf
-    from ifsr.models import load_tokenizer
+    from ifsr.core.idf import load_idf
+    from ifsr.core.encoder import load_tokenizer
 
     return load_idf(idf_file, load_tokenizer("splade-tiny"))
 
@@ -47,7 +47,7 @@ def test_config_rejects_bad_options(tmp_path):
 
 
 def test_query_weights_per_arm(idf):
-    from ifsr.models import load_tokenizer
+    from ifsr.core.encoder import load_tokenizer
 
     tok = load_tokenizer("splade-tiny")
     w_idf, w_one = query_weight_vector(idf, tok, "idf"), query_weight_vector(idf, tok, "ones")
@@ -162,7 +162,7 @@ def test_in_batch_loss_scores_every_batch_document(idf):
     """With in-batch negatives each query's candidates are all B*G batch documents, the targets the
     bank's teacher scores over that set; checked against the objective written out by hand, and
     against the own-candidate loss for a batch of one query."""
-    from ifsr.train import with_row_index
+    from ifsr.distill.trainer import with_row_index
 
     ds = _dataset(n=3, g=2, seed=1)
     bank = _BowBank(ds, 2)
@@ -203,7 +203,7 @@ def test_in_batch_loss_scores_every_batch_document(idf):
 def test_in_batch_options_are_checked(idf):
     import datasets
 
-    from ifsr.train import with_row_index
+    from ifsr.distill.trainer import with_row_index
 
     with pytest.raises(ValueError, match="rank_loss 'kl'"):
         TrainConfig(in_batch_negatives=True, rank_loss="margin_mse")
@@ -217,7 +217,7 @@ def test_in_batch_options_are_checked(idf):
 
 
 def test_run_key_ignores_late_fields_at_their_default():
-    from ifsr.experiments import _train_key
+    from ifsr.exp.ablations import _train_key
 
     assert "in_batch_negatives" not in _train_key(TrainConfig())  # runs cached before the field keep their hash
     assert _train_key(TrainConfig(in_batch_negatives=True))["in_batch_negatives"] is True

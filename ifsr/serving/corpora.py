@@ -33,7 +33,7 @@ def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, m
     """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
     checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
     from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256
-    from ifsr.teachers import DOC_ENCODER_TAG
+    from ifsr.distill.teachers import DOC_ENCODER_TAG
 
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -69,8 +69,8 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
                 which: str = "real", max_passages: int | None = None, show_progress: bool = True) -> LatencyCorpus:
     """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
     at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
-    from ifsr.data import load_beir
-    from ifsr.pairs import load_pairs
+    from ifsr.data.beir import load_beir
+    from ifsr.data.pairs import load_pairs
 
     if which not in ("scifact", "real"):
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
@@ -88,7 +88,7 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
 
 def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
     """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
-    from ifsr.data import load_beir
+    from ifsr.data.beir import load_beir
 
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
     queries = [ds.queries[q] for q in ds.query_ids]
@@ -104,7 +104,7 @@ def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
     """(data checksums, model checksums) behind a latency table: SciFact test, the pair files, the IDF
     table and the document model's files (sha256), for the manifest written beside the table. A saved
     ifsr model carries its own IDF (hashed with the model), so `idf_path` is then not recorded."""
-    from ifsr.data import files_sha256, load_beir
+    from ifsr.data.beir import files_sha256, load_beir
     from ifsr.manifest import sha256_dir, sha256_file
 
     pairs = sorted((Path(data_dir) / "pairs").glob("*.jsonl.gz"))
@@ -120,8 +120,8 @@ def load_encoders(model: str, idf_path: str | os.PathLike, max_length: int):
     """(document encoder in eval mode at `max_length`, query encoder, weights checksum): the model as
     the latency study and the engine check use it (any saved ifsr layout, or an MLM + `idf_path`)."""
     from ifsr.cache import weights_checksum
-    from ifsr.export import load_model
-    from ifsr.models import resolve_model_path
+    from ifsr.serving.export import load_model
+    from ifsr.core.encoder import resolve_model_path
 
     doc, query = load_model(model, idf_path, max_length)
     doc.max_length = max_length

@@ -19,8 +19,8 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from ifsr.data import _bad, _jsonl
-from ifsr.pairs import Pair, normalize_text
+from ifsr.data.beir import _bad, _jsonl
+from ifsr.data.pairs import Pair, normalize_text
 
 # ----------------------------------------------------------------------------- BM25
 

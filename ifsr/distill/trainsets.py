@@ -2,7 +2,7 @@
 with both teachers' raw scores of those documents (cached) as the label [2, 1 + n_neg].
 
 Fine-tuning reads a BEIR train split (SciFact by default); pre-training reads the shared query-passage
-pairs, one dataset per source. `cfg` is an `ifsr.experiments.AblationConfig`.
+pairs, one dataset per source. `cfg` is an `ifsr.exp.ablations.AblationConfig`.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ifsr.data import BeirSet, data_dir, load_beir, training_queries
-from ifsr.pairs import load_pairs
+from ifsr.data.beir import BeirSet, data_dir, load_beir, training_queries
+from ifsr.data.pairs import load_pairs
 
 if TYPE_CHECKING:
-    from ifsr.experiments import AblationConfig
+    from ifsr.exp.ablations import AblationConfig
 
 
 def idf_path(cfg: AblationConfig) -> Path:
@@ -25,13 +25,13 @@ def idf_path(cfg: AblationConfig) -> Path:
 def limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
     if cfg.corpus_limit is None:
         return ds
-    from ifsr.evaluate import limit_corpus
+    from ifsr.eval.evaluate import limit_corpus
 
     return limit_corpus(ds, cfg.corpus_limit)
 
 
 def build_teachers(cfg: AblationConfig):
-    from ifsr.teachers import DenseTeacher, SparseTeacher
+    from ifsr.distill.teachers import DenseTeacher, SparseTeacher
 
     return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length, device=cfg.device),
             SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length, device=cfg.device)]
@@ -58,8 +58,8 @@ def finetune_dataset(cfg: AblationConfig):
     """SciFact-train (by default) queries, BM25 hard negatives, both teachers' raw scores (cached)."""
     import datasets
 
-    from ifsr.mining import Bm25Index, mine_hard_negatives, save_candidates
-    from ifsr.teachers import score_candidates
+    from ifsr.data.mining import Bm25Index, mine_hard_negatives, save_candidates
+    from ifsr.distill.teachers import score_candidates
 
     ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
     tq = training_queries(ds)[: cfg.train_query_limit]
@@ -78,9 +78,9 @@ def pretrain_dataset(cfg: AblationConfig):
     training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
     import datasets
 
-    from ifsr.pairs import filter_leakage
-    from ifsr.mining import mine_in_source, passage_table
-    from ifsr.teachers import score_candidates
+    from ifsr.data.pairs import filter_leakage
+    from ifsr.data.mining import mine_in_source, passage_table
+    from ifsr.distill.teachers import score_candidates
 
     pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
     evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]

@@ -1,4 +1,4 @@
-"""Comparisons between result tables and configs, as data: the report (ifsr.report) words them.
+"""Comparisons between result tables and configs, as data: the report (ifsr.report.report) words them.
 
 - `matched_flops_gaps`: the two FLOPS arms at equal FLOPS (interpolated), as the paper's curves compare them.
 - `dominated_pairs`: Pareto pairs (no more FLOPS, no lower nDCG@10), which need no interpolation.
@@ -52,7 +52,7 @@ def read_config(path: Path) -> dict | None:
         return None
     import dataclasses
 
-    from ifsr.train import TrainConfig
+    from ifsr.distill.trainer import TrainConfig
 
     c = yaml.safe_load(path.read_text()) or {}
     c["train"] = {**dataclasses.asdict(TrainConfig()), **(c.get("train") or {})}

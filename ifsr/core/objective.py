@@ -139,7 +139,7 @@ def inference_free_loss(
     doc_weights [B, G, V]: raw document weights w; FLOPS stays on w, never on idf * w (SPEC trap 1).
     teacher [B, G]: target scores (e.g. `ensemble_targets`). temperature tau: the student's (1 in the
     paper); ranking is unchanged by it, but it sets the score scale the ranking term asks for (see
-    ifsr.train.TrainConfig.student_temperature). Returns every term by name, each still
+    ifsr.distill.trainer.TrainConfig.student_temperature). Returns every term by name, each still
     attached to the graph ("loss" = rank + lambda * flops), so a trainer may log or sum them.
     """
     if flops_form not in ("batch", "per_slot"):

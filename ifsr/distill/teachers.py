@@ -1,13 +1,13 @@
 """Teachers for ensemble distillation (SPEC §3) and their cached, resumable scores.
 
 DenseTeacher:  any sentence-transformers model; s(q, d) = cos(e_q, e_d) (L2-normalised dot).
-SparseTeacher: a siamese SPLADE (ifsr.models.DocumentEncoder on both queries and documents);
+SparseTeacher: a siamese SPLADE (ifsr.core.encoder.DocumentEncoder on both queries and documents);
                s(q, d) = w(q) · w(d).
 
 TeacherBank holds both teachers' vectors of every training example's query and candidates, so the
 teachers' score of any batch query against any batch document (in-batch negatives) costs a dot product.
 
-score_candidates() scores each query's candidate set (ifsr.mining.Candidates) in three cached steps:
+score_candidates() scores each query's candidate set (ifsr.data.mining.Candidates) in three cached steps:
   1. the distinct candidate texts, in chunks, encoded once each (ifsr.cache.cached_encode);
   2. per chunk of `chunk_queries` queries: encode those queries, dot products, write a chunk file;
   3. gather the chunks.
@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, canonical_json, corpus_key, key_of,
                         load_arrays, save_arrays, texts_sha256, weights_checksum)
-from ifsr.mining import Candidates, candidates_checksum
-from ifsr.models import DocumentEncoder, resolve_model_path
+from ifsr.data.mining import Candidates, candidates_checksum
+from ifsr.core.encoder import DocumentEncoder, resolve_model_path
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
-DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.evaluate
+DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.eval.evaluate
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -155,7 +155,7 @@ def gather_scores(teacher: Teacher, q: Matrix, q_of: np.ndarray, d: Matrix, d_ro
 
 def corpus_encoding(teacher: Teacher, doc_texts: list[str], cache_dir: str | os.PathLike | None,
                     dataset: str) -> Matrix:
-    """The teacher's encoding of a whole corpus [nd, ·], cached (same key as ifsr.evaluate's)."""
+    """The teacher's encoding of a whole corpus [nd, ·], cached (same key as ifsr.eval.evaluate's)."""
     key = corpus_key(teacher.name, teacher.checksum, teacher.encoder_tag, dataset, doc_texts, teacher.max_length)
     return cached_encode(key, lambda: teacher.encode_docs(doc_texts), cache_dir)
 

@@ -234,7 +234,7 @@ class QueryEncoder:
 
     @classmethod
     def from_idf_file(cls, tokenizer, path: str | os.PathLike) -> QueryEncoder:
-        from ifsr.idf import load_idf
+        from ifsr.core.idf import load_idf
 
         return cls(tokenizer, load_idf(path, tokenizer))
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ifsr.idf import load_idf, save_idf
-from ifsr.models import DocumentEncoder, QueryEncoder, load_tokenizer
+from ifsr.core.idf import load_idf, save_idf
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_tokenizer
 
 SPECIAL_BIAS = -1.0e4
 

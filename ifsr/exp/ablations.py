@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from ifsr.data import load_beir
-from ifsr.train import TrainConfig, mlm_dir
-from ifsr.trainsets import build_teachers, finetune_dataset, idf_path, limited, pretrain_dataset
+from ifsr.data.beir import load_beir
+from ifsr.distill.trainer import TrainConfig, mlm_dir
+from ifsr.distill.trainsets import build_teachers, finetune_dataset, idf_path, limited, pretrain_dataset
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ class AblationConfig:
     device: str = "auto"  # teachers and evaluation encoding: auto = cuda if available (training: train.use_cpu)
 
     def __post_init__(self) -> None:
-        from ifsr.losses import TEACHER_MODES
+        from ifsr.core.objective import TEACHER_MODES
 
         if not self.arms or set(self.arms) - {"idf", "ones"}:
             raise ValueError(f"arms must be a non-empty list of 'idf' and/or 'ones', got {self.arms!r}")
@@ -73,8 +73,8 @@ def _train_key(train_cfg: TrainConfig) -> dict[str, Any]:
 
 def _train(cfg: AblationConfig, train_cfg: TrainConfig, dataset, idf, out: Path) -> None:
     """One stage; with in-batch negatives, the teachers' vectors of every example are built first (cached)."""
-    from ifsr.teachers import TeacherBank
-    from ifsr.train import flat_dataset, train
+    from ifsr.distill.teachers import TeacherBank
+    from ifsr.distill.trainer import flat_dataset, train
 
     bank = None
     if train_cfg.in_batch_negatives:
@@ -87,8 +87,8 @@ def _train(cfg: AblationConfig, train_cfg: TrainConfig, dataset, idf, out: Path)
 
 def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) -> Path:
     """Train (or reuse) one student; the pre-training stage, if any, is shared by same-arm runs."""
-    from ifsr.idf import load_idf
-    from ifsr.models import load_tokenizer
+    from ifsr.core.idf import load_idf
+    from ifsr.core.encoder import load_tokenizer
 
     idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     data_fp = [cfg.train_dataset, cfg.corpus_limit, cfg.train_query_limit, cfg.mining_depth, cfg.dense_teacher,
@@ -107,14 +107,14 @@ def trained_model(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data) ->
 
 def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = "idf") -> list[dict[str, Any]]:
     """Exact inference-free retrieval of a trained model on each eval set; per-query nDCG@10 kept."""
-    from ifsr.evaluate import encode_corpus, judged_run, self_hits_for
-    from ifsr.export import load_sparse_encoder
-    from ifsr.idf import load_idf
+    from ifsr.eval.evaluate import encode_corpus, judged_run, self_hits_for
+    from ifsr.serving.export import load_sparse_encoder
+    from ifsr.core.idf import load_idf
     from ifsr.manifest import sha256_dir
-    from ifsr.metrics import evaluate_run, per_query, sparsity_row
-    from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
-    from ifsr.retrieval import sparse_topk
-    from ifsr.teachers import resolve_device
+    from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
+    from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
+    from ifsr.eval.retrieval import sparse_topk
+    from ifsr.distill.teachers import resolve_device
 
     if (Path(model_dir) / "modules.json").is_file():  # a trained student
         doc, _ = load_sparse_encoder(model_dir)
@@ -138,14 +138,14 @@ def evaluate_trained(cfg: AblationConfig, model_dir: Path, query_weights: str = 
 
 def bm25_reference(cfg: AblationConfig) -> dict[str, dict[str, float]]:
     """BM25's per-query nDCG@10 on each eval set ({dataset name: {qid: value}}), for paired tests."""
-    from ifsr.evaluate import bm25_per_query
+    from ifsr.eval.evaluate import bm25_per_query
 
     sets = [limited(load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir), cfg) for n in cfg.eval_datasets]
     return {ds.name: bm25_per_query(ds) for ds in sets}
 
 
 def _vs_bm25(r: dict[str, Any], bm25: dict[str, dict[str, float]], seed: int) -> dict[str, float]:
-    from ifsr.metrics import paired_randomization_test
+    from ifsr.eval.metrics import paired_randomization_test
 
     ref = bm25[r["dataset"]]
     return {"bm25_nDCG@10": sum(ref.values()) / len(ref),
@@ -187,7 +187,7 @@ def _trained_temperature(model_dir: Path) -> float:
 
 def teacher_ablation(cfg: AblationConfig) -> pd.DataFrame:
     """table.csv rows: one per (dataset, teacher), with a paired randomization test vs ensemble-minmax."""
-    from ifsr.metrics import paired_randomization_test
+    from ifsr.eval.metrics import paired_randomization_test
 
     data = _lazy(lambda: finetune_dataset(cfg))
     results = {}
@@ -223,7 +223,7 @@ def configure(config_path: str, train_overrides: dict[str, Any] | None = None, *
     keys set over the YAML's `train` mapping (a preset variant, e.g. {in_batch_negatives: true})."""
     import yaml
 
-    from ifsr.config import load_config
+    from ifsr.exp.config import load_config
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if train_overrides:
@@ -235,10 +235,10 @@ def configure(config_path: str, train_overrides: dict[str, Any] | None = None, *
 
 def write_results(table: pd.DataFrame, cfg: AblationConfig, out_dir: str | Path, name: str) -> Path:
     """<name>.csv, <name>.md, config.yaml and manifest.json (commit, data and model checksums)."""
-    from ifsr.config import save_config
-    from ifsr.evaluate import markdown_table
+    from ifsr.exp.config import save_config
+    from ifsr.eval.evaluate import markdown_table
     from ifsr.manifest import Manifest, sha256_dir, sha256_file
-    from ifsr.models import resolve_model_path
+    from ifsr.core.encoder import resolve_model_path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Evaluate a sparse model on a BEIR set, and the baselines table (issue #3).
 
 Conventions (SPEC §4): document text = title + " " + text, exact scoring (no index pruning), ties by
-document index ascending (ifsr.retrieval), nDCG@10 / R@100 via ifsr.metrics over the split's judged
+document index ascending (ifsr.eval.retrieval), nDCG@10 / R@100 via ifsr.eval.metrics over the split's judged
 queries. Self hits (doc id == query id) are removed only where queries are documents (SELF_HITS).
 """
 from __future__ import annotations
@@ -21,15 +21,14 @@ import torch
 import yaml
 
 from ifsr.cache import cache_info, cached_encode, corpus_key, weights_checksum
-from ifsr.data import BeirSet, data_dir as resolve_data_dir, load_beir
-from ifsr.losses import ensemble_targets
+from ifsr.data.beir import BeirSet, data_dir as resolve_data_dir, load_beir
+from ifsr.core.objective import ensemble_targets
 from ifsr.manifest import git_commit
-from ifsr.metrics import evaluate_run, per_query, sparsity_row
-from ifsr.mining import Bm25Index, topk_stable
-from ifsr.models import DocumentEncoder, QueryEncoder, resolve_model_path
-from ifsr.retrieval import remove_self_hits, sparse_topk, to_run
+from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
+from ifsr.data.mining import Bm25Index, topk_stable
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
+from ifsr.eval.retrieval import remove_self_hits, sparse_topk, to_run
 
-REPO = Path(__file__).resolve().parents[1]
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False
 IDF_FILE = "idf/msmarco_bert-base-uncased_idf.json"  # under the data directory
 MEASURES = ("nDCG@10", "R@100")
@@ -74,7 +73,7 @@ def bm25_per_query(ds: BeirSet, k: int = 100, measure: str = "nDCG@10") -> dict[
 def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
                   batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
     """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length."""
-    from ifsr.teachers import DOC_ENCODER_TAG
+    from ifsr.distill.teachers import DOC_ENCODER_TAG
 
     texts = ds.doc_texts()
     key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length)
@@ -92,8 +91,8 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     with `idf_path`. data_dir_or_name: a BEIR directory, or a set name under `<data_dir>/beir`.
     self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
     """
-    from ifsr.export import load_model
-    from ifsr.teachers import resolve_device
+    from ifsr.serving.export import load_model
+    from ifsr.distill.teachers import resolve_device
 
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
     doc, query = load_model(model_path_or_name, idf_path=idf_path, max_length=max_length)
@@ -190,10 +189,10 @@ def _dense_row(ds, system, scores, k, sh) -> dict[str, Any]:
 
 def baselines(config: BaselinesConfig) -> pd.DataFrame:
     """One row per (dataset, system in SYSTEMS); provenance and timings in `df.attrs`."""
-    from ifsr.teachers import DenseTeacher, SparseTeacher, corpus_encoding, full_corpus_scores
+    from ifsr.distill.teachers import DenseTeacher, SparseTeacher, corpus_encoding, full_corpus_scores
 
     t_start = time.time()
-    git, started = git_commit(REPO), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the code that ran
+    git, started = git_commit(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the code that ran
     root = resolve_data_dir(config.data_dir)
     idf_path = Path(config.idf_path) if config.idf_path else root / IDF_FILE
     dense = DenseTeacher(config.dense_teacher, config.max_length, device=config.device,
@@ -286,7 +285,7 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def write_baselines(df: pd.DataFrame, config: BaselinesConfig, out_dir: str | os.PathLike | None = None) -> Path:
     """table.csv, table.md, config.yaml and manifest.json in `out_dir` (default config.out_dir)."""
-    from ifsr.config import save_config
+    from ifsr.exp.config import save_config
     from ifsr.manifest import Manifest, sha256_file
 
     out = Path(out_dir if out_dir is not None else config.out_dir)
@@ -294,7 +293,7 @@ def write_baselines(df: pd.DataFrame, config: BaselinesConfig, out_dir: str | os
     df.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown_table(df), encoding="utf-8")
     save_config(config, out / "config.yaml")
-    manifest = Manifest(dataclasses.asdict(config), repo=REPO)
+    manifest = Manifest(dataclasses.asdict(config))
     for name, info in df.attrs.get("datasets", {}).items():
         manifest.add_data(name, info["checksum"])
     for name, checksum in df.attrs.get("models", {}).items():

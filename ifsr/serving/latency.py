@@ -8,9 +8,9 @@ thread (torch and PISA at 1 thread), top-k, after a warm-up pass over every quer
 - siamese: the document encoder encodes the query on CPU -> the same impact index.
 Systems are interleaved per query in rotating order, so background load hits them alike.
 
-Corpora (`ifsr.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
+Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together,
-so BM25 and the sparse index see the same corpus; flagged `resampled`). Query sides: `ifsr.queryside`.
+so BM25 and the sparse index see the same corpus; flagged `resampled`). Query sides: `ifsr.serving.queryside`.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ifsr import serving
-from ifsr.corpora import (LatencyCorpus, default_cache_dir, load_encoders, provenance, real_corpus, resample,
+from ifsr.serving import engines as serving
+from ifsr.serving.corpora import (LatencyCorpus, default_cache_dir, load_encoders, provenance, real_corpus, resample,
                           scifact_queries)
-from ifsr.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
+from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
 SYSTEMS = ("inference-free", "bm25", "siamese")
@@ -190,8 +190,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
     data and model checksums for the manifest.
     """
-    from ifsr.data import data_dir as resolve_data_dir
-    from ifsr.models import resolve_model_path
+    from ifsr.data.beir import data_dir as resolve_data_dir
+    from ifsr.core.encoder import resolve_model_path
 
     data_dir = resolve_data_dir(data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifsr.data import PAIRS_FORMAT, BeirSet, _field, _join, _jsonl
+from ifsr.data.beir import PAIRS_FORMAT, BeirSet, _field, _join, _jsonl
 
 log = logging.getLogger(__name__)
 

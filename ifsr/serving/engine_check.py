@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ifsr import serving
+from ifsr.serving import engines as serving
 
 COLUMNS = ["engine", "system", "reference", "nDCG@10", "reference_nDCG@10", "delta_nDCG@10", "top10_agreement"]
 
@@ -33,9 +33,9 @@ def engine_rows(doc_ids: Sequence[str], texts: Sequence[str], vectors: sp.csr_ma
                 engines: Sequence[str] = ("pisa",), k: int = 10, doc_scale: float = 100.0,
                 query_scale: float = 10.0, algorithm: str = "maxscore") -> pd.DataFrame:
     """One row per (engine, system) with its reference (COLUMNS). Indexes are built under `workdir`."""
-    from ifsr.metrics import evaluate_run
-    from ifsr.mining import Bm25Index
-    from ifsr.queryside import inference_free_query
+    from ifsr.eval.metrics import evaluate_run
+    from ifsr.data.mining import Bm25Index
+    from ifsr.serving.queryside import inference_free_query
 
     if len(doc_ids) != vectors.shape[0] or len(texts) != len(doc_ids):
         raise ValueError(f"{len(doc_ids)} doc ids, {len(texts)} texts and {vectors.shape[0]} vectors must match")
@@ -81,8 +81,8 @@ def engine_quality(data_dir: str | os.PathLike | None = None, model: str = "spla
                    cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                    engines: Sequence[str] = ("pisa",), k: int = 10) -> pd.DataFrame:
     """`engine_rows` on SciFact test (all judged queries), with the latency study's cached vectors."""
-    from ifsr.corpora import default_cache_dir, load_encoders, real_corpus
-    from ifsr.data import data_dir as resolve_data_dir, load_beir
+    from ifsr.serving.corpora import default_cache_dir, load_encoders, real_corpus
+    from ifsr.data.beir import data_dir as resolve_data_dir, load_beir
 
     data_dir = resolve_data_dir(data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -6,7 +6,7 @@ BEIR layout (one directory per set)::
     queries.jsonl      {"_id": str, "text": str}
     qrels/<split>.tsv  query-id <TAB> corpus-id <TAB> score   (optional header line)
 
-Pairs and the leakage filter live in `ifsr.pairs`.
+Pairs and the leakage filter live in `ifsr.data.pairs`.
 
 All parsers are strict: a malformed line raises ValueError naming the file, the 1-based line
 number and the expected format. Nothing is read or downloaded at import time.

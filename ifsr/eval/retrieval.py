@@ -12,7 +12,7 @@ Ranking contract (SPEC trap 6: sparse scores tie often), shared by every functio
 ``sparse_topk`` returns only documents with score > 0 (documents sharing no term with the query are
 not retrieved: an empty query vector gives an all-padding row). ``dense_topk`` returns the first
 ``min(k, nd)`` documents whatever their sign. ``to_run`` turns the arrays into the
-``{qid: {did: score}}`` dict used by ``ifsr.metrics``, in rank order, skipping padding.
+``{qid: {did: score}}`` dict used by ``ifsr.eval.metrics``, in rank order, skipping padding.
 """
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ def to_run(query_ids: Sequence[str], doc_ids: Sequence[str], indices: np.ndarray
            scores: np.ndarray) -> dict[str, dict[str, float]]:
     """Arrays -> ``{qid: {did: score}}``, each inner dict in rank order, -1 padding skipped.
 
-    Every query gets an entry (possibly empty). ``ifsr.metrics.evaluate_run`` breaks score ties by
+    Every query gets an entry (possibly empty). ``ifsr.eval.metrics.evaluate_run`` breaks score ties by
     this insertion order, so the evaluation follows the retrieval tie-break exactly.
     """
     indices, scores = _rank_arrays(query_ids, indices, scores)

@@ -5,7 +5,7 @@ paper's IDF-aware arm, ones for the plain-FLOPS arm) and whose document route is
 SPLADE max pooling. The objective is ifsr's `inference_free_loss` (SPEC §2-3) on each query's
 candidates, with the teacher targets built per batch from cached raw teacher scores. With
 `in_batch_negatives`, each query's candidate set is the whole batch (SPEC §3), its teacher scores
-looked up from cached teacher vectors (`ifsr.teachers.TeacherBank`).
+looked up from cached teacher vectors (`ifsr.distill.teachers.TeacherBank`).
 
 Engine: the Hugging Face / sentence-transformers trainer (AdamW, linear schedule with warm-up,
 gradient accumulation, bf16, checkpoints, exact resume, multi-GPU through torchrun/accelerate).
@@ -24,13 +24,13 @@ from torch import nn
 from sentence_transformers.sparse_encoder.modules import Transformer
 from transformers import TrainerCallback
 
-from ifsr.losses import TEACHER_MODES, inference_free_loss, lambda_at, teacher_targets
-from ifsr.models import mlm_max_logits
+from ifsr.core.objective import TEACHER_MODES, inference_free_loss, lambda_at, teacher_targets
+from ifsr.core.encoder import mlm_max_logits
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """One training run (a stage). Loaded from YAML by `ifsr.config.load_config(TrainConfig, path)`."""
+    """One training run (a stage). Loaded from YAML by `ifsr.exp.config.load_config(TrainConfig, path)`."""
 
     student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
     query_weights: str = "idf"  # "idf": IDF-aware arm (the paper); "ones": plain-FLOPS arm
@@ -74,7 +74,7 @@ class TrainConfig:
 
 def mlm_dir(name_or_path: str) -> str:
     """The masked-LM folder of a model: itself, or a SparseEncoder directory's document Transformer folder."""
-    from ifsr.models import _checked_path
+    from ifsr.core.encoder import _checked_path
 
     path = _checked_path(name_or_path)
     if not (Path(path) / "modules.json").is_file():
@@ -90,7 +90,7 @@ def mlm_dir(name_or_path: str) -> str:
 
 class FusedSpladeDocument(Transformer):
     """Transformer(fill-mask) + SpladePooling(max, relu) as one module, the max fused into the MLM head
-    (`ifsr.models.mlm_max_logits`): the same vectors and gradients without the [B, L, V] logits
+    (`ifsr.core.encoder.mlm_max_logits`): the same vectors and gradients without the [B, L, V] logits
     (benchmarks/train_step.py). Only the training student uses it; `train` saves the standard pair."""
 
     def forward(self, features: dict, **kwargs) -> dict:
@@ -132,7 +132,7 @@ def query_weight_vector(idf, tokenizer, kind: str) -> torch.Tensor:
 
 
 class InferenceFreeDistillLoss(nn.Module):
-    """sentence-transformers loss module around `ifsr.losses.inference_free_loss`.
+    """sentence-transformers loss module around `ifsr.core.objective.inference_free_loss`.
 
     Columns: query, doc_0 (positive), doc_1..doc_n (negatives); label [B, 2, G] raw teacher scores
     (dense, sparse). With `config.in_batch_negatives` the label is [B, 3, G] (`with_row_index`: row 2
@@ -143,7 +143,7 @@ class InferenceFreeDistillLoss(nn.Module):
     def __init__(self, model, config: TrainConfig, bank=None):
         super().__init__()
         if config.in_batch_negatives and bank is None:
-            raise ValueError("in_batch_negatives needs a TeacherBank (ifsr.teachers.TeacherBank.build)")
+            raise ValueError("in_batch_negatives needs a TeacherBank (ifsr.distill.teachers.TeacherBank.build)")
         self.model, self.config, self.bank, self.step = model, config, bank, 0
 
     def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -238,12 +238,12 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     then drawn from one source) with columns query, doc_0..doc_n, label. Checkpoints go to
     `output_dir/checkpoints`; with `resume`, the latest is picked up (exact on CPU, same seed).
     The per-step loss terms are written to `output_dir/log.jsonl`. `bank`: the teachers' vectors of
-    `flat_dataset(train_dataset)`'s rows (`ifsr.teachers.TeacherBank`), needed by `in_batch_negatives`.
+    `flat_dataset(train_dataset)`'s rows (`ifsr.distill.teachers.TeacherBank`), needed by `in_batch_negatives`.
     """
     from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ifsr.config import save_config
+    from ifsr.exp.config import save_config
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from ifsr import serving
+from ifsr.serving import engines as serving
 
 _PIECES = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")  # BERT pre-tokens of lowercased printable ASCII
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\[]")  # control chars (and '[': added tokens)

@@ -1,0 +1,1 @@
+"""Data: BEIR sets, pre-training pairs and the leakage filter, JSONL parsing, BM25 hard negatives."""

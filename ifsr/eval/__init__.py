@@ -1,0 +1,1 @@
+"""Evaluation: exact retrieval (the one top-k and run builder), metrics, model evaluation, baselines."""

@@ -1,0 +1,1 @@
+"""Experiments: every config dataclass and its loader, the run key, the ablations."""

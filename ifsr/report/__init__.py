@@ -1,0 +1,1 @@
+"""Reporting: the table writer, comparisons between results, figures, the replication report."""
