@@ -80,48 +80,58 @@ def _select_topk(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: i
     return out_idx, out_val
 
 
+class SparseIndex:
+    """Exact sparse retrieval over a fixed document matrix: the posting lists are built once, then
+    `search` ranks any number of query batches (the one exact scorer: evaluation, engine references)."""
+
+    def __init__(self, docs: sp.spmatrix):
+        d = _as_csr(docs, "docs")
+        self.dtype = np.result_type(d.dtype, np.float32)
+        self.index = d.T.tocsr().astype(self.dtype, copy=False)  # [V, nd] posting lists
+        self.n_docs, self.vocab_size = d.shape[0], d.shape[1]
+
+    def search(self, queries: sp.spmatrix, k: int, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k documents by sparse dot product, batched over queries.
+
+        queries: [nq, V] scipy sparse matrix (any format; converted to CSR). Memory is bounded by the
+        number of matching (query, doc) pairs in one batch, never a dense nq x nd matrix.
+        Returns indices int64 [nq, k] and scores float32 [nq, k]. Only documents with score > 0 are
+        returned (score desc, then doc index asc); missing slots are -1 / -inf.
+        """
+        _check_k_batch(k, batch_size)
+        q = _as_csr(queries, "queries")
+        if q.shape[1] != self.vocab_size:
+            raise ValueError(f"vocabulary mismatch: queries {q.shape} vs docs ({self.n_docs}, {self.vocab_size})")
+        nq = q.shape[0]
+        out_idx = np.full((nq, k), PAD_INDEX, dtype=np.int64)  # [nq, k]
+        out_val = np.full((nq, k), PAD_SCORE, dtype=np.float32)  # [nq, k]
+        for start in range(0, nq, batch_size):
+            s = sp.csr_matrix(q[start:start + batch_size].astype(self.dtype, copy=False) @ self.index)  # [b, nd]
+            b = s.shape[0]
+            vals = s.data.astype(np.float32, copy=False)  # [nnz] scores, rounded before ranking
+            keep = vals > 0  # [nnz]
+            # rows with more than k candidates: keep only scores >= their k-th largest (ties kept)
+            for r in np.flatnonzero(np.diff(s.indptr) > k):
+                lo, hi = s.indptr[r], s.indptr[r + 1]
+                seg = vals[lo:hi]
+                kth = np.partition(seg, seg.size - k)[seg.size - k]
+                keep[lo:hi] &= seg >= kth
+            pos = np.flatnonzero(keep)  # [n] surviving candidates
+            rows = np.searchsorted(s.indptr, pos, side="right") - 1  # [n] their query row
+            idx_b, val_b = _select_topk(rows, s.indices[pos].astype(np.int64), vals[pos], b, k)
+            out_idx[start:start + b] = idx_b
+            out_val[start:start + b] = val_b
+        return out_idx, out_val
+
+
 def sparse_topk(queries: sp.spmatrix, docs: sp.spmatrix, k: int,
                 batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k documents by sparse dot product, batched over queries.
-
-    Args:
-        queries: [nq, V] scipy sparse matrix (any format; converted to CSR).
-        docs: [nd, V] scipy sparse matrix.
-        k: number of documents per query (> 0).
-        batch_size: queries scored at once; memory is bounded by the number of matching
-            (query, doc) pairs in one batch, never a dense nq x nd matrix.
-
-    Returns:
-        indices int64 [nq, k] and scores float32 [nq, k]. Only documents with score > 0 are
-        returned (score desc, then doc index asc); missing slots are -1 / -inf.
-    """
+    """Exact top-k documents by sparse dot product: `SparseIndex(docs).search(queries, k, batch_size)`."""
     _check_k_batch(k, batch_size)
     q = _as_csr(queries, "queries")
-    d = _as_csr(docs, "docs")
-    if q.shape[1] != d.shape[1]:
-        raise ValueError(f"vocabulary mismatch: queries {q.shape} vs docs {d.shape}")
-    dtype = np.result_type(q.dtype, d.dtype, np.float32)
-    index = d.T.tocsr().astype(dtype, copy=False)  # [V, nd] posting lists, built once
-    nq = q.shape[0]
-    out_idx = np.full((nq, k), PAD_INDEX, dtype=np.int64)  # [nq, k]
-    out_val = np.full((nq, k), PAD_SCORE, dtype=np.float32)  # [nq, k]
-    for start in range(0, nq, batch_size):
-        s = sp.csr_matrix(q[start:start + batch_size].astype(dtype, copy=False) @ index)  # [b, nd]
-        b = s.shape[0]
-        vals = s.data.astype(np.float32, copy=False)  # [nnz] scores, rounded before ranking
-        keep = vals > 0  # [nnz]
-        # rows with more than k candidates: keep only scores >= their k-th largest (ties kept)
-        for r in np.flatnonzero(np.diff(s.indptr) > k):
-            lo, hi = s.indptr[r], s.indptr[r + 1]
-            seg = vals[lo:hi]
-            kth = np.partition(seg, seg.size - k)[seg.size - k]
-            keep[lo:hi] &= seg >= kth
-        pos = np.flatnonzero(keep)  # [n] surviving candidates
-        rows = np.searchsorted(s.indptr, pos, side="right") - 1  # [n] their query row
-        idx_b, val_b = _select_topk(rows, s.indices[pos].astype(np.int64), vals[pos], b, k)
-        out_idx[start:start + b] = idx_b
-        out_val[start:start + b] = val_b
-    return out_idx, out_val
+    if q.shape[1] != _as_csr(docs, "docs").shape[1]:
+        raise ValueError(f"vocabulary mismatch: queries {q.shape} vs docs {docs.shape}")
+    return SparseIndex(docs).search(q, k, batch_size)
 
 
 def dense_topk(q: np.ndarray, d: np.ndarray, k: int,
