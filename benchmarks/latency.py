@@ -8,13 +8,13 @@ PISA) and siamese / inference-free. The paper's target: inference-free <= 1.1x B
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ifsr.serving.latency import ENGINES, SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.serving.engines import ENGINES  # noqa: E402
+from ifsr.serving.latency import SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
 
 
 def size_arg(text: str) -> str | int:
@@ -31,12 +31,12 @@ def size_arg(text: str) -> str | int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("IFSR_DATA_DIR", "data"))
+    ap.add_argument("--data-dir", default=None, help="default $IFSR_DATA_DIR or data (ifsr.data.beir.data_dir)")
     ap.add_argument("--sizes", nargs="+", type=size_arg, default=["scifact", "real"],
                     help="'scifact', 'real' (all real passages) or N (resampled, see --resample-from)")
     ap.add_argument("--n-queries", type=int, default=300)
     ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or .cache/ifsr)")
-    ap.add_argument("--engines", nargs="+", choices=ENGINES, default=["pisa"])
+    ap.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["pisa"])
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--model", default="splade-tiny")
     ap.add_argument("--max-length", type=int, default=256)

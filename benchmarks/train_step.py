@@ -2,7 +2,7 @@
 
 All run in sentence-transformers' SparseEncoderTrainer (ifsr does not have its own loop) on
 splade-tiny with a frozen IDF query route, the same batches and the same settings:
-  ifsr        the fused document module (ifsr.distill.trainer.FusedSpladeDocument) + ifsr's loss
+  ifsr        the fused document module (ifsr.distill.student.FusedSpladeDocument) + ifsr's loss
               (per-batch min-max ensemble targets + IDF-aware FLOPS on documents);
   ifsr-inbatch  as `ifsr`, with in-batch negatives: every query scored against all batch documents,
               the teachers' cross-pair scores looked up from a bank of (random) teacher vectors;
@@ -33,8 +33,10 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
 
     from ifsr.core.idf import load_idf
     from ifsr.core.encoder import load_tokenizer
-    from ifsr.distill.trainer import InferenceFreeDistillLoss, TrainConfig, build_student
-    from ifsr.data.beir import data_dir, load_beir
+    from ifsr.distill.student import build_student
+    from ifsr.distill.trainer import InferenceFreeDistillLoss
+    from ifsr.exp.config import TrainConfig
+    from ifsr.data.beir import default_idf_path, load_beir
 
     torch.manual_seed(0)
     texts = load_beir("scifact").doc_texts()
@@ -43,7 +45,7 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     pick = lambda: [texts[i] for i in rng.integers(0, len(texts), n)]  # noqa: E731
     rows = {"query": [t[:80] for t in pick()], "doc_0": pick(), "doc_1": pick(), "doc_2": pick()}
     labels = rng.random((n, 2, 3)).astype(np.float32)
-    idf = load_idf(data_dir() / "idf" / "msmarco_bert-base-uncased_idf.json", load_tokenizer("splade-tiny"))
+    idf = load_idf(default_idf_path(), load_tokenizer("splade-tiny"))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, max_length=max_length, lam=0.01, lambda_warmup_steps=1)
     model = build_student("splade-tiny", idf, "idf", max_length, seed=0, fused=impl in ("ifsr", "ifsr-inbatch"))
     if impl == "ifsr-inbatch":

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ifsr.manifest import sha256_dir
+from ifsr.manifest import atomic_write, sha256_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +85,6 @@ def corpus_key(model: str, weights: str, encoder: str, dataset: str, texts: list
 
 
 # ----------------------------------------------------------------------------- files
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -32,6 +34,20 @@ def sha256_dir(path: str | os.PathLike, suffixes: tuple[str, ...] = (".json", ".
     return h.hexdigest()
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def git_commit(repo: str | os.PathLike = ".") -> dict[str, Any]:
     """HEAD and whether tracked code differs from it (outputs under results/ do not count)."""
     def run(*args: str) -> str:
@@ -41,8 +57,6 @@ def git_commit(repo: str | os.PathLike = ".") -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    import torch
-
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
@@ -68,27 +82,6 @@ class Manifest:
         self.data["wall_seconds"] = round(time.time() - self.start, 1)
         self.data.update(extra)
         path = Path(out_dir) / "manifest.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.data, indent=2, default=str), encoding="utf-8")
+        atomic_write(path, json.dumps(self.data, indent=2, default=str).encode("utf-8"))
         return path
 
-
-def write_table(table, config: dict[str, Any], out_dir: str | os.PathLike, name: str,
-                data: dict[str, str] | None = None, models: dict[str, str] | None = None) -> Path:
-    """<name>.csv, <name>.md, config.yaml and manifest.json for any results table (a pandas DataFrame)."""
-    import yaml
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{name}.csv", index=False)
-    header = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
-    rows = "".join("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |\n"
-                   for r in table.itertuples(index=False))
-    (out / f"{name}.md").write_text(header + rows, encoding="utf-8")
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    manifest = Manifest(config)
-    for k, v in (data or {}).items():
-        manifest.add_data(k, v)
-    for k, v in (models or {}).items():
-        manifest.add_model(k, v)
-    return manifest.write(out)

@@ -5,18 +5,26 @@
     ifsr replicate --preset gpu --force      # redo finished results too
 
 Each notebook's parameters come from configs/presets.yaml; they are checked against the notebook's
-`parameters` cell (papermill.inspect_notebook) and unknown names are refused before anything runs.
+`parameters` cell (papermill.inspect_notebook) and unknown names are refused before anything runs, as
+are unknown keys in a training notebook's config (its YAML, its overrides and `train_overrides`).
 A finished result (its manifest.json exists) is not overwritten without `force`.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import papermill
 import yaml
+
+from ifsr.exp.config import AblationConfig, load_config
+from ifsr.manifest import atomic_write, git_commit
+from ifsr.report.report import write_report
 
 NOTEBOOKS: dict[str, str] = {  # notebook -> results sub-directory
     "00_baselines": "baselines",
@@ -52,14 +60,22 @@ def load_presets(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]
 
 def check_parameters(notebook: str | os.PathLike, params: dict[str, Any]) -> None:
     """Refuse parameters the notebook's `parameters` cell does not declare."""
-    import papermill
-
     declared = papermill.inspect_notebook(str(notebook))
     if not declared:
         raise ValueError(f"{notebook}: no cell tagged 'parameters'")
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(f"{notebook}: unknown parameter(s) {unknown}; declared: {sorted(declared)}")
+
+
+def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
+    """A training notebook's parameters build its AblationConfig (`config_path`, the overrides, and
+    `train_overrides` over the YAML's `train`): an unknown key anywhere is refused before any run."""
+    if "config_path" not in params:
+        return
+    fields = {f.name for f in dataclasses.fields(AblationConfig)}
+    load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
+                **{k: v for k, v in params.items() if k in fields})
 
 
 def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None,
@@ -80,6 +96,7 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
             params["data_dir"] = data_dir
         notebook = root / "notebooks" / f"{name}.ipynb"
         check_parameters(notebook, params)
+        check_config(root, params)
         steps.append((notebook, out_dir, params))
     if only and not steps:
         raise ValueError(f"--only {only} matches no notebook of preset {preset!r}")
@@ -88,23 +105,15 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
 
 def _record_wall_time(manifest: Path, seconds: float) -> None:
     """The whole notebook's wall time in its manifest (the manifest object itself is made at the end)."""
-    import json
-
     if manifest.is_file():
         data = json.loads(manifest.read_text())
         data["wall_seconds"] = round(seconds, 1)
-        manifest.write_text(json.dumps(data, indent=2))
+        atomic_write(manifest, json.dumps(data, indent=2).encode("utf-8"))
 
 
 def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, data_dir: str | None = None,
               only: list[str] | None = None) -> list[Path]:
     """Execute the preset's notebooks in order; returns the executed notebooks' paths."""
-    import papermill
-
-    import json
-
-    from ifsr.manifest import git_commit
-
     steps = plan(preset, root, data_dir, only)  # every check before any work
     launch = Path(root) / "results" / preset / "LAUNCH.json"  # the code as it was when the run began
     launch.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +131,5 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
                                    progress_bar=False, log_output=False)
         _record_wall_time(out_dir / "manifest.json", time.time() - t0)
         done.append(executed)
-    from ifsr.report.report import write_report
-
     write_report(Path(root) / "results", preset)
     return done

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ifsr.data.beir import default_idf_path
+
 
 def _require() -> bool:
     return os.environ.get("IFSR_REQUIRE_DATA") == "1"
@@ -33,7 +35,7 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def idf_file(data_root: Path) -> Path:
-    path = data_root / "idf" / "msmarco_bert-base-uncased_idf.json"
+    path = default_idf_path(data_root)
     if not path.is_file():
         _missing(f"missing {path}")
     return path
@@ -68,3 +70,27 @@ def minilm_path() -> str:
     from ifsr.core.encoder import resolve_model_path
 
     return resolve_model_path("all-MiniLM-L6-v2")
+
+
+SAMPLE_TEXTS = [
+    "Alveolar macrophages clear inhaled particles from the lung.",
+    "A short one.",
+    "Boundary layer transition on a flat plate at supersonic speed, with heat transfer measured along it.",
+]
+
+
+@pytest.fixture(scope="module")
+def doc(splade_tiny_path):
+    """splade-tiny's document encoder at 64 tokens (module-scoped: tests may not change it)."""
+    from ifsr.core.encoder import DocumentEncoder
+
+    return DocumentEncoder.from_pretrained("splade-tiny", max_length=64)
+
+
+@pytest.fixture(scope="module")
+def query(doc, idf_file):
+    """The MS MARCO IDF query side over splade-tiny's tokenizer."""
+    from ifsr.core.encoder import QueryEncoder
+    from ifsr.core.idf import load_idf
+
+    return QueryEncoder(doc.tokenizer, load_idf(idf_file, doc.tokenizer))

@@ -8,9 +8,10 @@ Score: s(q, d) = sum_j q_j * w_j(d).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,26 +42,39 @@ def resolve_model_path(name: str) -> str:
     return str(Path(mod.__file__).parent / folder)
 
 
-def load_tokenizer(name_or_path: str):
-    return AutoTokenizer.from_pretrained(_checked_path(name_or_path))
-
-
-def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
-    """A masked-LM; a checkpoint without an MLM head (all-MiniLM-L6-v2) gets a new transform layer,
-    seeded by `seed`, and a decoder tied to the word embeddings (BERT's `tie_word_embeddings`)."""
-    path = _checked_path(name_or_path)
-    with torch.random.fork_rng(devices=[]):  # the fresh head's init is seeded without touching global RNG
-        torch.manual_seed(seed)
-        mlm = AutoModelForMaskedLM.from_pretrained(path)
-    return mlm
-
-
-def _checked_path(name_or_path: str) -> str:
+def checked_path(name_or_path: str) -> str:
+    """`resolve_model_path`, and a path that looks local must be an existing directory."""
     path = resolve_model_path(name_or_path)
     looks_local = os.sep in path or path.startswith(".") or os.path.isabs(path)
     if looks_local and not os.path.isdir(path):
         raise FileNotFoundError(f"model directory not found: {path}")
     return path
+
+
+def special_ids(tokenizer) -> np.ndarray:
+    """The tokenizer's special-token ids ([CLS], [SEP], [PAD], ...), distinct and ascending (int64)."""
+    return np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block under `torch.manual_seed(seed)` and restore the global CPU RNG afterwards
+    (a model loaded in it that gets a new head is initialised the same way every time)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def load_tokenizer(name_or_path: str):
+    return AutoTokenizer.from_pretrained(checked_path(name_or_path))
+
+
+def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
+    """A masked-LM; a checkpoint without an MLM head (all-MiniLM-L6-v2) gets a new transform layer,
+    seeded by `seed`, and a decoder tied to the word embeddings (BERT's `tie_word_embeddings`)."""
+    path = checked_path(name_or_path)
+    with seeded(seed):
+        return AutoModelForMaskedLM.from_pretrained(path)
 
 
 class _MaxPooledLogits(torch.autograd.Function):
@@ -153,22 +167,38 @@ def mlm_max_logits(mlm: PreTrainedModel, input_ids: torch.Tensor, attention_mask
 
 
 class DocumentEncoder(nn.Module):
-    """MLM logits -> masked max over tokens -> log1p(ReLU(.)) -> special tokens zeroed. Output [B, V]."""
+    """MLM logits -> masked max over tokens -> log1p(ReLU(.)) -> special tokens zeroed. Output [B, V].
 
-    def __init__(self, mlm: PreTrainedModel, tokenizer, max_length: int = 256):
+    `max_length`: document tokens kept; `fused`: the max-pooled MLM head (`mlm_max_logits`), else the
+    dense logits. Both are fixed at construction (`with_max_length` gives another length, same weights).
+    """
+
+    def __init__(self, mlm: PreTrainedModel, tokenizer, max_length: int = 256, fused: bool = True):
         super().__init__()
         if max_length <= 0:
             raise ValueError(f"max_length must be positive, got {max_length}")
-        self.mlm, self.tokenizer, self.max_length = mlm, tokenizer, max_length
-        self.fused = True  # fused max-pooled MLM head (mlm_max_logits); False: dense logits
+        self.mlm, self.tokenizer = mlm, tokenizer
+        self._max_length, self._fused = max_length, fused
         keep = torch.ones(mlm.config.vocab_size)  # [V]
-        keep[sorted(set(tokenizer.all_special_ids))] = 0.0
+        keep[torch.from_numpy(special_ids(tokenizer))] = 0.0
         self.register_buffer("keep", keep, persistent=False)
         self.train(mlm.training)  # follow the wrapped model (from_pretrained gives eval mode: no dropout)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, max_length: int = 256, seed: int = 0) -> DocumentEncoder:
         return cls(load_mlm(name_or_path, seed=seed), load_tokenizer(name_or_path), max_length)
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def fused(self) -> bool:
+        return self._fused
+
+    def with_max_length(self, max_length: int) -> DocumentEncoder:
+        """The same model (shared weights, same device) cutting documents at `max_length` tokens."""
+        return DocumentEncoder(self.mlm, self.tokenizer, max_length, self.fused).to(self.device)
 
     @property
     def device(self) -> torch.device:
@@ -230,13 +260,7 @@ class QueryEncoder:
         if idf.shape != (len(tokenizer),):
             raise ValueError(f"idf must have shape ({len(tokenizer)},), got {idf.shape}")
         self.tokenizer, self.idf = tokenizer, idf
-        self.special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
-
-    @classmethod
-    def from_idf_file(cls, tokenizer, path: str | os.PathLike) -> QueryEncoder:
-        from ifsr.core.idf import load_idf
-
-        return cls(tokenizer, load_idf(path, tokenizer))
+        self.special = special_ids(tokenizer)
 
     @property
     def vocab_size(self) -> int:
@@ -246,10 +270,6 @@ class QueryEncoder:
         """Distinct non-special token ids of `text`, ascending (binary presence: no term frequency)."""
         ids = np.unique(np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64))
         return np.setdiff1d(ids, self.special, assume_unique=True)
-
-    def weights(self, text: str) -> dict[int, float]:
-        """token id -> idf, the whole query vector (empty when the query has no known token)."""
-        return {int(t): float(self.idf[t]) for t in self.token_ids(text)}
 
     def encode(self, texts: Sequence[str], binary: bool = False) -> sp.csr_matrix:
         """CSR [n, V]: idf on each distinct token (or 1.0 with `binary=True`: the plain-FLOPS arm)."""
@@ -261,7 +281,3 @@ class QueryEncoder:
         cols = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
         data = np.ones(len(cols), dtype=np.float32) if binary else self.idf[cols]
         return sp.csr_matrix((data, cols, np.asarray(indptr)), shape=(len(texts), self.vocab_size))
-
-    def dense(self, texts: Sequence[str], binary: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The same vectors as a dense tensor [n, V] (small batches in training)."""
-        return torch.from_numpy(self.encode(texts, binary=binary).toarray()).to(device)

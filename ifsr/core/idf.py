@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from ifsr.core.encoder import special_ids
 
 UNSEEN_DEFAULT = 1.0
 
@@ -37,7 +39,6 @@ def document_frequencies(
     Special tokens are not counted and texts are never truncated. Returns (df [V], N).
     """
     vocab_size = len(tokenizer)
-    special = np.asarray(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
     df = np.zeros(vocab_size, dtype=np.int64)  # [V]
     n = 0
     texts = list(texts)
@@ -50,14 +51,8 @@ def document_frequencies(
         n += len(chunk)
         bar.update(len(chunk))
     bar.close()
-    df[special] = 0
+    df[special_ids(tokenizer)] = 0
     return df, n
-
-
-def compute_idf(texts: Sequence[str], tokenizer, unseen: float = UNSEEN_DEFAULT) -> np.ndarray:
-    """IDF over any corpus for any tokenizer: a float32 vector [V] in vocabulary-id order."""
-    df, n = document_frequencies(texts, tokenizer)
-    return idf_from_df(df, n, unseen)
 
 
 def save_idf(path: str | os.PathLike, idf: np.ndarray, tokenizer) -> None:

@@ -12,25 +12,22 @@ NORM_EPS = 1e-6  # min-max denominator guard (SPEC §3)
 
 
 def flops(w: Tensor) -> Tensor:
-    """FLOPS regularizer (Paria et al. 2020):  L = sum_j ( (1/N) sum_i w_ij )^2   over w [N, V]."""
+    """FLOPS regularizer (Paria et al. 2020):  L = sum_j ( (1/N) sum_i w_ij )^2   over w [N, V].
+
+    Any trailing shape works: the mean is over dim 0 only and the squares are summed over the rest.
+    """
     return w.mean(dim=0).pow(2).sum()
 
 
 def flops_per_slot(w: Tensor) -> Tensor:
     """Reference-code variant: w [B, G, V] laid out per query; one FLOPS term per slot g, summed.
 
+    `flops` over the queries (dim 0) of each slot: the mean gives [G, V], summed over slots and vocabulary.
     About G times `flops(w.flatten(0, 1))`, so lambda does not transfer between the two forms.
     """
-    return w.mean(dim=0).pow(2).sum()  # mean over queries, per slot -> [G, V] -> sum over slots and vocab
-
-
-def flops_idf_form(v: Tensor, idf: Tensor) -> Tensor:
-    """The equivalent form of the IDF-aware penalty on v = idf * w (SPEC §2):
-
-        L = sum_j idf_j^-2 ( (1/N) sum_i v_ij )^2           v [N, V], idf [V] > 0
-    Equal to `flops(v / idf)`: FLOPS on the raw weights, written in the ranking function's units.
-    """
-    return (v.mean(dim=0).pow(2) / idf.pow(2)).sum()
+    if w.dim() != 3:
+        raise ValueError(f"flops_per_slot needs w [B, G, V], got shape {tuple(w.shape)}")
+    return flops(w)
 
 
 def lambda_at(step: int, lam: float, warmup_steps: int) -> float:
@@ -139,7 +136,7 @@ def inference_free_loss(
     doc_weights [B, G, V]: raw document weights w; FLOPS stays on w, never on idf * w (SPEC trap 1).
     teacher [B, G]: target scores (e.g. `ensemble_targets`). temperature tau: the student's (1 in the
     paper); ranking is unchanged by it, but it sets the score scale the ranking term asks for (see
-    ifsr.distill.trainer.TrainConfig.student_temperature). Returns every term by name, each still
+    ifsr.exp.config.TrainConfig.student_temperature). Returns every term by name, each still
     attached to the graph ("loss" = rank + lambda * flops), so a trainer may log or sum them.
     """
     if flops_form not in ("batch", "per_slot"):

@@ -1,4 +1,4 @@
-"""Data loading: BEIR sets.
+"""BEIR sets (strict loading, download with md5 check) and the data directory.
 
 BEIR layout (one directory per set)::
 
@@ -13,7 +13,6 @@ number and the expected format. Nothing is read or downloaded at import time.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -24,7 +23,9 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from ifsr.data.jsonl import bad_line, read_jsonl, string_field
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ BEIR_MD5: dict[str, str] = {
 CORPUS_FORMAT = 'one JSON object a line: {"_id": str, "title": str (optional), "text": str}'
 QUERIES_FORMAT = 'one JSON object a line: {"_id": str, "text": str}'
 QRELS_FORMAT = "query-id<TAB>corpus-id<TAB>integer score (optional header 'query-id corpus-id score')"
-PAIRS_FORMAT = 'one JSON object a line: {"query": str, "positive": str, "source": str}'
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -63,6 +63,13 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 _data_dir = data_dir  # load_beir's ``data_dir`` argument shadows the function
+
+IDF_FILE = "idf/msmarco_bert-base-uncased_idf.json"  # the MS MARCO IDF table, under the data directory
+
+
+def default_idf_path(data_dir: str | os.PathLike | None = None) -> Path:
+    """The query-side IDF table used when none is given: IDF_FILE under `data_dir(data_dir)`."""
+    return _data_dir(data_dir) / IDF_FILE
 
 
 # ----------------------------------------------------------------------------- BEIR
@@ -91,7 +98,7 @@ class BeirSet:
 
     def doc_texts(self) -> list[str]:
         """``title + " " + text`` (stripped; just the text if the title is empty), doc_ids order."""
-        return [_join(d["title"], d["text"]) for d in self.corpus.values()]
+        return [join_text(d["title"], d["text"]) for d in self.corpus.values()]
 
     def checksum(self) -> str:
         """sha256 over the bytes of corpus.jsonl, queries.jsonl and qrels/<split>.tsv, in that
@@ -117,63 +124,30 @@ def files_sha256(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _join(title: str, text: str) -> str:
+def join_text(title: str, text: str) -> str:
+    """A document's text: ``title + " " + text``, stripped; just the text if the title is empty."""
     title, text = title.strip(), text.strip()
     return f"{title} {text}" if title else text
 
 
-def _bad(path: Path, lineno: int, what: str, fmt: str) -> ValueError:
-    return ValueError(f"{path}:{lineno}: {what}; expected {fmt}")
-
-
-def _jsonl(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a JSONL(.gz) file."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _bad(path, lineno, f"invalid JSON ({e.msg})", fmt) from None
-            if not isinstance(obj, dict):
-                raise _bad(path, lineno, f"not a JSON object ({type(obj).__name__})", fmt)
-            yield lineno, obj
-
-
-def _field(obj: dict[str, Any], key: str, path: Path, lineno: int, fmt: str,
-           default: str | None = None, allow_int: bool = False) -> str:
-    if key not in obj:
-        if default is not None:
-            return default
-        raise _bad(path, lineno, f"missing {key!r}", fmt)
-    v = obj[key]
-    if allow_int and isinstance(v, int) and not isinstance(v, bool):
-        return str(v)
-    if not isinstance(v, str):
-        raise _bad(path, lineno, f"{key!r} is {type(v).__name__}, not a string", fmt)
-    return v
-
-
 def _read_by_id(path: Path, fmt: str, value) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for n, obj in _jsonl(path, fmt):
-        key = _field(obj, "_id", path, n, fmt, allow_int=True)
+    for n, obj in read_jsonl(path, fmt):
+        key = string_field(obj, "_id", path, n, fmt, allow_int=True)
         if key in out:
-            raise _bad(path, n, f"duplicate _id {key!r}", fmt)
+            raise bad_line(path, n, f"duplicate _id {key!r}", fmt)
         out[key] = value(obj, n)
     return out
 
 
 def read_corpus(path: Path) -> dict[str, dict[str, str]]:
     return _read_by_id(path, CORPUS_FORMAT, lambda o, n: {
-        "title": _field(o, "title", path, n, CORPUS_FORMAT, default=""),
-        "text": _field(o, "text", path, n, CORPUS_FORMAT)})
+        "title": string_field(o, "title", path, n, CORPUS_FORMAT, default=""),
+        "text": string_field(o, "text", path, n, CORPUS_FORMAT)})
 
 
 def read_queries(path: Path) -> dict[str, str]:
-    return _read_by_id(path, QUERIES_FORMAT, lambda o, n: _field(o, "text", path, n, QUERIES_FORMAT))
+    return _read_by_id(path, QUERIES_FORMAT, lambda o, n: string_field(o, "text", path, n, QUERIES_FORMAT))
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -187,12 +161,12 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             if n == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
                 continue  # header
             if len(cols) != 3:
-                raise _bad(path, n, f"{len(cols)} tab-separated columns, not 3", QRELS_FORMAT)
+                raise bad_line(path, n, f"{len(cols)} tab-separated columns, not 3", QRELS_FORMAT)
             qid, did, score = (c.strip() for c in cols)
             try:
                 qrels.setdefault(qid, {})[did] = int(score)
             except ValueError:
-                raise _bad(path, n, f"score {score!r} is not an integer", QRELS_FORMAT) from None
+                raise bad_line(path, n, f"score {score!r} is not an integer", QRELS_FORMAT) from None
     return qrels
 
 

@@ -1,39 +1,29 @@
-"""BM25 search and hard-negative mining, with candidate lists that can be saved and checksummed.
+"""BM25 search and hard-negative mining, with a checksum of the mined candidate lists.
 
-Ranking ties are broken by document index: order is (score desc, doc index asc), always.
+Ranking ties are broken by document index: order is (score desc, doc index asc), always
+(``ifsr.eval.retrieval.top_k``).
 Randomness comes only from explicit seeds; a query's draws depend on (seed, its id), not on the
 order or subset of queries mined alongside it.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import bm25s
 import numpy as np
 import Stemmer
+from tqdm.auto import tqdm
 
-from ifsr.data.beir import _bad, _jsonl
 from ifsr.data.pairs import Pair, normalize_text
+from ifsr.eval.retrieval import top_k
+
+SEARCH_BATCH = 256  # queries scored at once by Bm25Index.search (memory: SEARCH_BATCH x n_docs floats)
 
 # ----------------------------------------------------------------------------- BM25
-
-
-def topk_stable(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best entries of a 1-d array, by (score desc, index asc)."""
-    n = scores.shape[0]
-    k = min(k, n)
-    if k < n:  # keep everything tied with the k-th best, then order exactly
-        cand = np.flatnonzero(scores >= np.partition(scores, n - k)[n - k])
-    else:
-        cand = np.arange(n)
-    return cand[np.lexsort((cand, -scores[cand]))][:k]
 
 
 class Bm25Index:
@@ -83,7 +73,7 @@ class Bm25Index:
 
     def search(self, query_texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query: (indices int64 [nq, k'], scores float32 [nq, k']), k' = min(k, n_docs),
-        ordered by score desc then doc index asc."""
+        ordered by score desc then doc index asc (every document is ranked, score 0 included)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if self._bm25 is None:
@@ -91,14 +81,10 @@ class Bm25Index:
         k = min(k, self.n_docs)
         idx = np.zeros((len(query_texts), k), dtype=np.int64)
         val = np.zeros((len(query_texts), k), dtype=np.float32)
-        it: Any = self._tokenize(query_texts) if len(query_texts) else []
-        if self.show_progress:
-            from tqdm.auto import tqdm
-            it = tqdm(it, desc="BM25 search")
-        for i, toks in enumerate(it):
-            s = self._scores(toks)
-            idx[i] = topk_stable(s, k)
-            val[i] = s[idx[i]]
+        tokens = self._tokenize(query_texts) if len(query_texts) else []
+        for start in tqdm(range(0, len(tokens), SEARCH_BATCH), desc="BM25 search", disable=not self.show_progress):
+            s = np.stack([self._scores(t) for t in tokens[start:start + SEARCH_BATCH]])  # [b, n_docs]
+            idx[start:start + len(s)], val[start:start + len(s)] = top_k(s, k)
         return idx, val
 
 
@@ -230,68 +216,15 @@ def mine_in_source(pairs: Sequence[Pair], n_neg: int, depth: int, seed: int,
     return [c for c in out if c is not None]
 
 
-# ----------------------------------------------------------------------------- save / load
+# ----------------------------------------------------------------------------- checksum
 
 def _line(c: Candidates) -> str:
     return json.dumps(c.to_json(), ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def candidates_checksum(cands: Sequence[Candidates]) -> str:
-    """sha256 of the canonical JSONL that save_candidates writes (independent of gzip)."""
+    """sha256 of the candidates' canonical JSONL: one sorted-key, compact JSON object a line."""
     h = hashlib.sha256()
     for c in cands:
         h.update(_line(c).encode())
     return h.hexdigest()
-
-
-def save_candidates(path: str | os.PathLike, cands: Sequence[Candidates]) -> str:
-    """Write one canonical JSON object a line (gzip if the name ends in .gz); returns the checksum."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8") as f:
-        for c in cands:
-            f.write(_line(c))
-    return candidates_checksum(cands)
-
-
-CANDIDATES_FORMAT = ('one JSON object a line: {"query_id": str, "query": str, "positives": [str], '
-                     '"negatives": [str], "source": str}')
-
-
-def load_candidates(path: str | os.PathLike) -> list[Candidates]:
-    path = Path(path)
-    out = []
-    for n, obj in _jsonl(path, CANDIDATES_FORMAT):
-        for key, kind in (("query_id", str), ("query", str), ("positives", list),
-                          ("negatives", list), ("source", str)):
-            if not isinstance(obj.get(key), kind):
-                raise _bad(path, n, f"{key!r} missing or not a {kind.__name__}", CANDIDATES_FORMAT)
-        if not all(isinstance(d, str) for d in obj["positives"] + obj["negatives"]):
-            raise _bad(path, n, "a doc id is not a string", CANDIDATES_FORMAT)
-        out.append(Candidates(obj["query_id"], obj["query"], tuple(obj["positives"]),
-                              tuple(obj["negatives"]), obj["source"]))
-    return out
-
-
-# ----------------------------------------------------------------------------- batches
-
-def source_batches(items: Sequence[Pair | Candidates], batch_size: int, seed: int,
-                   drop_last: bool = False) -> list[list[int]]:
-    """Index batches, each from one ``source``: indices shuffled within each source, cut into
-    batches of ``batch_size`` (a source's last short batch dropped if ``drop_last``), then the
-    batch order shuffled. Same (items' sources, batch_size, seed) -> same batches."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rng = np.random.default_rng(seed)
-    groups: dict[str, list[int]] = {}
-    for i, it in enumerate(items):
-        groups.setdefault(it.source, []).append(i)
-    batches: list[list[int]] = []
-    for src in sorted(groups):
-        idx = np.asarray(groups[src], dtype=np.int64)[rng.permutation(len(groups[src]))]
-        for s in range(0, len(idx), batch_size):
-            b = idx[s:s + batch_size].tolist()
-            if len(b) == batch_size or not drop_last:
-                batches.append(b)
-    return [batches[i] for i in rng.permutation(len(batches))]

@@ -12,9 +12,12 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ifsr.data.beir import PAIRS_FORMAT, BeirSet, _field, _join, _jsonl
+from ifsr.data.beir import BeirSet, join_text
+from ifsr.data.jsonl import read_jsonl, string_field
 
 log = logging.getLogger(__name__)
+
+PAIRS_FORMAT = 'one JSON object a line: {"query": str, "positive": str, "source": str}'
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ def load_pairs(directory: str | os.PathLike, sources: list[str] | None = None) -
     for path in files:
         stem = path.name[: -len(".jsonl.gz")]
         known.add(stem)
-        for n, obj in _jsonl(path, PAIRS_FORMAT):
-            p = Pair(*(_field(obj, k, path, n, PAIRS_FORMAT) for k in ("query", "positive", "source")))
+        for n, obj in read_jsonl(path, PAIRS_FORMAT):
+            p = Pair(*(string_field(obj, k, path, n, PAIRS_FORMAT) for k in ("query", "positive", "source")))
             known.add(p.source)
             if want is None or p.source in want or stem in want:
                 pairs.append(p)
@@ -87,7 +90,7 @@ def filter_leakage(pairs: list[Pair], eval_sets: list[BeirSet]) -> tuple[list[Pa
     for s in eval_sets:
         bad_q.update(normalize_text(s.queries[q]) for q in s.query_ids)
         for doc in s.corpus.values():
-            bad_d.add(normalize_text(_join(doc["title"], doc["text"])))
+            bad_d.add(normalize_text(join_text(doc["title"], doc["text"])))
             bad_d.add(normalize_text(doc["text"]))
     bad_q.discard("")
     bad_d.discard("")

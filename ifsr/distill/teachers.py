@@ -23,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, canonical_json, corpus_key, key_of,
                         load_arrays, save_arrays, texts_sha256, weights_checksum)
-from ifsr.data.mining import Candidates, candidates_checksum
 from ifsr.core.encoder import DocumentEncoder, resolve_model_path
+from ifsr.data.mining import Candidates, candidates_checksum
+from ifsr.eval.retrieval import scores
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
 DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.eval.evaluate
@@ -37,14 +40,13 @@ DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with 
 def resolve_device(device: str = "auto") -> str:
     """"auto" -> "cuda" when available, else "cpu"; anything else passes unchanged."""
     if device == "auto":
-        import torch
-
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 
 class Teacher:
-    """Shared logic; subclasses set name, checksum, max_length and the three primitives."""
+    """Shared logic; subclasses set name, checksum, max_length and the two encoders. A teacher's score
+    is the dot product of its vectors (`ifsr.eval.retrieval.scores`)."""
 
     name: str
     checksum: str
@@ -58,12 +60,6 @@ class Teacher:
 
     def encode_docs(self, texts: Sequence[str]) -> Matrix:
         raise NotImplementedError
-
-    def similarity(self, q: Matrix, d: Matrix) -> np.ndarray:
-        """All dot products float32 [nq, nd]."""
-        if sp.issparse(q):
-            return np.asarray((q @ d.T).toarray(), dtype=np.float32)
-        return np.asarray(q @ d.T, dtype=np.float32)
 
     def key_parts(self) -> dict:
         return {"teacher": self.name, "weights": self.checksum, "kind": self.kind, "max_length": self.max_length}
@@ -80,7 +76,7 @@ class Teacher:
         for cands in candidate_texts:
             rows.append(d_of[start:start + len(cands)])
             start += len(cands)
-        return gather_scores(self, q, q_of, d, rows)
+        return gather_scores(q, q_of, d, rows)
 
 
 class DenseTeacher(Teacher):
@@ -89,8 +85,6 @@ class DenseTeacher(Teacher):
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, batch_size: int = 64,
                  device: str = "cpu", show_progress: bool = True):
-        from sentence_transformers import SentenceTransformer
-
         path = resolve_model_path(name)
         self.model = SentenceTransformer(path, device=resolve_device(device))
         self.model.max_seq_length = max_length
@@ -140,14 +134,14 @@ def _stack(blocks: list[Matrix]) -> Matrix:
     return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.concatenate(blocks)
 
 
-def gather_scores(teacher: Teacher, q: Matrix, q_of: np.ndarray, d: Matrix, d_rows: list[np.ndarray],
+def gather_scores(q: Matrix, q_of: np.ndarray, d: Matrix, d_rows: list[np.ndarray],
                   block: int = 256) -> list[np.ndarray]:
     """Scores of query row q_of[i] against document rows d_rows[i], float32, `block` queries at a time."""
     out: list[np.ndarray] = []
     for s in range(0, len(d_rows), block):
         rows = d_rows[s:s + block]
         union = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
-        sim = teacher.similarity(q[q_of[s:s + block]], d[union])  # [b, |union|]
+        sim = scores(q[q_of[s:s + block]], d[union])  # [b, |union|]
         for i, r in enumerate(rows):
             out.append(sim[i, np.searchsorted(union, r)].astype(np.float32))
     return out
@@ -165,7 +159,7 @@ def full_corpus_scores(teacher: Teacher, queries: list[str], doc_texts: list[str
     """s(q, d) for every query and every document, float32 [nq, nd] (cached, with the doc encodings)."""
     def compute() -> np.ndarray:
         d = corpus_encoding(teacher, doc_texts, cache_dir, dataset)  # [nd, ·]
-        return teacher.similarity(teacher.encode_queries(queries), d)  # [nq, nd]
+        return scores(teacher.encode_queries(queries), d)  # [nq, nd]
 
     key = {**teacher.key_parts(), "what": "full-corpus-scores", "dataset": dataset,
            "queries": texts_sha256(queries), "docs": texts_sha256(doc_texts), "version": SCORES_VERSION}
@@ -232,8 +226,8 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
         if arrays is None:
             uq, q_of = _distinct([c.query for c in chunk])
             rows = [d_of[starts[s + i]:starts[s + i + 1]] for i in range(len(chunk))]
-            scores = gather_scores(teacher, teacher.encode_queries(uq), q_of, docs(), rows)
-            flat = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+            per_query = gather_scores(teacher.encode_queries(uq), q_of, docs(), rows)
+            flat = np.concatenate(per_query) if per_query else np.zeros(0, np.float32)
             save_arrays(path, {"scores": flat.astype(np.float32)}, meta)
         else:
             flat = arrays["scores"]
@@ -282,5 +276,4 @@ class TeacherBank:
         of rows[0], rows[1], ... (in that order: column j * G + g is doc_g of example rows[j])."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = (rows[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)  # [b * G]
-        return np.stack([t.similarity(q[rows], d[cols]) for t, q, d in zip(self.teachers, self.queries, self.docs)],
-                        axis=1)
+        return np.stack([scores(q[rows], d[cols]) for q, d in zip(self.queries, self.docs)], axis=1)

@@ -1,9 +1,10 @@
 """Training an inference-free student with sentence-transformers' SparseEncoderTrainer.
 
-The student is a SparseEncoder whose query route is a frozen SparseStaticEmbedding (IDF for the
-paper's IDF-aware arm, ones for the plain-FLOPS arm) and whose document route is an MLM with
-SPLADE max pooling. The objective is ifsr's `inference_free_loss` (SPEC §2-3) on each query's
-candidates, with the teacher targets built per batch from cached raw teacher scores. With
+The student (`ifsr.distill.student.build_student`) is a SparseEncoder whose query route is a frozen
+SparseStaticEmbedding (IDF for the paper's IDF-aware arm, ones for the plain-FLOPS arm) and whose
+document route is an MLM with SPLADE max pooling. The objective is ifsr's `inference_free_loss`
+(SPEC §2-3) on each query's candidates, with the teacher targets built per batch from cached raw
+teacher scores. With
 `in_batch_negatives`, each query's candidate set is the whole batch (SPEC §3), its teacher scores
 looked up from cached teacher vectors (`ifsr.distill.teachers.TeacherBank`).
 
@@ -15,120 +16,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 
+import datasets as hf_datasets
 import numpy as np
 import torch
+from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
+from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import nn
-from sentence_transformers.sparse_encoder.modules import Transformer
 from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
-from ifsr.core.objective import TEACHER_MODES, inference_free_loss, lambda_at, teacher_targets
-from ifsr.core.encoder import mlm_max_logits
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """One training run (a stage). Loaded from YAML by `ifsr.exp.config.load_config(TrainConfig, path)`."""
-
-    student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
-    query_weights: str = "idf"  # "idf": IDF-aware arm (the paper); "ones": plain-FLOPS arm
-    teacher: str = "ensemble-minmax"  # dense | sparse | ensemble-minmax | ensemble-raw
-    teacher_scale: float = 30.0  # S, the teacher's inverse temperature
-    lam: float = 0.002  # FLOPS weight lambda (batch form)
-    lambda_warmup_steps: int = 200  # T of the quadratic warm-up
-    flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
-    rank_loss: str = "kl"  # "kl" or "margin_mse"
-    student_temperature: float | str = 1.0  # tau: ranking term on s(q, d) / tau; 1 = the paper; "auto": calibrated
-    in_batch_negatives: bool = False  # C(q) = every document of the batch, not only q's own candidates
-    steps: int = 2000
-    batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
-    grad_accum: int = 1
-    n_neg: int = 2
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 200  # learning-rate warm-up
-    max_length: int = 256  # document tokens in training
-    seed: int = 0
-    bf16: bool = False  # autocast bf16 (GPU)
-    use_cpu: bool = True
-    save_steps: int = 500
-    logging_steps: int = 10
-
-    def __post_init__(self) -> None:
-        if self.query_weights not in ("idf", "ones"):
-            raise ValueError(f"query_weights must be 'idf' or 'ones', got {self.query_weights!r}")
-        if self.teacher not in TEACHER_MODES:
-            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
-        if self.flops_form not in ("batch", "per_slot"):
-            raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {self.flops_form!r}")
-        tau = self.student_temperature
-        if tau != "auto" and (isinstance(tau, str) or tau <= 0):
-            raise ValueError(f"student_temperature must be positive or 'auto', got {tau!r}")
-        if self.in_batch_negatives and self.rank_loss != "kl":
-            raise ValueError("in_batch_negatives needs rank_loss 'kl' (margin_mse pairs slot 0 with its own negatives)")
-        if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
-            raise ValueError("steps and batch_size must be positive and n_neg >= 1")
-
-
-def mlm_dir(name_or_path: str) -> str:
-    """The masked-LM folder of a model: itself, or a SparseEncoder directory's document Transformer folder."""
-    from ifsr.core.encoder import _checked_path
-
-    path = _checked_path(name_or_path)
-    if not (Path(path) / "modules.json").is_file():
-        return path
-    modules = json.loads((Path(path) / "modules.json").read_text())
-    if any(m["type"].endswith(".Transformer") and not m.get("path") for m in modules):
-        return path  # a sentence-transformers model whose Transformer is the folder itself (all-MiniLM-L6-v2)
-    found = sorted(Path(path).glob("*/tokenizer.json")) + sorted(Path(path).glob("*/*/tokenizer.json"))
-    if not found:
-        raise FileNotFoundError(f"{path}: no tokenizer.json in the SparseEncoder's module folders")
-    return str(found[0].parent)
-
-
-class FusedSpladeDocument(Transformer):
-    """Transformer(fill-mask) + SpladePooling(max, relu) as one module, the max fused into the MLM head
-    (`ifsr.core.encoder.mlm_max_logits`): the same vectors and gradients without the [B, L, V] logits
-    (benchmarks/train_step.py). Only the training student uses it; `train` saves the standard pair."""
-
-    def forward(self, features: dict, **kwargs) -> dict:
-        pooled = mlm_max_logits(self.auto_model, features["input_ids"], features["attention_mask"])  # [B, V]
-        features["sentence_embedding"] = torch.log1p(torch.relu(pooled))  # [B, V]
-        return features
-
-    def get_embedding_dimension(self) -> int:
-        return self.auto_model.config.vocab_size
-
-
-def build_student(name_or_path: str, idf, query_weights: str, max_length: int, seed: int, fused: bool = True):
-    """SparseEncoder(Router(query: SparseStaticEmbedding(weight, frozen), document: MLM + SpladePooling(max))).
-
-    `fused`: the document route is one `FusedSpladeDocument` (training); else the standard
-    Transformer(fill-mask) + SpladePooling(max, relu) pair (saved models)."""
-    from sentence_transformers import SparseEncoder
-    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling
-
-    path = mlm_dir(name_or_path)
-    with torch.random.fork_rng(devices=[]):  # a new MLM head (MiniLM) is initialised from `seed`
-        torch.manual_seed(seed)
-        kind = FusedSpladeDocument if fused else Transformer
-        doc_modules = [kind(path, transformer_task="fill-mask", max_seq_length=max_length, unpad_inputs=False)]
-    if not fused:
-        doc_modules.append(SpladePooling(pooling_strategy="max", activation_function="relu"))
-    tokenizer = doc_modules[0].tokenizer
-    weight = query_weight_vector(idf, tokenizer, query_weights)  # [V]
-    query = SparseStaticEmbedding(tokenizer=tokenizer, weight=weight, frozen=True)
-    router = Router.for_query_document(query_modules=[query], document_modules=doc_modules)
-    return SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
-
-
-def query_weight_vector(idf, tokenizer, kind: str) -> torch.Tensor:
-    """[V] query-side weights: idf (IDF-aware arm) or ones (plain arm); 0 on special tokens."""
-    w = torch.as_tensor(idf, dtype=torch.float32).clone() if kind == "idf" else torch.ones(len(tokenizer))
-    w[sorted(set(tokenizer.all_special_ids))] = 0.0
-    return w
+from ifsr.core.objective import inference_free_loss, lambda_at, teacher_targets
+from ifsr.distill.student import build_student, document_mlm, save_student
+from ifsr.exp.config import TrainConfig, save_config
 
 
 class InferenceFreeDistillLoss(nn.Module):
@@ -138,17 +39,26 @@ class InferenceFreeDistillLoss(nn.Module):
     (dense, sparse). With `config.in_batch_negatives` the label is [B, 3, G] (`with_row_index`: row 2
     holds the example's row number) and every query is scored against all B * G batch documents,
     the teacher scores coming from `bank`. Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
+    The FLOPS weight is `lam` at the step given by `set_step` (the trainer's global step, `LambdaWarmup`).
     """
 
     def __init__(self, model, config: TrainConfig, bank=None):
         super().__init__()
         if config.in_batch_negatives and bank is None:
             raise ValueError("in_batch_negatives needs a TeacherBank (ifsr.distill.teachers.TeacherBank.build)")
-        self.model, self.config, self.bank, self.step = model, config, bank, 0
+        self.model, self.config, self.bank = model, config, bank
+        self._step = 0
+
+    def set_step(self, step: int) -> None:
+        """The optimizer step about to run (0-based), for the quadratic lambda warm-up."""
+        self._step = step
+
+    @property
+    def lam(self) -> float:
+        """lambda_t = lambda * min(1, t / T)^2 at the current step (SPEC §2)."""
+        return lambda_at(self._step, self.config.lam, self.config.lambda_warmup_steps)
 
     def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
         q, *docs = embed_columns(self.model, sentence_features)  # q [B, V]; docs G x [B, V]
         d = torch.stack(docs, dim=1)  # [B, G, V]
         c = self.config
@@ -158,7 +68,7 @@ class InferenceFreeDistillLoss(nn.Module):
             raw = torch.from_numpy(self.bank.scores(rows)).to(d.device)  # [B, 2, B*G]
             d = d.flatten(0, 1).unsqueeze(0).expand(d.shape[0], -1, -1)  # [B, B*G, V]: FLOPS mean unchanged
         target = teacher_targets(raw, c.teacher, scale=c.teacher_scale)  # [B, G] (or [B, B*G])
-        lam = lambda_at(self.step, c.lam, c.lambda_warmup_steps)
+        lam = self.lam
         out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss,
                                    temperature=c.student_temperature)
         return {"rank": out["rank"], "flops_penalty": lam * out["flops"]}
@@ -195,17 +105,17 @@ def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> 
 def flat_dataset(dataset):
     """A Dataset as is; a DatasetDict as its sources concatenated in sorted order (the row numbering
     `with_row_index` and `TeacherBank` share)."""
-    import datasets as hf_datasets
-
     if isinstance(dataset, hf_datasets.DatasetDict):
         return hf_datasets.concatenate_datasets([dataset[k] for k in sorted(dataset)])
     return dataset
 
 
 def with_row_index(dataset):
-    """label [2, G] -> [3, G]: row 2 = [the example's row in `flat_dataset` order, 0, ...] (in-batch lookups)."""
-    import datasets as hf_datasets
+    """label [2, G] -> [3, G]: row 2 = [the example's row in `flat_dataset` order, 0, ...] (in-batch lookups).
 
+    The row number rides in the label because sentence-transformers' collator turns exactly one label
+    column into a tensor and tokenizes every other column as text; float32 holds it exactly below 2^24.
+    """
     def add(part, offset: int):
         return part.map(lambda ex, i: {"label": ex["label"] + [[float(offset + i)] + [0.0] * (len(ex["label"][0]) - 1)]},
                         with_indices=True, desc="row index")
@@ -221,13 +131,26 @@ def with_row_index(dataset):
 
 
 class LambdaWarmup(TrainerCallback):
-    """Feeds the trainer's global step to the loss for the quadratic lambda warm-up."""
+    """Feeds the trainer's global step to the loss (quadratic lambda warm-up) and logs lambda.
+
+    Each training-loss row of the log history (so `log.jsonl`) gets "lambda": the value the last step
+    of its logging window used. (sentence-transformers' SpladeRegularizerWeightSchedulerCallback drives
+    only a SpladeLoss, with T as a fraction of the run, and its logged weight never reaches the history.)
+    """
 
     def __init__(self, loss: InferenceFreeDistillLoss):
         self.loss = loss
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.loss.step = state.global_step
+        self.loss.set_step(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs:
+            return
+        logs["lambda"] = self.loss.lam  # what the console and later callbacks see
+        row = state.log_history[-1] if state.log_history else {}
+        if row.get("step") == state.global_step and "loss" in row:  # the row the trainer just appended
+            row["lambda"] = self.loss.lam
 
 
 def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True,
@@ -239,12 +162,8 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     `output_dir/checkpoints`; with `resume`, the latest is picked up (exact on CPU, same seed).
     The per-step loss terms are written to `output_dir/log.jsonl`. `bank`: the teachers' vectors of
     `flat_dataset(train_dataset)`'s rows (`ifsr.distill.teachers.TeacherBank`), needed by `in_batch_negatives`.
+    The saved model's special tokens are baked off (`ifsr.distill.student.save_student`).
     """
-    from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from ifsr.exp.config import save_config
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = build_student(config.student, idf, config.query_weights, config.max_length, config.seed)
@@ -272,9 +191,6 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     with open(out / "log.jsonl", "w", encoding="utf-8") as f:
         for row in trainer.state.log_history:
             f.write(json.dumps(row) + "\n")
-    document = next(m for k, route in model[0].sub_modules.items() if k == "document" for m in route)
-    document.save(str(out / "mlm"))  # the trained MLM, then the standard two-module SparseEncoder from it
-    build_student(str(out / "mlm"), idf, config.query_weights, config.max_length, config.seed,
-                  fused=False).save(str(out / "model"))
-    shutil.rmtree(out / "mlm")
-    return out / "model"
+    document = document_mlm(model)  # the trained MLM, saved as the standard two-module SparseEncoder
+    return save_student(document.auto_model, document.tokenizer, idf, config.query_weights, config.max_length,
+                        out / "model")

@@ -2,37 +2,34 @@
 with both teachers' raw scores of those documents (cached) as the label [2, 1 + n_neg].
 
 Fine-tuning reads a BEIR train split (SciFact by default); pre-training reads the shared query-passage
-pairs, one dataset per source. `cfg` is an `ifsr.exp.ablations.AblationConfig`.
+pairs, one dataset per source. `cfg` is an `ifsr.exp.config.AblationConfig`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import datasets
 import numpy as np
 
-from ifsr.data.beir import BeirSet, data_dir, load_beir, training_queries
-from ifsr.data.pairs import load_pairs
-
-if TYPE_CHECKING:
-    from ifsr.exp.ablations import AblationConfig
+from ifsr.data.beir import BeirSet, data_dir, default_idf_path, load_beir, training_queries
+from ifsr.data.mining import Bm25Index, mine_hard_negatives, mine_in_source, passage_table
+from ifsr.data.pairs import filter_leakage, load_pairs
+from ifsr.distill.teachers import DenseTeacher, SparseTeacher, score_candidates
+from ifsr.eval.evaluate import limit_corpus
+from ifsr.exp.config import AblationConfig
 
 
 def idf_path(cfg: AblationConfig) -> Path:
-    return Path(cfg.idf_path) if cfg.idf_path else data_dir(cfg.data_dir) / "idf" / "msmarco_bert-base-uncased_idf.json"
+    return Path(cfg.idf_path) if cfg.idf_path else default_idf_path(cfg.data_dir)
 
 
 def limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
     if cfg.corpus_limit is None:
         return ds
-    from ifsr.eval.evaluate import limit_corpus
-
     return limit_corpus(ds, cfg.corpus_limit)
 
 
 def build_teachers(cfg: AblationConfig):
-    from ifsr.distill.teachers import DenseTeacher, SparseTeacher
-
     return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length, device=cfg.device),
             SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length, device=cfg.device)]
 
@@ -56,18 +53,12 @@ def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) 
 
 def finetune_dataset(cfg: AblationConfig):
     """SciFact-train (by default) queries, BM25 hard negatives, both teachers' raw scores (cached)."""
-    import datasets
-
-    from ifsr.data.mining import Bm25Index, mine_hard_negatives, save_candidates
-    from ifsr.distill.teachers import score_candidates
-
     ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
     tq = training_queries(ds)[: cfg.train_query_limit]
     index = Bm25Index().build(ds.doc_texts())
     cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,
                                 n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
     Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
-    save_candidates(Path(cfg.cache_dir) / f"candidates_{cfg.train_dataset}_{cfg.preset}.jsonl.gz", cands)
     doc_text = dict(zip(ds.doc_ids, ds.doc_texts()))
     scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, f"{ds.name}-train") for t in build_teachers(cfg)]
     return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
@@ -76,12 +67,6 @@ def finetune_dataset(cfg: AblationConfig):
 def pretrain_dataset(cfg: AblationConfig):
     """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
     training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
-    import datasets
-
-    from ifsr.data.pairs import filter_leakage
-    from ifsr.data.mining import mine_in_source, passage_table
-    from ifsr.distill.teachers import score_candidates
-
     pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
     evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]
     pairs, _ = filter_leakage(pairs, evals)

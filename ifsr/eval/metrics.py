@@ -1,4 +1,4 @@
-"""Evaluation: ranking metrics via ir_measures, sparsity (FLOPS, non-zeros), significance tests.
+"""Ranking metrics via ir_measures, sparsity (FLOPS, non-zeros) and a paired significance test.
 
 Conventions of ``evaluate_run`` / ``per_query`` (checked against ir_measures 0.4.3 +
 pytrec_eval-terrier 0.5.11):
@@ -178,22 +178,3 @@ def paired_randomization_test(a: Mapping[str, float], b: Mapping[str, float],
         hits += int(np.sum(np.abs(signs @ diffs) / n >= observed - tol))
         done += m
     return float((hits + 1) / (n_resamples + 1))
-
-
-def bootstrap_ci(a: Mapping[str, float], b: Mapping[str, float] | None = None,
-                 n_resamples: int = 10000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of mean(a) or, with ``b``, of mean(a - b) over common queries."""
-    if n_resamples <= 0 or not 0.0 < alpha < 1.0:
-        raise ValueError("need n_resamples > 0 and 0 < alpha < 1")
-    x = _paired_diffs(a, b) if b is not None else np.array([float(a[k]) for k in sorted(a)])
-    if x.size == 0:
-        raise ValueError("no queries")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)  # [R]
-    for start in range(0, n_resamples, 1000):
-        m = min(1000, n_resamples - start)
-        idx = rng.integers(0, x.size, size=(m, x.size))  # [m, n]
-        means[start:start + m] = x[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)

@@ -1,18 +1,20 @@
-"""Exact top-k retrieval over sparse and dense vectors: pure functions over matrices.
+"""Exact top-k retrieval over sparse and dense scores, self-hit removal and runs: pure functions over matrices.
 
 Ranking contract (SPEC trap 6: sparse scores tie often), shared by every function here:
 
-* scores are dot products, rounded to float32 *before* ranking, so the order is exactly the sorted
-  order of the float32 scores that are returned;
+* scores are dot products, rounded to float32 *before* ranking (``scores``), so the order is exactly
+  the sorted order of the float32 scores that are returned; ``top_k`` ranks a score matrix at the
+  precision it is given (float64 ensemble sums stay float64 while ranked, then are returned as float32);
 * rows are ranked by score descending, then by document index ascending (stable, platform
   independent: it does not depend on argpartition / BLAS internals);
 * results are ``(indices int64 [nq, k], scores float32 [nq, k])``; a slot with no document holds
   index ``-1`` and score ``-inf`` (padding sits at the end of a row).
 
-``sparse_topk`` returns only documents with score > 0 (documents sharing no term with the query are
-not retrieved: an empty query vector gives an all-padding row). ``dense_topk`` returns the first
-``min(k, nd)`` documents whatever their sign. ``to_run`` turns the arrays into the
-``{qid: {did: score}}`` dict used by ``ifsr.eval.metrics``, in rank order, skipping padding.
+``SparseIndex.search`` / ``sparse_topk`` return only documents with score > 0 (documents sharing no
+term with the query are not retrieved: an empty query vector gives an all-padding row). ``top_k``
+ranks every document of a dense score matrix [nq, nd] whatever its sign, so it needs no padding and
+returns ``min(k, nd)`` columns. ``to_run`` turns the arrays into the ``{qid: {did: score}}`` dict used
+by ``ifsr.eval.metrics``, in rank order, skipping padding.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ PAD_INDEX = -1
 PAD_SCORE = -np.inf
 
 
-def _check_k_batch(k: int, batch_size: int) -> None:
+def _check_k_batch(k: int, batch_size: int = 1) -> None:
     if not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -49,28 +51,19 @@ def _as_dense(m: object, name: str) -> np.ndarray:
     return a
 
 
-def _descending_key(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """uint64 key whose ascending order is (row asc, float32 score desc)."""
-    bits = (vals.astype(np.float32) + np.float32(0)).view(np.uint32)  # + 0 folds -0.0 into 0.0
-    asc = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))  # order-preserving float -> uint
-    return (rows.astype(np.uint64) << np.uint64(32)) | (~asc).astype(np.uint64)
-
-
 def _select_topk(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int,
                  k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k per row from candidate triplets (row, doc index, float32 score), ifsr tie-break.
+    """Top-k per row from candidate triplets (row, doc index, score), ifsr tie-break.
 
     Candidates may come in any order but must include each row's true top k (ties at the k-th
-    score included). Two stable sorts: by (row, index), then by (row, -score).
+    score included). One sort by (row asc, score desc, index asc), at the precision of ``vals``
+    (-0.0 and 0.0 compare equal, so the lower index wins); scores are returned as float32.
     """
     out_idx = np.full((n_rows, k), PAD_INDEX, dtype=np.int64)  # [n_rows, k]
     out_val = np.full((n_rows, k), PAD_SCORE, dtype=np.float32)  # [n_rows, k]
     if rows.size == 0:
         return out_idx, out_val
-    key = (rows.astype(np.uint64) << np.uint64(32)) | cols.astype(np.uint64)  # [n] (row, index)
-    order = np.argsort(key, kind="stable")
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    order = np.argsort(_descending_key(rows, vals), kind="stable")  # [n] row, -score, index
+    order = np.lexsort((cols, -vals, rows))  # [n] row, -score, index
     rows, cols, vals = rows[order], cols[order], vals[order]
     starts = np.searchsorted(rows, np.arange(n_rows))  # [n_rows] first candidate of each row
     rank = np.arange(rows.size) - starts[rows]  # position of each candidate inside its row
@@ -134,60 +127,47 @@ def sparse_topk(queries: sp.spmatrix, docs: sp.spmatrix, k: int,
     return SparseIndex(docs).search(q, k, batch_size)
 
 
-def dense_topk(q: np.ndarray, d: np.ndarray, k: int,
-               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k documents by dense dot product (cosine when rows are L2-normalised).
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k documents of each row of a dense score matrix, every document eligible.
 
     Args:
-        q: [nq, D] query embeddings.
-        d: [nd, D] document embeddings.
-        k: number of documents per query (> 0).
-        batch_size: queries scored at once (memory ~ batch_size x nd floats).
+        scores: [nq, nd] scores (float32 dot products from ``scores``, BM25, or float64 ensemble
+            sums); ranked at the precision given.
+        k: documents per query (> 0); ``min(k, nd)`` are returned, so no row is padded.
 
     Returns:
-        indices int64 [nq, k] and scores float32 [nq, k], score desc then doc index asc. Every
-        document can be returned (scores may be <= 0); only k > nd leaves -1 / -inf padding.
+        indices int64 [nq, min(k, nd)] and scores float32 [nq, min(k, nd)], score desc then doc
+        index asc, whatever the scores' sign.
     """
-    _check_k_batch(k, batch_size)
-    qa = _as_dense(q, "q")
-    da = _as_dense(d, "d")
-    if qa.shape[1] != da.shape[1]:
-        raise ValueError(f"dimension mismatch: q {qa.shape} vs d {da.shape}")
-    nq, nd = qa.shape[0], da.shape[0]
-    out_idx = np.full((nq, k), PAD_INDEX, dtype=np.int64)  # [nq, k]
-    out_val = np.full((nq, k), PAD_SCORE, dtype=np.float32)  # [nq, k]
-    if nd == 0:
-        return out_idx, out_val
-    dt = np.ascontiguousarray(da.T)  # [D, nd]
-    for start in range(0, nq, batch_size):
-        s = (qa[start:start + batch_size] @ dt).astype(np.float32)  # [b, nd]
-        b = s.shape[0]
-        if k < nd:
-            kth = np.partition(s, nd - k, axis=1)[:, nd - k]  # [b] k-th largest score per row
-            rows, cols = np.nonzero(s >= kth[:, None])  # candidates incl. ties at the k-th score
-        else:
-            rows, cols = np.divmod(np.arange(b * nd), nd)  # every document is a candidate
-        idx_b, val_b = _select_topk(rows, cols.astype(np.int64), s[rows, cols], b, k)
-        out_idx[start:start + b] = idx_b
-        out_val[start:start + b] = val_b
-    return out_idx, out_val
+    _check_k_batch(k)
+    s = _as_dense(scores, "scores")
+    nq, nd = s.shape
+    k = min(k, nd)
+    if k == 0:
+        return np.zeros((nq, 0), np.int64), np.zeros((nq, 0), np.float32)
+    if k < nd:
+        kth = np.partition(s, nd - k, axis=1)[:, nd - k]  # [nq] k-th largest score per row
+        rows, cols = np.nonzero(s >= kth[:, None])  # candidates incl. ties at the k-th score
+    else:
+        rows, cols = np.divmod(np.arange(nq * nd), nd)  # every document is a candidate
+    return _select_topk(rows, cols.astype(np.int64), s[rows, cols], nq, k)
 
 
-def sparse_scores(q: sp.spmatrix, d: sp.spmatrix) -> np.ndarray:
-    """All query-document dot products, float32 [nq, nd]. Dense output: small corpora only
-    (e.g. scoring a candidate set for ensemble distillation)."""
-    qc, dc = _as_csr(q, "q"), _as_csr(d, "d")
-    if qc.shape[1] != dc.shape[1]:
-        raise ValueError(f"vocabulary mismatch: q {qc.shape} vs d {dc.shape}")
-    return np.asarray((qc @ dc.T).toarray(), dtype=np.float32)  # [nq, nd]
+def scores(q: sp.spmatrix | np.ndarray, d: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """All query-document dot products, float32 [nq, nd] (cosine when dense rows are unit length).
 
-
-def dense_scores(q: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """All query-document dot products, float32 [nq, nd]."""
+    q [nq, V] and d [nd, V] are both scipy sparse, or both dense. The output is dense: small
+    corpora or candidate sets only (teacher scores, baselines).
+    """
+    if sp.issparse(q):
+        qc, dc = _as_csr(q, "q"), _as_csr(d, "d")
+        if qc.shape[1] != dc.shape[1]:
+            raise ValueError(f"vocabulary mismatch: q {qc.shape} vs d {dc.shape}")
+        return np.asarray((qc @ dc.T).toarray(), dtype=np.float32)  # [nq, nd]
     qa, da = _as_dense(q, "q"), _as_dense(d, "d")
     if qa.shape[1] != da.shape[1]:
         raise ValueError(f"dimension mismatch: q {qa.shape} vs d {da.shape}")
-    return (qa @ da.T).astype(np.float32)  # [nq, nd]
+    return np.asarray(qa @ da.T, dtype=np.float32)  # [nq, nd]
 
 
 def _rank_arrays(query_ids: Sequence[str], indices, scores) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,14 @@
-"""One config dataclass per experiment, loaded from YAML and written beside the results it made.
+"""Every config dataclass of the kit and its one loader: defaults, then a YAML file, then overrides.
 
-Unknown keys are an error (a typo must not silently fall back to a default).
+Unknown keys are an error at every layer, nested ones included (a typo must not silently fall back
+to a default). This module does not import torch: reading a results folder's config.yaml is cheap.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,41 +16,72 @@ import yaml
 
 T = TypeVar("T")
 
+# The paper's two arms of the FLOPS ablation (the names in configs and tables) -> the query weights
+# the arm trains with. The plain arm is also evaluated with IDF queries, as `<arm>+idf-query`.
+ARMS: dict[str, str] = {"idf-flops": "idf", "flops": "ones"}
+QUERY_WEIGHTS = tuple(dict.fromkeys(ARMS.values()))  # ("idf", "ones")
+# The teacher targets (ifsr.core.objective.teacher_targets). Declared again here, not imported, so that
+# reading a config does not import torch; tests/exp/test_config.py checks the two tuples are equal.
+TEACHER_MODES = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
+
+
+def arm_views(arm: str) -> list[tuple[str, str]]:
+    """(table label, evaluation query weights) of a trained arm: its own weights, and IDF queries too."""
+    own = ARMS[arm]
+    return [(arm, own)] + ([(f"{arm}+idf-query", "idf")] if own != "idf" else [])
+
+
+# ----------------------------------------------------------------------------- the loader
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _merge(cls: type, base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`; a nested dataclass field given as a mapping in both is merged key by key."""
+    types = _field_types(cls)
+    out = dict(base)
+    for key, value in over.items():
+        sub = types.get(key)
+        if dataclasses.is_dataclass(sub) and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(sub, out[key], value)
+        else:
+            out[key] = value
+    return out
+
 
 def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
     """Build dataclass `cls` from a dict; nested dataclass fields are built recursively."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(fields)}")
+        raise ValueError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+    types = _field_types(cls)
     kwargs = {}
     for name, value in values.items():
-        ftype = fields[name].type
-        sub = _dataclass_type(cls, ftype)
-        kwargs[name] = from_dict(sub, value, f"{source}.{name}") if sub and isinstance(value, dict) else value
+        sub = types[name]
+        nested = dataclasses.is_dataclass(sub) and isinstance(value, dict)
+        kwargs[name] = from_dict(sub, value, f"{source}.{name}") if nested else value
     return cls(**kwargs)
 
 
-def _dataclass_type(owner: type, ftype: Any) -> type | None:
-    if isinstance(ftype, str):  # postponed annotations
-        import sys
-
-        ftype = getattr(sys.modules[owner.__module__], ftype, None)
-    return ftype if dataclasses.is_dataclass(ftype) else None
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        loaded = yaml.safe_load(f) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of config keys")
+    return loaded
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, **overrides: Any) -> T:
-    """Defaults, then the YAML file (if any), then keyword overrides; every layer is checked."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a YAML mapping of config keys")
-        values.update(loaded)
-    values.update(overrides)
+    """Defaults, then the YAML file (if any), then the keyword overrides; every layer is checked.
+
+    An override that is None keeps the layer below (a notebook parameter left at None); a mapping
+    given for a nested dataclass field (e.g. `train={...}`) is merged over the YAML's mapping."""
+    values = read_yaml(path) if path is not None else {}
+    values = _merge(cls, values, {k: v for k, v in overrides.items() if v is not None})
     return from_dict(cls, values, str(path or cls.__name__))
 
 
@@ -55,8 +89,162 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def dump_config(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
 def save_config(config: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    path.write_text(dump_config(config), encoding="utf-8")
     return path
+
+
+def parse_list(value: str | list[str]) -> list[str]:
+    """A list as given, or from a string: JSON/YAML ('["a", "b"]') or comma-separated ("a,b").
+
+    papermill's `-p datasets '["scifact"]'` hands notebooks the string, not the list.
+    """
+    if not isinstance(value, str):
+        return list(value)
+    parsed = yaml.safe_load(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",")]
+    if not isinstance(parsed, list) or not all(isinstance(v, str) and v for v in parsed):
+        raise ValueError(f"expected a list of names, got {value!r}")
+    return parsed
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class TrainConfig:
+    """One training run (a stage): `ifsr.distill.trainer.train`'s settings."""
+
+    student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
+    query_weights: str = "idf"  # ARMS' values: "idf" (the idf-flops arm, the paper) or "ones" (the flops arm)
+    teacher: str = "ensemble-minmax"  # dense | sparse | ensemble-minmax | ensemble-raw
+    teacher_scale: float = 30.0  # S, the teacher's inverse temperature
+    lam: float = 0.002  # FLOPS weight lambda (batch form)
+    lambda_warmup_steps: int = 200  # T of the quadratic warm-up
+    flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
+    rank_loss: str = "kl"  # "kl" or "margin_mse"
+    student_temperature: float | str = 1.0  # tau: ranking term on s(q, d) / tau; 1 = the paper; "auto": calibrated
+    in_batch_negatives: bool = False  # C(q) = every document of the batch, not only q's own candidates
+    steps: int = 2000
+    batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
+    grad_accum: int = 1
+    n_neg: int = 2
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 200  # learning-rate warm-up
+    max_length: int = 256  # document tokens in training
+    seed: int = 0
+    bf16: bool = False  # autocast bf16 (GPU)
+    use_cpu: bool = True
+    save_steps: int = 500
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.query_weights not in QUERY_WEIGHTS:
+            raise ValueError(f"query_weights must be one of {QUERY_WEIGHTS}, got {self.query_weights!r}")
+        if self.teacher not in TEACHER_MODES:
+            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
+        if self.flops_form not in ("batch", "per_slot"):
+            raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {self.flops_form!r}")
+        tau = self.student_temperature
+        if tau != "auto" and (isinstance(tau, str) or tau <= 0):
+            raise ValueError(f"student_temperature must be positive or 'auto', got {tau!r}")
+        if self.in_batch_negatives and self.rank_loss != "kl":
+            raise ValueError("in_batch_negatives needs rank_loss 'kl' (margin_mse pairs slot 0 with its own negatives)")
+        if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
+            raise ValueError("steps and batch_size must be positive and n_neg >= 1")
+
+
+@dataclass
+class AblationConfig:
+    """One preset of the replication (both training notebooks read it). YAML: configs/<preset>.yaml."""
+
+    preset: str = "smoke"
+    train_dataset: str = "scifact"  # fine-tuning queries (train split) and corpus
+    eval_datasets: list[str] = field(default_factory=lambda: ["scifact"])
+    eval_split: str = "test"
+    eval_max_length: int = 256
+    corpus_limit: int | None = None  # smoke: first N documents (and queries judged inside them)
+    train_query_limit: int | None = None  # smoke: first N training queries
+    mining_depth: int = 50
+    dense_teacher: str = "all-MiniLM-L6-v2"
+    sparse_teacher: str = "splade-tiny"
+    teacher_max_length: int = 256
+    lambdas: list[float] = field(default_factory=lambda: [0.0005, 0.002, 0.008, 0.03])
+    arms: list[str] = field(default_factory=lambda: list(ARMS))  # of ARMS: idf-flops, flops
+    teachers: list[str] = field(default_factory=lambda: list(TEACHER_MODES))
+    teacher_lambda: float = 0.002  # lambda of the teacher ablation
+    pretrain_pairs: int = 0  # >0: a pre-training stage on up to this many shared pairs per source
+    pretrain_sources: list[str] | None = None  # pair files/sources to use (None: all)
+    pretrain_steps: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    idf_path: str | None = None  # default: <data_dir>/idf/msmarco_bert-base-uncased_idf.json
+    data_dir: str | None = None
+    cache_dir: str = ".cache/ifsr"
+    runs_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # teachers and evaluation encoding: auto = cuda if available (training: train.use_cpu)
+
+    def __post_init__(self) -> None:
+        if not self.arms or set(self.arms) - set(ARMS):
+            raise ValueError(f"arms must be a non-empty list from {list(ARMS)}, got {self.arms!r}")
+        if not self.teachers or set(self.teachers) - set(TEACHER_MODES):
+            raise ValueError(f"teachers must be a non-empty list from {TEACHER_MODES}, got {self.teachers!r}")
+
+
+# ----------------------------------------------------------------------------- baselines, latency
+
+@dataclass
+class BaselinesConfig:
+    """The baselines table (`ifsr.eval` baselines): BM25, both teachers, their ensembles, the untrained model."""
+
+    datasets: list[str] = field(default_factory=lambda: ["scifact", "cranfield"])
+    split: str = "test"
+    max_length: int = 256                       # both teachers and the untrained doc encoder
+    k: int = 100                                # retrieval depth (R@100 needs 100)
+    corpus_limit: int | None = None             # smoke: first N docs + queries whose positives all lie there
+    dense_teacher: str = "all-MiniLM-L6-v2"
+    sparse_teacher: str = "splade-tiny"         # also the untrained inference-free document encoder
+    idf_path: str | None = None                 # None: <data_dir>/idf/msmarco_bert-base-uncased_idf.json
+    cache_dir: str | None = ".cache/ifsr"       # None: no cache
+    data_dir: str | None = None                 # None: $IFSR_DATA_DIR (read when run), else ./data
+    out_dir: str = "results/smoke/baselines"
+    batch_size: int = 32
+    device: str = "auto"                        # auto: cuda if available (caches do not record the device)
+    show_progress: bool = True
+
+
+PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "cpu-long": {}, "gpu": {}}
+
+
+def preset_config(preset: str, **overrides: Any) -> BaselinesConfig:
+    """A preset's BaselinesConfig defaults, then every override that is not None (`datasets` may be a string)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    if isinstance(overrides.get("datasets"), str):
+        overrides["datasets"] = parse_list(overrides["datasets"])
+    return load_config(BaselinesConfig, **{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class LatencyConfig:
+    """The latency notebook's measurement (`ifsr.serving.latency.measure_latency`'s keywords, and the preset)."""
+
+    preset: str = "smoke"
+    sizes: list[str | int] = field(default_factory=lambda: ["scifact"])  # "scifact", "real", or an int: resampled
+    n_queries: int = 100  # SciFact test queries timed per system
+    engines: list[str] = field(default_factory=lambda: ["pisa"])
+    model: str = "splade-tiny"  # document encoder: name, MLM path, or saved ifsr model
+    cache_dir: str = ".cache/ifsr"
+    data_dir: str | None = None
+    max_passages: int | None = None  # cap on pair passages in "real"
+    resample_from: str = "real"  # what the int sizes resample: "real" or "scifact"
+    seed: int = 0
+
+    def measure_kwargs(self) -> dict[str, Any]:
+        """The keywords of `measure_latency` (every field but the preset)."""
+        return {k: v for k, v in to_dict(self).items() if k != "preset"}

@@ -3,6 +3,7 @@
 - `matched_flops_gaps`: the two FLOPS arms at equal FLOPS (interpolated), as the paper's curves compare them.
 - `dominated_pairs`: Pareto pairs (no more FLOPS, no lower nDCG@10), which need no interpolation.
 - `read_config` / `config_diff`: how two runs' settings differ (variants, seed repeats, recipes).
+- `seed_repeats` / `across_sweeps`: the same settings under two training seeds; every sweep's comparisons.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from ifsr.exp.config import AblationConfig, load_config, to_dict
 
 
 def matched_flops_gaps(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", b: str = "flops") -> list[dict]:
@@ -46,17 +48,9 @@ def dominated_pairs(curve: pd.DataFrame, dataset: str, a: str = "idf-flops", b: 
 
 
 def read_config(path: Path) -> dict | None:
-    """A results folder's config.yaml; TrainConfig fields newer than the run get their defaults (the
-    run had them)."""
-    if not path.is_file():
-        return None
-    import dataclasses
-
-    from ifsr.distill.trainer import TrainConfig
-
-    c = yaml.safe_load(path.read_text()) or {}
-    c["train"] = {**dataclasses.asdict(TrainConfig()), **(c.get("train") or {})}
-    return c
+    """A results folder's AblationConfig (config.yaml through `load_config`: fields the file lacks
+    have their defaults) as a dict; None if there is no such file."""
+    return to_dict(load_config(AblationConfig, path)) if Path(path).is_file() else None
 
 
 def config_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:

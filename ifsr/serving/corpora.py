@@ -1,8 +1,9 @@
-"""Corpora and queries for the latency study (SPEC §4): SciFact, every real passage at hand, and
-scale series resampled from them (text and vector together, flagged `resampled`).
+"""Corpora and queries for the latency study (SPEC §4): SciFact, all real passages, resampled series.
 
-Document vectors are encoded once, in chunks cached through `ifsr.cache` (model + weights checksum +
-texts hash + max_length), so a killed encoding resumes at its first missing chunk.
+SciFact; every real passage at hand; scale series resampled from those (text and vector together,
+flagged `resampled`). Document vectors are encoded once, in chunks cached through `ifsr.cache`
+(model + weights checksum + texts hash + max_length), so a killed encoding resumes at its first
+missing chunk.
 """
 from __future__ import annotations
 
@@ -15,8 +16,20 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-def default_cache_dir() -> Path:
-    """$IFSR_CACHE_DIR, else `.cache/ifsr` (the project's cache folder, git-ignored)."""
+from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256, weights_checksum
+from ifsr.core.encoder import resolve_model_path
+from ifsr.data.beir import files_sha256, load_beir
+from ifsr.data.pairs import load_pairs
+from ifsr.distill.teachers import DOC_ENCODER_TAG
+from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.serving.export import load_model
+
+
+
+def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """`path`, else $IFSR_CACHE_DIR (read now), else `.cache/ifsr` (the project's cache folder, git-ignored)."""
+    if path is not None:
+        return Path(path)
     return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
 
 
@@ -32,9 +45,6 @@ def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, m
                   chunk: int = 2048, batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
     """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
     checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
-    from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256
-    from ifsr.distill.teachers import DOC_ENCODER_TAG
-
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
     blocks = []
@@ -69,9 +79,6 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
                 which: str = "real", max_passages: int | None = None, show_progress: bool = True) -> LatencyCorpus:
     """"scifact", or "real": SciFact + the distinct pair passages not in SciFact (every real passage
     at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
-    from ifsr.data.beir import load_beir
-    from ifsr.data.pairs import load_pairs
-
     if which not in ("scifact", "real"):
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
     texts = load_beir("scifact", "test", data_dir=data_dir, download=False).doc_texts()
@@ -88,8 +95,6 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
 
 def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
     """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
-    from ifsr.data.beir import load_beir
-
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
     queries = [ds.queries[q] for q in ds.query_ids]
     if n is not None and n < len(queries):
@@ -104,9 +109,6 @@ def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
     """(data checksums, model checksums) behind a latency table: SciFact test, the pair files, the IDF
     table and the document model's files (sha256), for the manifest written beside the table. A saved
     ifsr model carries its own IDF (hashed with the model), so `idf_path` is then not recorded."""
-    from ifsr.data.beir import files_sha256, load_beir
-    from ifsr.manifest import sha256_dir, sha256_file
-
     pairs = sorted((Path(data_dir) / "pairs").glob("*.jsonl.gz"))
     data = {"scifact-test": load_beir("scifact", "test", data_dir=data_dir, download=False).checksum(),
             "pairs": files_sha256(pairs) if pairs else "absent"}
@@ -119,11 +121,6 @@ def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
 def load_encoders(model: str, idf_path: str | os.PathLike, max_length: int):
     """(document encoder in eval mode at `max_length`, query encoder, weights checksum): the model as
     the latency study and the engine check use it (any saved ifsr layout, or an MLM + `idf_path`)."""
-    from ifsr.cache import weights_checksum
-    from ifsr.serving.export import load_model
-    from ifsr.core.encoder import resolve_model_path
-
     doc, query = load_model(model, idf_path, max_length)
-    doc.max_length = max_length
     doc.eval()
     return doc, query, weights_checksum(resolve_model_path(model), doc.mlm)

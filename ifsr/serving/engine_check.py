@@ -18,14 +18,27 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ifsr.serving import engines as serving
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
+from ifsr.data.mining import Bm25Index
+from ifsr.eval.metrics import evaluate_run
+from ifsr.eval.retrieval import PAD_INDEX, PAD_SCORE, to_run
+from ifsr.serving.base import vocab_terms
+from ifsr.serving.corpora import load_encoders, real_corpus, resolve_cache_dir
+from ifsr.serving.engines import ENGINES, ExactEngine, check_engines, topk_agreement
+from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex
+from ifsr.serving.queryside import inference_free_query
 
 COLUMNS = ["engine", "system", "reference", "nDCG@10", "reference_nDCG@10", "delta_nDCG@10", "top10_agreement"]
 
 
-def _run(qids: Sequence[str], doc_ids: Sequence[str], hits: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
-    """{qid: {doc_id: score}} in rank order (evaluate_run breaks ties by this order)."""
-    return {q: {doc_ids[int(r)]: float(s) for r, s in zip(rows, scores)} for q, (rows, scores) in zip(qids, hits)}
+def stack_hits(hits: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query (rows, scores) lists -> (rows int64 [nq, k'], scores float32 [nq, k']), -1 / -inf padding."""
+    width = max([k] + [len(rows) for rows, _ in hits])
+    rows_out = np.full((len(hits), width), PAD_INDEX, dtype=np.int64)
+    scores_out = np.full((len(hits), width), PAD_SCORE, dtype=np.float32)
+    for i, (rows, scores) in enumerate(hits):
+        rows_out[i, : len(rows)], scores_out[i, : len(rows)] = rows, scores
+    return rows_out, scores_out
 
 
 def engine_rows(doc_ids: Sequence[str], texts: Sequence[str], vectors: sp.csr_matrix, queries: Mapping[str, str],
@@ -33,44 +46,38 @@ def engine_rows(doc_ids: Sequence[str], texts: Sequence[str], vectors: sp.csr_ma
                 engines: Sequence[str] = ("pisa",), k: int = 10, doc_scale: float = 100.0,
                 query_scale: float = 10.0, algorithm: str = "maxscore") -> pd.DataFrame:
     """One row per (engine, system) with its reference (COLUMNS). Indexes are built under `workdir`."""
-    from ifsr.eval.metrics import evaluate_run
-    from ifsr.data.mining import Bm25Index
-    from ifsr.serving.queryside import inference_free_query
-
     if len(doc_ids) != vectors.shape[0] or len(texts) != len(doc_ids):
         raise ValueError(f"{len(doc_ids)} doc ids, {len(texts)} texts and {vectors.shape[0]} vectors must match")
-    unknown = sorted(set(engines) - {"pisa", "seismic"})
-    if unknown:
-        raise ValueError(f"unknown engines {unknown}; known: ['pisa', 'seismic']")
+    check_engines(engines)
     qids = list(queries)
     encode = inference_free_query(tokenizer, idf)
     q_vecs = [encode(queries[q]) for q in qids]
-    csc = vectors.tocsc()
-    runs = {("ifsr-exact", "inference-free"): [serving.exact_topk(ids, w, csc, k) for ids, w in q_vecs]}
+    exact = ExactEngine.from_docs(vectors, k)
+    runs = {("ifsr-exact", "inference-free"): [exact.search_ids(ids, w) for ids, w in q_vecs]}
     bm25s = Bm25Index().build(list(texts))
     rows_, scores_ = bm25s.search([queries[q] for q in qids], k)
     runs[("bm25s", "bm25")] = list(zip(rows_, scores_))
     work = Path(workdir)
-    if "pisa" in engines:
-        terms = serving.vocab_terms(tokenizer)
-        path = work / f"impact{doc_scale:g}"
-        if not (path / "pt_meta.json").is_file():
-            serving.PisaImpactIndex.build(path, vectors, terms, doc_scale, overwrite=True, show_progress=False)
-        pisa = serving.PisaImpactIndex(path, terms, algorithm, k, query_scale)
-        runs[("pisa", "inference-free")] = [pisa.search_ids(ids, w) for ids, w in q_vecs]
-        if not (work / "bm25" / "pt_meta.json").is_file():
-            serving.PisaBM25Index.build(work / "bm25", list(texts), overwrite=True, show_progress=False)
-        bm25 = serving.PisaBM25Index(work / "bm25", algorithm, k)
-        runs[("pisa", "bm25")] = [bm25.search(queries[q]) for q in qids]
-    if "seismic" in engines:
-        seis = serving.SeismicImpactIndex(vectors, k)
-        runs[("seismic", "inference-free")] = [seis.search_ids(ids, w) for ids, w in q_vecs]
-    ndcg = {key: evaluate_run(_run(qids, doc_ids, hits), qrels, ("nDCG@10",))["nDCG@10"] for key, hits in runs.items()}
+    for name in [e for e in ENGINES if e in engines]:  # registry order: pisa rows before seismic rows
+        if name == "pisa":
+            terms = vocab_terms(tokenizer)
+            pisa = PisaImpactIndex.from_docs(vectors, k, path=work / f"impact{doc_scale:g}", terms=terms,
+                                             doc_scale=doc_scale, algorithm=algorithm, query_scale=query_scale,
+                                             reuse=True, show_progress=False)
+            runs[("pisa", "inference-free")] = [pisa.search_ids(ids, w) for ids, w in q_vecs]
+            bm25 = PisaBM25Index.from_texts(list(texts), k, path=work / "bm25", algorithm=algorithm, reuse=True,
+                                            show_progress=False)
+            runs[("pisa", "bm25")] = [bm25.search(queries[q]) for q in qids]
+        else:
+            engine = ENGINES[name].from_docs(vectors, k)
+            runs[(name, "inference-free")] = [engine.search_ids(ids, w) for ids, w in q_vecs]
+    ndcg = {key: evaluate_run(to_run(qids, doc_ids, *stack_hits(hits, k)), qrels, ("nDCG@10",))["nDCG@10"]
+            for key, hits in runs.items()}
     reference = {"inference-free": ("ifsr-exact", "inference-free"), "bm25": ("bm25s", "bm25")}
     out = []
     for (engine, system), hits in runs.items():
         ref = reference[system]
-        agree = serving.topk_agreement([h[0] for h in hits], [h[0] for h in runs[ref]], k)
+        agree = topk_agreement([h[0] for h in hits], [h[0] for h in runs[ref]], k)
         out.append({"engine": engine, "system": system, "reference": ref[0], "nDCG@10": ndcg[(engine, system)],
                     "reference_nDCG@10": ndcg[ref], "delta_nDCG@10": ndcg[(engine, system)] - ndcg[ref],
                     "top10_agreement": agree})
@@ -81,12 +88,9 @@ def engine_quality(data_dir: str | os.PathLike | None = None, model: str = "spla
                    cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                    engines: Sequence[str] = ("pisa",), k: int = 10) -> pd.DataFrame:
     """`engine_rows` on SciFact test (all judged queries), with the latency study's cached vectors."""
-    from ifsr.serving.corpora import default_cache_dir, load_encoders, real_corpus
-    from ifsr.data.beir import data_dir as resolve_data_dir, load_beir
-
     data_dir = resolve_data_dir(data_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    doc, query, weights = load_encoders(model, data_dir / "idf" / "msmarco_bert-base-uncased_idf.json", max_length)
+    cache_dir = resolve_cache_dir(cache_dir)
+    doc, query, weights = load_encoders(model, default_idf_path(data_dir), max_length)
     corpus = real_corpus(data_dir, doc, cache_dir, model, weights, "scifact")
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
     queries = {q: ds.queries[q] for q in ds.query_ids}

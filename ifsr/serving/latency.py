@@ -6,7 +6,8 @@ thread (torch and PISA at 1 thread), top-k, after a warm-up pass over every quer
 - inference-free: tokenize + IDF lookup (no model) -> PISA weighted query on the impact index;
 - bm25: raw text -> PISA's own tokenizer, porter2, stopwords -> BM25 over the same documents' text;
 - siamese: the document encoder encodes the query on CPU -> the same impact index.
-Systems are interleaved per query in rotating order, so background load hits them alike.
+Systems are interleaved per query in rotating order, so background load hits them alike. Engines are those of
+`ifsr.serving.engines.ENGINES`: PISA runs all three systems, the others (exact, Seismic) the vector two.
 
 Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together,
@@ -23,16 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from ifsr.serving import engines as serving
-from ifsr.serving.corpora import (LatencyCorpus, default_cache_dir, load_encoders, provenance, real_corpus, resample,
-                          scifact_queries)
+from ifsr.core.encoder import resolve_model_path
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
+from ifsr.serving.base import vocab_terms
+from ifsr.serving.corpora import (LatencyCorpus, load_encoders, provenance, real_corpus, resample,
+                                  resolve_cache_dir, scifact_queries)
+from ifsr.serving.engines import ENGINES, ExactEngine, topk_agreement
+from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
 from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
 SYSTEMS = ("inference-free", "bm25", "siamese")
-ENGINES = ("pisa", "seismic")
 
 
 # --------------------------------------------------------------------------------------- timing
@@ -48,15 +53,16 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     """(engine, system) -> (text -> top-k rows: the whole client-side pipeline, for one corpus;
     text -> index terms it reads, or None; posting-list lengths of that index, or None)."""
     out: dict[tuple[str, str], tuple] = {}
-    terms = serving.vocab_terms(tokenizer)
+    terms = vocab_terms(tokenizer)
     if_query = inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"])
     siamese = siamese_query(doc_encoder) if "siamese" in systems else None
-    def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> serving.PisaImpactIndex:
+    def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> PisaImpactIndex:
         path = _index_path(workdir, corpus, f"{kind}{o['doc_scale']:g}")
-        if not (path / "pt_meta.json").is_file():
-            serving.PisaImpactIndex.build(path, vectors(), terms, o["doc_scale"], overwrite=True,
-                                          show_progress=show_progress)
-        return serving.PisaImpactIndex(path, terms, o["algorithm"], o["k"], o["query_scale"])
+        if index_built(path):  # reused: the vectors are not even computed
+            return PisaImpactIndex(path, terms, o["algorithm"], o["k"], o["query_scale"])
+        return PisaImpactIndex.from_docs(vectors(), o["k"], path=path, terms=terms, doc_scale=o["doc_scale"],
+                                         algorithm=o["algorithm"], query_scale=o["query_scale"], reuse=True,
+                                         show_progress=show_progress)
 
     if "pisa" in engines and "inference-free" in systems:
         fold = o["fold_idf"]  # idf_j * w_j(d) stored as the impact: the query is binary, scores unchanged
@@ -65,41 +71,41 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
                             else corpus.vectors)
         pisa_if = pisa_idf_query(tokenizer, idf, o["query_scale"], o["min_query_idf"], o["max_query_terms"], fold)
         out[("pisa", "inference-free")] = (lambda t: pisa.search_prepared(pisa_if(t))[0], pisa_if,
-                                           serving.posting_lengths(pisa.path))
+                                           posting_lengths(pisa.path))
     if "pisa" in engines and siamese is not None:
         plain = impact_index("impact", lambda: corpus.vectors)
         out[("pisa", "siamese")] = (lambda t: plain.search_ids(*siamese(t))[0],
                                     lambda t: plain.query_dict(*siamese(t)),
-                                    serving.posting_lengths(plain.path))
+                                    posting_lengths(plain.path))
     if "pisa" in engines and "bm25" in systems:
         path = _index_path(workdir, corpus, "bm25")
-        if not (path / "pt_meta.json").is_file():
-            serving.PisaBM25Index.build(path, corpus.texts, overwrite=True, show_progress=show_progress)
-        bm25 = serving.PisaBM25Index(path, o["algorithm"], o["k"])
-        out[("pisa", "bm25")] = (lambda t: bm25.search(t)[0], bm25.query_terms, serving.posting_lengths(path))
-    if "seismic" in engines and set(systems) - {"bm25"}:
-        seis = serving.SeismicImpactIndex(corpus.vectors, o["k"], **(o["seismic"] or {}))
+        bm25 = PisaBM25Index.from_texts(corpus.texts, o["k"], path=path, algorithm=o["algorithm"], reuse=True,
+                                        show_progress=show_progress)
+        out[("pisa", "bm25")] = (lambda t: bm25.search(t)[0], bm25.query_terms, posting_lengths(path))
+    others = [e for e in ENGINES if e in engines and e != "pisa"] if set(systems) - {"bm25"} else []
+    for name in others:  # any other registered engine: built from the vectors, searched by ids and weights
+        engine = ENGINES[name].from_docs(corpus.vectors, o["k"], **(o["options"].get(name) or {}))
         if "inference-free" in systems:
-            out[("seismic", "inference-free")] = (lambda t: seis.search_ids(*if_query(t))[0], None, None)
+            out[(name, "inference-free")] = (lambda t, e=engine: e.search_ids(*if_query(t))[0], None, None)
         if siamese is not None:
-            out[("seismic", "siamese")] = (lambda t: seis.search_ids(*siamese(t))[0], None, None)
+            out[(name, "siamese")] = (lambda t, e=engine: e.search_ids(*siamese(t))[0], None, None)
     return out
 
 
 def _references(corpus: LatencyCorpus, queries: Sequence[str], systems: set[str], tokenizer, idf, doc_encoder,
                 workdir: Path, k: int) -> dict[str, list[np.ndarray]]:
-    """Exact top-k per system: scipy float scores of the unpruned query vector (ties by row); bm25:
-    PISA's exhaustive ranked_or over the same BM25 index."""
+    """Exact top-k per system: the exact engine on the unpruned query vector (float32, ties by row);
+    bm25: PISA's exhaustive ranked_or over the same BM25 index."""
     ref = {}
-    csc = corpus.vectors.tocsc() if systems - {"bm25"} else None
+    exact = ExactEngine.from_docs(corpus.vectors, k) if systems - {"bm25"} else None
     if "inference-free" in systems:
         full = inference_free_query(tokenizer, idf)
-        ref["inference-free"] = [serving.exact_topk(*full(q), csc, k)[0] for q in queries]
+        ref["inference-free"] = [exact.search_ids(*full(q))[0] for q in queries]
     if "siamese" in systems:
         siamese = siamese_query(doc_encoder)
-        ref["siamese"] = [serving.exact_topk(*siamese(q), csc, k)[0] for q in queries]
+        ref["siamese"] = [exact.search_ids(*siamese(q))[0] for q in queries]
     if "bm25" in systems:
-        exhaustive = serving.PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", k)
+        exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", k)
         ref["bm25"] = [exhaustive.search(q)[0] for q in queries]
     return ref
 
@@ -127,10 +133,11 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     bad = [e for e in engines if e not in ENGINES] + [s for s in systems if s not in SYSTEMS]
     if bad or not queries or repeats <= 0:
         raise ValueError(f"unknown engines/systems {bad}, or no queries, or repeats={repeats} (engines: "
-                         f"{ENGINES}, systems: {SYSTEMS})")
+                         f"{list(ENGINES)}, systems: {SYSTEMS})")
     if doc_encoder is None and "siamese" in systems:
         raise ValueError("the siamese system needs a doc_encoder")
-    o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale, "seismic": seismic,
+    o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
+         "options": {"seismic": seismic},
          "min_query_idf": min_query_idf, "max_query_terms": max_query_terms, "fold_idf": fold_idf}
     rows = []
     with torch_threads(1):
@@ -161,7 +168,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                 rows.append({"engine": engine, "system": system, "docs": len(corpus.texts),
                              "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
                              "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(),
-                             "top10_agreement": serving.topk_agreement(found[(engine, system)], ref[system], k),
+                             "top10_agreement": topk_agreement(found[(engine, system)], ref[system], k),
                              f"{other}_p50_ms": np.percentile(np.asarray(both[other]) / 1e6, 50),
                              "postings_per_query": postings[(engine, system)],
                              "corpus": corpus.name, "resampled": corpus.resampled, "n_queries": len(queries),
@@ -190,18 +197,15 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
     data and model checksums for the manifest.
     """
-    from ifsr.data.beir import data_dir as resolve_data_dir
-    from ifsr.core.encoder import resolve_model_path
-
     data_dir = resolve_data_dir(data_dir)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = resolve_cache_dir(cache_dir)
     for size in sizes:
         if not (size in ("scifact", "real") or (isinstance(size, int) and size > 0)):
             raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
     if resample_from not in ("scifact", "real"):
         raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
     queries = scifact_queries(data_dir, n_queries, seed)
-    idf_path = idf_path or data_dir / "idf" / "msmarco_bert-base-uncased_idf.json"
+    idf_path = idf_path or default_idf_path(data_dir)
     doc_encoder, query_encoder, weights = load_encoders(model, idf_path, max_length)
     needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
     base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, max_passages, show_progress)
@@ -247,14 +251,10 @@ def latency_ratios(df: pd.DataFrame, stat: str = "p50_ms") -> pd.DataFrame:
 
 def latency_plot(df: pd.DataFrame, path: str | os.PathLike, stat: str = "p50_ms") -> None:
     """`stat` vs corpus size (log x), one line per (engine, system); resampled sizes drawn hollow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if stat not in df.columns:
         raise ValueError(f"no column {stat!r} in the latency table")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))  # no pyplot: no backend is selected or changed
+    ax = fig.subplots()
     for (engine, system), part in df.sort_values("docs").groupby(["engine", "system"], sort=True):
         line, = ax.plot(part["docs"], part[stat], marker="o", label=f"{system} ({engine})")
         if "resampled" in part:
@@ -269,4 +269,3 @@ def latency_plot(df: pd.DataFrame, path: str | os.PathLike, stat: str = "p50_ms"
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
-    plt.close(fig)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from ifsr.serving import engines as serving
+from ifsr.core.encoder import special_ids
+from ifsr.serving.base import vocab_terms
 
 _PIECES = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")  # BERT pre-tokens of lowercased printable ASCII
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\[]")  # control chars (and '[': added tokens)
@@ -46,7 +47,7 @@ def fast_token_ids(tokenizer) -> Callable[[str], np.ndarray]:
     """Distinct non-special token ids, ascending: `QueryEncoder.token_ids` through `raw_token_ids`."""
     raw_ids = raw_token_ids(tokenizer)
     special = np.zeros(len(tokenizer), dtype=bool)
-    special[list(set(tokenizer.all_special_ids))] = True
+    special[special_ids(tokenizer)] = True
 
     def ids_of(text: str) -> np.ndarray:
         ids = np.unique(np.asarray(raw_ids(text), dtype=np.int64))
@@ -81,11 +82,11 @@ def pisa_idf_query(tokenizer, idf: np.ndarray, query_scale: float, min_idf: floa
     the index holds idf_j * w_j(d) already, so every kept token gets weight 1 (same scores)."""
     if max_terms is not None and max_terms <= 0:
         raise ValueError(f"max_terms must be positive, got {max_terms}")
-    ids_of, terms = raw_token_ids(tokenizer), serving.vocab_terms(tokenizer)
+    ids_of, terms = raw_token_ids(tokenizer), vocab_terms(tokenizer)
     idf = np.asarray(idf, dtype=np.float32)
     scaled = np.rint(idf.astype(np.float64) * query_scale)
     keep = (scaled > 0) & (idf >= min_idf)
-    keep[list(set(tokenizer.all_special_ids))] = False
+    keep[special_ids(tokenizer)] = False
     table = {t: (terms[t], 1.0 if folded else float(scaled[t])) for t in np.flatnonzero(keep).tolist()}
     rank = {t: (-float(idf[t]), t) for t in table}  # max_terms order: idf desc, then id (as above)
 

@@ -8,7 +8,6 @@ import pytest
 import scipy.sparse as sp
 
 from ifsr.eval.metrics import (
-    bootstrap_ci,
     evaluate_run,
     flops_metric,
     mean_nnz,
@@ -153,17 +152,3 @@ def test_randomization_exact_small_n_and_seed_determinism():
     assert paired_randomization_test(dict(reversed(a.items())), b, 3000, seed=7) == p1
     with pytest.raises(ValueError):
         paired_randomization_test({"x": 1.0}, {"y": 1.0})
-
-
-def test_bootstrap_ci():
-    a = {str(i): 0.5 + 0.1 for i in range(50)}
-    b = {str(i): 0.5 for i in range(50)}
-    lo, hi = bootstrap_ci(a, b)
-    assert lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
-    rng = np.random.default_rng(2)
-    x = {str(i): float(v) for i, v in enumerate(rng.normal(1.0, 1.0, 400))}
-    lo, hi = bootstrap_ci(x, seed=3)
-    m = np.mean(list(x.values()))
-    assert lo < m < hi
-    assert hi - lo == pytest.approx(2 * 1.96 / math.sqrt(400), rel=0.2)
-    assert bootstrap_ci(x, seed=3) == (lo, hi)

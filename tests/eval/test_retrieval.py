@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ifsr.eval.retrieval import (
-    dense_scores,
-    dense_topk,
-    remove_self_hits,
-    sparse_scores,
-    sparse_topk,
-    to_run,
-)
+from ifsr.eval.retrieval import SparseIndex, remove_self_hits, scores, sparse_topk, to_run, top_k
 
 NEG_INF = -np.inf
 
@@ -63,18 +56,36 @@ def test_large_tie_block_is_cut_by_index():
     idx, val = sparse_topk(q, sp.csr_matrix(d), k=5)
     np.testing.assert_array_equal(idx[0], [50, 0, 1, 2, 3])
     np.testing.assert_array_equal(val[0], [2, 1, 1, 1, 1])
-    didx, dval = dense_topk(q.toarray(), d, k=5)
+    didx, dval = top_k(scores(q.toarray(), d), k=5)
     np.testing.assert_array_equal(didx, idx)
     np.testing.assert_array_equal(dval, val)
 
 
-def test_dense_topk_returns_nonpositive_scores_and_pads_past_nd():
+def test_top_k_returns_nonpositive_scores_and_stops_at_nd():
     q = np.array([[1.0, 0.0], [0.0, 0.0]], dtype=np.float32)
     d = np.array([[-1.0, 0.0], [2.0, 0.0], [0.0, 5.0]], dtype=np.float32)
-    idx, val = dense_topk(q, d, k=4)
-    # q0: d1 = 2, d2 = 0, d0 = -1 ; q1: all 0 -> index order
-    np.testing.assert_array_equal(idx, [[1, 2, 0, -1], [0, 1, 2, -1]])
-    np.testing.assert_array_equal(val, [[2, 0, -1, NEG_INF], [0, 0, 0, NEG_INF]])
+    idx, val = top_k(scores(q, d), k=4)
+    # q0: d1 = 2, d2 = 0, d0 = -1 ; q1: all 0 -> index order; every document ranked, k' = min(k, nd) = 3
+    assert idx.dtype == np.int64 and val.dtype == np.float32
+    np.testing.assert_array_equal(idx, [[1, 2, 0], [0, 1, 2]])
+    np.testing.assert_array_equal(val, [[2, 0, -1], [0, 0, 0]])
+
+
+def test_top_k_ties_straddling_k_and_zeros():
+    s = np.array([[1.0, 2.0, 2.0, 2.0, 0.0, 2.0]], dtype=np.float32)
+    assert top_k(s, 2)[0].tolist() == [[1, 2]]
+    assert top_k(s, 5)[0].tolist() == [[1, 2, 3, 5, 0]]
+    s = np.array([[0.5, 0.9, 0.5, 0.9], [0.0, 0.0, 0.0, 1.0]], dtype=np.float32)
+    idx, sc = top_k(s, 3)
+    assert idx.tolist() == [[1, 3, 0], [3, 0, 1]] and sc.dtype == np.float32
+    np.testing.assert_array_equal(sc, np.array([[0.9, 0.9, 0.5], [1.0, 0.0, 0.0]], dtype=np.float32))
+
+
+def test_top_k_ranks_at_the_given_precision():
+    # two float64 scores that round to the same float32: ranked by their float64 values, returned as float32
+    s = np.array([[1.0, 1.0 + 1e-9, 0.5]], dtype=np.float64)
+    idx, sc = top_k(s, 3)
+    assert idx.tolist() == [[1, 0, 2]] and sc.dtype == np.float32 and sc[0, 0] == sc[0, 1]
 
 
 def _reference_topk(s: np.ndarray, k: int, positive_only: bool):
@@ -107,10 +118,15 @@ def test_sparse_and_dense_match_bruteforce_reference(k, batch_size):
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(val, ref_val)
 
+    np.testing.assert_array_equal(SparseIndex(d).search(q, k=k, batch_size=batch_size)[0], ref_idx)
+
     ref_idx, ref_val = _reference_topk(s, k, positive_only=False)
-    didx, dval = dense_topk(q.toarray(), d.toarray(), k=k, batch_size=batch_size)
-    np.testing.assert_array_equal(didx, ref_idx)
-    np.testing.assert_array_equal(dval, ref_val)
+    didx, dval = top_k(scores(q.toarray(), d.toarray()), k=k)
+    kk = min(k, nd)  # every document is ranked: no padding
+    assert didx.shape == (nq, kk)
+    np.testing.assert_array_equal(didx, ref_idx[:, :kk])
+    np.testing.assert_array_equal(dval, ref_val[:, :kk])
+    np.testing.assert_array_equal(top_k(scores(q, d), k=k)[0], didx)  # sparse input, same scores
 
 
 def test_sparse_topk_accepts_other_sparse_formats_and_explicit_zeros():
@@ -134,11 +150,14 @@ def test_sparse_topk_drops_nonpositive_scores():
 
 
 def test_full_scores():
-    s = sparse_scores(QUERIES, DOCS)
+    s = scores(QUERIES, DOCS)
     assert s.shape == (5, 3) and s.dtype == np.float32
     np.testing.assert_array_equal(s[0], [3, 0, 3])
     np.testing.assert_array_equal(s[1], [0, 5, 0])
-    np.testing.assert_array_equal(dense_scores(QUERIES.toarray(), DOCS.toarray()), s)
+    dense = scores(QUERIES.toarray(), DOCS.toarray())
+    assert dense.dtype == np.float32
+    np.testing.assert_array_equal(dense, s)
+    assert scores(QUERIES.toarray().astype(np.float64), DOCS.toarray().astype(np.float64)).dtype == np.float32
 
 
 @pytest.mark.parametrize("bad", [0, -1])
@@ -146,7 +165,7 @@ def test_bad_k_raises(bad):
     with pytest.raises(ValueError):
         sparse_topk(QUERIES, DOCS, k=bad)
     with pytest.raises(ValueError):
-        dense_topk(QUERIES.toarray(), DOCS.toarray(), k=bad)
+        top_k(scores(QUERIES, DOCS), k=bad)
 
 
 def test_shape_and_type_errors():
@@ -155,7 +174,11 @@ def test_shape_and_type_errors():
     with pytest.raises(ValueError):
         sparse_topk(QUERIES.toarray(), DOCS, k=1)  # dense input to the sparse path
     with pytest.raises(ValueError):
-        dense_topk(np.zeros((2, 3)), np.zeros((4, 5)), k=1)
+        scores(np.zeros((2, 3)), np.zeros((4, 5)))
+    with pytest.raises(ValueError):
+        scores(QUERIES[:, :4], DOCS)
+    with pytest.raises(ValueError):
+        top_k(np.zeros(3), k=1)  # a score matrix is 2-D
     with pytest.raises(ValueError):
         sparse_topk(QUERIES, DOCS, k=1, batch_size=0)
 
@@ -182,14 +205,12 @@ def test_to_run_skips_padding_and_keeps_rank_order():
         to_run(["q", "q", "q2", "q3", "q4"], doc_ids, idx, val)
 
 
-def test_select_treats_negative_zero_as_zero():
-    from ifsr.eval.retrieval import _select_topk
-
+def test_top_k_treats_negative_zero_as_zero():
     # -0.0 == 0.0 as floats: the tie must go to the lower index, whatever the sign bit says
-    rows = np.array([0, 0, 0])
-    cols = np.array([0, 1, 2], dtype=np.int64)
-    vals = np.array([-0.0, 0.0, -1.0], dtype=np.float32)
-    idx, _ = _select_topk(rows, cols, vals, 1, 3)
-    np.testing.assert_array_equal(idx, [[0, 1, 2]])
-    idx, _ = _select_topk(rows[::-1], cols[::-1], vals[::-1], 1, 2)  # input order is irrelevant
-    np.testing.assert_array_equal(idx, [[0, 1]])
+    vals = np.array([[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0], [-1.0, 0.0, -0.0]], dtype=np.float32)
+    idx, _ = top_k(vals, 3)
+    np.testing.assert_array_equal(idx, [[0, 1, 2], [0, 1, 2], [1, 2, 0]])
+    idx, _ = top_k(vals, 2)  # the cut falls inside the tie
+    np.testing.assert_array_equal(idx, [[0, 1], [0, 1], [1, 2]])
+    idx, _ = top_k(vals.astype(np.float64), 2)
+    np.testing.assert_array_equal(idx, [[0, 1], [0, 1], [1, 2]])

@@ -1,7 +1,6 @@
-"""Tests for ifsr.data.beir: BEIR loading (strict parsing, download path), pairs, leakage filter."""
+"""Tests for ifsr.data.beir: BEIR loading (strict parsing, download path), the data directory, IDF default."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from ifsr.data import beir as data
-from ifsr.data.beir import BeirSet, data_dir, load_beir, training_queries
-from ifsr.data.pairs import Pair, filter_leakage, load_pairs, normalize_text
+from ifsr.data.beir import BeirSet, data_dir, default_idf_path, join_text, load_beir, training_queries
 
 CORPUS = [
     {"_id": "d1", "title": "Alpha", "text": "first doc "},
@@ -47,6 +45,13 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("IFSR_DATA_DIR", str(tmp_path))  # read at call time, after import
     assert data_dir() == tmp_path
     assert data_dir("elsewhere") == Path("elsewhere")
+    assert default_idf_path() == tmp_path / "idf" / "msmarco_bert-base-uncased_idf.json"
+    assert default_idf_path("elsewhere") == Path("elsewhere/idf/msmarco_bert-base-uncased_idf.json")
+
+
+def test_join_text():
+    assert join_text(" Title ", " body ") == "Title body"
+    assert join_text("  ", " body ") == "body"
 
 
 def test_load_beir_parses_tiny_set(tmp_path):
@@ -164,58 +169,6 @@ def test_training_queries_keeps_positive_scores_only():
     assert training_queries(s) == [("1", "one", ["b"]), ("3", "three", ["a", "b"])]
 
 
-def _write_pairs(path: Path, rows) -> None:
-    with gzip.open(path, "wt") as f:
-        for r in rows:
-            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
-
-
-def test_load_pairs_and_source_selection(tmp_path):
-    _write_pairs(tmp_path / "b.jsonl.gz", [{"query": "q1", "positive": "p1", "source": "b_x"},
-                                           {"query": "q2", "positive": "p2", "source": "b_y"}])
-    _write_pairs(tmp_path / "a.jsonl.gz", [{"query": "q0", "positive": "p0", "source": "a"}])
-    assert load_pairs(tmp_path) == [Pair("q0", "p0", "a"), Pair("q1", "p1", "b_x"), Pair("q2", "p2", "b_y")]
-    assert [p.query for p in load_pairs(tmp_path, ["b_y"])] == ["q2"]        # by source field
-    assert [p.query for p in load_pairs(tmp_path, ["b"])] == ["q1", "q2"]    # by file name
-    with pytest.raises(ValueError, match="unknown pair sources"):
-        load_pairs(tmp_path, ["nope"])
-
-
-def test_load_pairs_malformed(tmp_path):
-    _write_pairs(tmp_path / "x.jsonl.gz", [{"query": "q", "positive": "p", "source": "x"},
-                                           {"query": "q", "positive": ["p"], "source": "x"}])
-    with pytest.raises(ValueError, match=r"x\.jsonl\.gz:2: 'positive' is list.*expected"):
-        load_pairs(tmp_path)
-    with pytest.raises(FileNotFoundError):
-        load_pairs(tmp_path / "empty")
-
-
-def test_normalize_text():
-    assert normalize_text("  What is\tthe   CAUSE?! ") == "what is the cause"
-    assert normalize_text("«Hi», there.") == "hi», there"  # inner punctuation kept
-    assert normalize_text("$5 + C++") == "$5 + c++"         # symbols (S*) are not punctuation
-    assert normalize_text("up 3%.") == "up 3"                # % is punctuation (Po)
-    assert normalize_text("ﬁne") == "fine"                   # NFKC
-    assert normalize_text("...") == ""
-
-
-def test_filter_leakage_counts(caplog):
-    ev = BeirSet("ev", {"d1": {"title": "Title", "text": "Body text here."},
-                        "d2": {"title": "", "text": "Another doc"}},
-                 {"q1": "Is it leaked?", "q2": "unjudged query"}, {"q1": {"d1": 1}})
-    pairs = [Pair("is it LEAKED", "fresh passage", "s"),        # eval query
-             Pair("new q", "title body text here", "s"),         # title + text
-             Pair("new q2", "BODY TEXT HERE", "s"),              # text alone
-             Pair("is it leaked", "another doc", "s"),           # both: counted as query
-             Pair("unjudged query", "clean", "s"),               # q2 has no qrels: kept
-             Pair("ok", "Another doc, extended", "s")]           # kept
-    with caplog.at_level("INFO", logger="ifsr.data.pairs"):
-        kept, counts = filter_leakage(pairs, [ev])
-    assert counts == {"kept": 2, "dropped_query": 2, "dropped_passage": 2}
-    assert kept == [pairs[4], pairs[5]]
-    assert "dropped_query" in caplog.text
-
-
 # ----------------------------------------------------------------------------- real data
 
 @pytest.mark.data
@@ -230,12 +183,3 @@ def test_real_scifact_and_cranfield(data_root):
     assert sf.checksum() != cr.checksum()
     mem = BeirSet("m", sf.corpus, sf.queries, sf.qrels)  # in memory: hash of the content
     assert mem.checksum() == BeirSet("m", dict(sf.corpus), dict(sf.queries), dict(sf.qrels)).checksum()
-
-
-@pytest.mark.data
-def test_real_pairs_no_leak_into_scifact(data_root):
-    pairs = load_pairs(data_root / "pairs")
-    assert len(pairs) == 54109
-    sf = load_beir("scifact", data_dir=data_root, download=False)
-    kept, counts = filter_leakage(pairs, [sf])
-    assert counts == {"kept": 54109, "dropped_query": 0, "dropped_passage": 0}  # README's claim

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ifsr.core.idf import compute_idf, document_frequencies, idf_from_df, load_idf, save_idf
+from ifsr.core.idf import document_frequencies, idf_from_df, load_idf, save_idf
 
 N_MSMARCO = 8_841_823
 
@@ -33,7 +33,7 @@ def test_tiny_corpus_counts_each_token_once_and_no_specials(tokenizer):
     cat, dog, bird = tokenizer.convert_tokens_to_ids(["cat", "dog", "bird"])
     assert n == 3 and (df[cat], df[dog], df[bird]) == (2, 2, 1)
     assert df[tokenizer.all_special_ids].sum() == 0
-    idf = compute_idf(corpus, tokenizer, unseen=1.0)
+    idf = idf_from_df(df, n, unseen=1.0)  # IDF of any corpus: its document frequencies, then the formula
     assert idf[bird] == pytest.approx(math.log(1 + 2.5 / 1.5))
     assert idf[tokenizer.convert_tokens_to_ids("fish")] == 1.0
 

@@ -1,18 +1,15 @@
-"""evaluate_model, the CLI, the baselines table and its helpers."""
+"""evaluate_model, the CLI, the judged-run / self-hit rule, BM25 per query and limit_corpus."""
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from ifsr.data.beir import BeirSet
-from ifsr.eval.evaluate import (COLUMNS, REFERENCE_NDCG10, SYSTEMS, BaselinesConfig, baselines, bm25_per_query,
-                           compare_to_reference, evaluate_model, limit_corpus, markdown_table, matrix_topk, parse_list,
-                           preset_config, write_baselines)
+from ifsr.cli import main
+from ifsr.data.beir import BeirSet, load_beir
+from ifsr.eval.baselines import REFERENCE_NDCG10
+from ifsr.eval.evaluate import SELF_HITS, bm25_per_query, evaluate_model, judged_run, limit_corpus, self_hits_for
 
-REPO = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"nDCG@10", "R@100", "flops", "doc_nnz", "query_nnz", "n_queries", "dataset_checksum"}
 
 
@@ -70,8 +67,6 @@ def test_self_hits_removed_only_when_asked(tmp_path, idf_file, splade_tiny_path)
 
 
 def test_cli_evaluate_writes_json(tiny_beir, idf_file, splade_tiny_path, tmp_path, capsys):
-    from ifsr.cli import main
-
     out = tmp_path / "res" / "eval.json"
     rc = main(["evaluate", "--model", "splade-tiny", "--data", str(tiny_beir), "--split", "test", "--idf",
                str(idf_file), "--max-length", "64", "--json", str(out), "--quiet"])
@@ -91,8 +86,6 @@ def test_bm25_per_query_by_hand(tiny_beir):
     """q1's words (macrophages, clear, lung) put d1 first; q2's (supersonic, boundary, heat, transfer) put
     d2 first. Both are judged queries with their one relevant document at rank 1: nDCG@10 = 1 each.
     q3 has no judgements and is left out."""
-    from ifsr.data.beir import load_beir
-
     ds = load_beir(str(tiny_beir), split="test")
     assert bm25_per_query(ds) == {"q1": pytest.approx(1.0), "q2": pytest.approx(1.0)}
     # now judge only d2 relevant for q1: it shares no word with q1, so it ties at score 0 with d3 and
@@ -104,8 +97,6 @@ def test_bm25_per_query_by_hand(tiny_beir):
 @pytest.mark.slow
 def test_bm25_per_query_matches_the_baselines_bm25(data_root):
     """The paired-test reference is the baselines table's BM25: same mean nDCG@10 on SciFact test."""
-    from ifsr.data.beir import load_beir
-
     pq = bm25_per_query(load_beir("scifact", split="test", data_dir=str(data_root)))
     assert len(pq) == 300
     assert sum(pq.values()) / len(pq) == pytest.approx(REFERENCE_NDCG10["scifact"]["bm25"], abs=0.001)
@@ -125,81 +116,25 @@ def test_limit_corpus():
         limit_corpus(ds, 0)
 
 
-def test_matrix_topk_ties_by_index():
-    s = np.array([[0.5, 0.9, 0.5, 0.9], [0.0, 0.0, 0.0, 1.0]], dtype=np.float32)
-    idx, sc = matrix_topk(s, 3)
-    assert idx.tolist() == [[1, 3, 0], [3, 0, 1]] and sc.dtype == np.float32
-    np.testing.assert_array_equal(sc, np.array([[0.9, 0.9, 0.5], [1.0, 0.0, 0.0]], dtype=np.float32))
+def _self_hit_set(name: str) -> BeirSet:
+    corpus = {d: {"title": "", "text": d} for d in ("a", "b", "c")}
+    return BeirSet(name, corpus, {"a": "qa", "b": "qb", "z": "unjudged"}, {"a": {"b": 1}, "b": {"b": 1}})
 
 
-def test_parse_list_and_presets():
-    assert parse_list('["scifact", "cranfield"]') == ["scifact", "cranfield"]
-    assert parse_list("scifact, cranfield") == ["scifact", "cranfield"] == parse_list(["scifact", "cranfield"])
-    with pytest.raises(ValueError):
-        parse_list("[1, 2]")
-    assert preset_config("smoke").corpus_limit == 300
-    assert preset_config("smoke", corpus_limit=50, datasets='["cranfield"]').datasets == ["cranfield"]
-    assert preset_config("cpu", corpus_limit=None).corpus_limit is None
-    with pytest.raises(ValueError, match="unknown preset"):
-        preset_config("huge")
+def test_judged_run_applies_the_self_hit_rule():
+    asked = []
+    idx = np.array([[0, 1, 2], [1, 0, 2]], dtype=np.int64)  # query a ranks doc a first; b ranks doc b first
+    val = np.array([[3, 2, 1], [5, 4, 3]], dtype=np.float32)
 
+    def search(n):
+        asked.append(n)
+        return idx[:, :n], val[:, :n]
 
-def _fake_table() -> pd.DataFrame:
-    rows = [{"dataset": d, "system": s, "nDCG@10": v + (0.004 if s == "bm25" else 0.0), "R@100": 0.9,
-             "flops": math.nan, "doc_nnz": math.nan, "query_nnz": math.nan}
-            for d, row in REFERENCE_NDCG10.items() for s, v in row.items()]
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df.attrs = {"datasets": {"scifact": {"checksum": "abc"}}, "models": {"splade-tiny": "def"}, "wall_seconds": 1.0}
-    return df
-
-
-def test_compare_to_reference_and_markdown():
-    cmp = compare_to_reference(_fake_table(), tol=0.005)
-    assert cmp["within_tol"].all() and cmp.loc[cmp.system == "bm25", "delta"].round(6).eq(0.004).all()
-    assert not compare_to_reference(_fake_table(), tol=0.003)["within_tol"].all()
-    md = markdown_table(_fake_table())
-    assert md.startswith("| dataset | system | nDCG@10 |") and "| – |" in md and md.count("\n") == 14
-
-
-def test_write_baselines(tmp_path):
-    config = BaselinesConfig(datasets=["scifact"], out_dir=str(tmp_path / "unused"))
-    out = write_baselines(_fake_table(), config, tmp_path / "bl")
-    assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "config.yaml", "manifest.json"}
-    man = json.loads((out / "manifest.json").read_text())
-    assert man["data"]["scifact"] == "abc" and man["models"]["splade-tiny"] == "def" and man["wall_seconds"] == 1.0
-    assert man["config"]["datasets"] == ["scifact"] and "machine" in man and "commit" in man["git"]
-    assert pd.read_csv(out / "table.csv").columns.tolist() == COLUMNS
-
-
-# ----------------------------------------------------------------------------- real data
-
-def _check_table(df: pd.DataFrame, datasets: list[str]) -> None:
-    assert df.columns.tolist() == COLUMNS
-    assert [(d, s) for d, s in zip(df.dataset, df.system)] == [(d, s) for d in datasets for s in SYSTEMS]
-    assert df["nDCG@10"].between(0, 1).all() and df["R@100"].between(0, 1).all()
-    sparse = df.system.isin(["sparse-teacher", "inference-free-untrained"])
-    assert df.loc[sparse, ["flops", "doc_nnz", "query_nnz"]].gt(0).all().all()
-    assert df.loc[~sparse, ["flops", "doc_nnz", "query_nnz"]].isna().all().all()
-
-
-@pytest.mark.slow
-def test_baselines_smoke_path(data_root, idf_file, splade_tiny_path, minilm_path, tmp_path):
-    config = preset_config("smoke", datasets=["scifact"], corpus_limit=300, data_dir=str(data_root),
-                           cache_dir=str(REPO / ".cache" / "ifsr"), out_dir=str(tmp_path), show_progress=False)
-    df = baselines(config)
-    _check_table(df, ["scifact"])
-    assert 0 < df.attrs["datasets"]["scifact"]["n_queries"] < 300 and df.attrs["datasets"]["scifact"]["n_docs"] == 300
-    assert (df["nDCG@10"] > 0.5).all()  # 300 docs, queries whose positives are all there: easy
-    write_baselines(df, config)
-    assert (tmp_path / "manifest.json").is_file()
-
-
-@pytest.mark.slow
-def test_cranfield_baselines_match_reference(data_root, idf_file, splade_tiny_path, minilm_path):
-    """All six systems on the full Cranfield against the independent measurements (issue #3)."""
-    config = BaselinesConfig(datasets=["cranfield"], data_dir=str(data_root), cache_dir=str(REPO / ".cache" / "ifsr"),
-                             show_progress=False)
-    df = baselines(config)
-    _check_table(df, ["cranfield"])
-    cmp = compare_to_reference(df, tol=0.005)
-    assert cmp["within_tol"].all(), markdown_table(cmp, digits=4)
+    run, qrels = judged_run(_self_hit_set("arguana"), search, 2)  # queries are documents there
+    assert asked == [3] and list(run["a"]) == ["b", "c"] and list(run["b"]) == ["a", "c"]
+    assert qrels == {"a": {"b": 1}, "b": {"b": 1}}
+    run, _ = judged_run(_self_hit_set("scifact"), search, 2)  # ids overlap by number only: hits kept
+    assert asked == [3, 2] and list(run["a"]) == ["a", "b"] and list(run["b"]) == ["b", "a"]
+    run, _ = judged_run(_self_hit_set("scifact"), search, 1, self_hits=True)  # explicit override
+    assert asked == [3, 2, 2] and run == {"a": {"b": 2.0}, "b": {"a": 4.0}}
+    assert set(SELF_HITS) == {"arguana", "quora"} and self_hits_for("Quora") and not self_hits_for("cranfield")

@@ -8,7 +8,6 @@ from ifsr.core.objective import (
     candidate_scores,
     ensemble_targets,
     flops,
-    flops_idf_form,
     flops_per_slot,
     inference_free_loss,
     kl_distill,
@@ -16,6 +15,14 @@ from ifsr.core.objective import (
     margin_mse,
     minmax_normalize,
 )
+
+
+def flops_idf_form(v: torch.Tensor, idf: torch.Tensor) -> torch.Tensor:
+    """The equivalent form of the IDF-aware penalty on v = idf * w (SPEC §2), written independently:
+
+        L = sum_j idf_j^-2 ( (1/N) sum_i v_ij )^2           v [N, V], idf [V] > 0
+    """
+    return (v.mean(dim=0).pow(2) / idf.pow(2)).sum()
 
 
 def test_flops_by_hand():
@@ -27,6 +34,16 @@ def test_flops_per_slot_by_hand():
     w = torch.tensor([[[1.0], [2.0]], [[3.0], [4.0]]])  # [B=2, G=2, V=1]
     assert flops_per_slot(w).item() == pytest.approx(2.0**2 + 3.0**2)  # slot means 2, 3
     assert flops(w.flatten(0, 1)).item() == pytest.approx(2.5**2)  # one batch mean 2.5
+    with pytest.raises(ValueError, match="B, G, V"):
+        flops_per_slot(w[0])
+
+
+def test_flops_per_slot_is_the_sum_of_per_slot_terms():
+    """Second formulation: a loop over slots, each slot's documents one FLOPS batch."""
+    w, *_ = _batch(seed=3)
+    by_loop = sum(sum(w[:, g, j].mean().item() ** 2 for j in range(w.shape[2])) for g in range(w.shape[1]))
+    assert flops_per_slot(w).item() == pytest.approx(by_loop, rel=1e-6)
+    assert torch.equal(flops_per_slot(w), w.mean(dim=0).pow(2).sum())  # the same ops as before, bit for bit
 
 
 def test_lambda_quadratic_warmup():

@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sentence_transformers import SentenceTransformer
 
 from ifsr.cache import cache_info, cached_encode, entry_path, key_of, load_arrays, save_arrays, texts_sha256
+from ifsr.core.encoder import resolve_model_path
 from ifsr.data.mining import Candidates
-from ifsr.distill.teachers import Teacher, full_corpus_scores, score_candidates
+from ifsr.distill.teachers import (DenseTeacher, SparseTeacher, Teacher, TeacherBank, full_corpus_scores,
+                                   score_candidates)
 
 QUERIES = ["what do alveolar macrophages clear from the lung", "supersonic boundary layer heat transfer"]
 DOCS = [
@@ -45,23 +48,15 @@ class FakeTeacher(Teacher):
 
 @pytest.fixture(scope="module")
 def sparse_teacher(splade_tiny_path):
-    from ifsr.distill.teachers import SparseTeacher
-
     return SparseTeacher("splade-tiny", max_length=64, show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def dense_teacher(minilm_path):
-    from ifsr.distill.teachers import DenseTeacher
-
     return DenseTeacher("all-MiniLM-L6-v2", max_length=64, show_progress=False)
 
 
 def test_dense_teacher_is_cosine(dense_teacher):
-    from sentence_transformers import SentenceTransformer
-
-    from ifsr.core.encoder import resolve_model_path
-
     scores = dense_teacher.score(QUERIES, [DOCS, DOCS])
     raw = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
     q, d = raw.encode(QUERIES), raw.encode(DOCS)  # [2, 384], [3, 384]
@@ -269,8 +264,6 @@ def test_save_arrays_roundtrip(tmp_path):
 def test_teacher_bank_scores_the_whole_batch(tmp_path):
     """In-batch negatives: the bank's scores are every query against every batch document, by hand
     (the fake teacher's vectors), and its diagonal blocks are the own-candidate scores `score` gives."""
-    from ifsr.distill.teachers import TeacherBank
-
     queries = [QUERIES[0], QUERIES[1], QUERIES[0]]  # a query with two positives: two examples
     docs = [[DOCS[0], DOCS[1], DOCS[0]], [DOCS[2], DOCS[0], DOCS[1]]]  # [G=2][n=3]
     t = FakeTeacher()

@@ -1,25 +1,12 @@
-"""The document encoder, the model-free query side, offline model names, and the saved layouts."""
+"""The document encoder (fused max head), the model-free query side, offline model names, shared helpers."""
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE_TEXTS
 
-from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_mlm, resolve_model_path
-
-TEXTS = [
-    "Alveolar macrophages clear inhaled particles from the lung.",
-    "A short one.",
-    "Boundary layer transition on a flat plate at supersonic speed, with heat transfer measured along it.",
-]
-
-
-@pytest.fixture(scope="module")
-def doc(splade_tiny_path) -> DocumentEncoder:
-    return DocumentEncoder.from_pretrained("splade-tiny", max_length=64)
-
-
-@pytest.fixture(scope="module")
-def query(doc, idf_file) -> QueryEncoder:
-    return QueryEncoder.from_idf_file(doc.tokenizer, idf_file)
+from ifsr.core.encoder import (DocumentEncoder, QueryEncoder, checked_path, load_mlm, load_tokenizer, max_pooled_logits,
+                               resolve_model_path, seeded, special_ids)
+from ifsr.core.idf import load_idf
 
 
 def test_resolve_names(splade_tiny_path, minilm_path):
@@ -28,6 +15,26 @@ def test_resolve_names(splade_tiny_path, minilm_path):
     assert resolve_model_path("bert-base-uncased") == "bert-base-uncased"
     with pytest.raises(FileNotFoundError, match="/no/such/model"):
         DocumentEncoder.from_pretrained("/no/such/model")
+    assert checked_path("splade-tiny") == splade_tiny_path and checked_path("bert-base-uncased") == "bert-base-uncased"
+
+
+def test_special_ids(splade_tiny_path):
+    tok = load_tokenizer("splade-tiny")
+    ids = special_ids(tok)
+    assert ids.dtype == np.int64 and ids.tolist() == sorted(set(tok.all_special_ids))
+    assert set(tok.convert_ids_to_tokens(ids.tolist())) == {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+
+
+def test_seeded_restores_the_global_rng():
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    with seeded(7):
+        a = torch.rand(2)
+    after = torch.rand(3)
+    with seeded(7):
+        b = torch.rand(2)
+    assert torch.equal(a, b) and torch.equal(after, want)  # same draws inside; the outside stream untouched
 
 
 def test_minilm_student_head_is_tied_and_seeded(minilm_path):
@@ -44,11 +51,11 @@ def test_minilm_student_head_is_tied_and_seeded(minilm_path):
 
 
 def test_forward_is_the_paper_function(doc):
-    batch = doc.tokenize(TEXTS)
+    batch = doc.tokenize(SAMPLE_TEXTS)
     with torch.no_grad():
         w = doc(batch["input_ids"], batch["attention_mask"])  # [3, V]
         logits = doc.mlm(**batch).logits
-    for i in range(len(TEXTS)):
+    for i in range(len(SAMPLE_TEXTS)):
         real = batch["attention_mask"][i].bool()
         expected = torch.log1p(torch.relu(logits[i, real].max(dim=0).values))  # single log, real tokens only
         expected[doc.tokenizer.all_special_ids] = 0.0
@@ -58,9 +65,9 @@ def test_forward_is_the_paper_function(doc):
 
 
 def test_encode_matches_forward_in_input_order(doc):
-    csr = doc.encode(TEXTS, batch_size=2, show_progress=False)
+    csr = doc.encode(SAMPLE_TEXTS, batch_size=2, show_progress=False)
     assert csr.shape == (3, 30522)
-    for i, text in enumerate(TEXTS):  # alone: no padding at all
+    for i, text in enumerate(SAMPLE_TEXTS):  # alone: no padding at all
         b = doc.tokenize([text])
         with torch.no_grad():
             alone = doc(b["input_ids"], b["attention_mask"])[0].numpy()
@@ -83,28 +90,6 @@ def test_query_encoder_binary_idf(query):
     assert empty.shape == (2, 30522) and empty.nnz == 0
 
 
-def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
-    from sentence_transformers import SparseEncoder
-
-    from ifsr.serving.export import load_model, save_opensearch, save_sparse_encoder
-
-    want_d = doc.encode(TEXTS, show_progress=False).toarray()
-    want_q = query.encode(TEXTS).toarray()
-    st = SparseEncoder(str(save_sparse_encoder(doc, query, tmp_path / "st")), device="cpu")
-    got_d = st.encode_document(TEXTS, convert_to_tensor=True).to_dense().numpy()
-    got_q = st.encode_query(TEXTS, convert_to_tensor=True).to_dense().numpy()
-    np.testing.assert_allclose(got_d, want_d, atol=1e-5)
-    np.testing.assert_allclose(got_q, want_q, atol=1e-6)
-    for layout in ("st", "os"):
-        if layout == "os":
-            save_opensearch(doc, query, tmp_path / "os")
-        d2, q2 = load_model(str(tmp_path / layout), max_length=doc.max_length)
-        np.testing.assert_allclose(d2.encode(TEXTS, show_progress=False).toarray(), want_d, atol=1e-5)
-        np.testing.assert_allclose(q2.encode(TEXTS).toarray(), want_q, atol=1e-6)
-    with pytest.raises(ValueError, match="idf_path"):
-        load_model(str(tmp_path))
-
-
 @pytest.mark.slow
 def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
     """Independent reference measurements (issue #2): a different number means a different function."""
@@ -118,7 +103,7 @@ def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
     qtexts = [ds.queries[q] for q in ds.query_ids]
     results = {}
     for name, qmat in {
-        "inference-free": QueryEncoder.from_idf_file(enc.tokenizer, idf_file).encode(qtexts),
+        "inference-free": QueryEncoder(enc.tokenizer, load_idf(idf_file, enc.tokenizer)).encode(qtexts),
         "siamese": enc.encode(qtexts, show_progress=False),
     }.items():
         idx, sc = sparse_topk(qmat, docs, k=100)
@@ -130,8 +115,6 @@ def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
 # ----------------------------------------------------------------------------- fused max-pooled head
 
 def test_max_pooled_logits_hand_example():
-    from ifsr.core.encoder import max_pooled_logits
-
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], requires_grad=True)  # [1, 3, 2]; token 2 is padding
     mask = torch.tensor([[1, 1, 0]])
     weight = torch.tensor([[1.0, 1.0], [2.0, -1.0]], requires_grad=True)  # [V=2, H=2]
@@ -149,8 +132,6 @@ def test_max_pooled_logits_under_bf16_autocast():
     """As under the gpu preset's bf16 autocast: the hidden states arrive in bf16 (an autocast Linear's
     output), the decoder's weight and bias stay float32 parameters. The hand example's numbers are exact in
     bf16, so the same values come out, and each gradient comes back in its own input's dtype."""
-    from ifsr.core.encoder import max_pooled_logits
-
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]], dtype=torch.bfloat16, requires_grad=True)
     weight = torch.tensor([[1.0, 1.0], [2.0, -1.0]], requires_grad=True)
     bias = torch.tensor([0.5, -0.5], requires_grad=True)
@@ -164,8 +145,6 @@ def test_max_pooled_logits_under_bf16_autocast():
 
 
 def test_max_pooled_logits_equals_dense_head_and_its_gradient():
-    from ifsr.core.encoder import max_pooled_logits
-
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(4, 7, 8, generator=g, requires_grad=True)
     weight = torch.randn(50, 8, generator=g, requires_grad=True)
@@ -194,12 +173,23 @@ def test_max_pooled_logits_equals_dense_head_and_its_gradient():
 
 
 def test_fused_and_dense_document_encoders_agree(doc):
-    batch = doc.tokenize(TEXTS)
+    batch = doc.tokenize(SAMPLE_TEXTS)
+    dense_doc = DocumentEncoder(doc.mlm, doc.tokenizer, doc.max_length, fused=False)
+    assert doc.fused and not dense_doc.fused
     with torch.no_grad():
         fused = doc(batch["input_ids"], batch["attention_mask"])
-        doc.fused = False
-        try:
-            dense = doc(batch["input_ids"], batch["attention_mask"])
-        finally:
-            doc.fused = True
+        dense = dense_doc(batch["input_ids"], batch["attention_mask"])
     assert torch.allclose(fused, dense, atol=1e-5)
+
+
+def test_settings_are_fixed_at_construction(doc):
+    with pytest.raises(AttributeError):
+        doc.max_length = 8
+    with pytest.raises(AttributeError):
+        doc.fused = False
+    short = doc.with_max_length(4)
+    assert (short.max_length, doc.max_length, short.fused) == (4, 64, True)
+    assert short.mlm is doc.mlm and short.tokenizer is doc.tokenizer  # the same weights
+    assert short.tokenize(SAMPLE_TEXTS)["input_ids"].shape[1] == 4
+    with pytest.raises(ValueError, match="max_length"):
+        DocumentEncoder(doc.mlm, doc.tokenizer, max_length=0)

@@ -1,22 +1,30 @@
-"""Training: the loss module computes the paper's objective, the config rejects bad options, and a run
-killed and resumed ends with exactly the weights of one that was not (CPU, same seed)."""
+"""Training: the loss module computes the paper's objective, lambda follows its warm-up and is logged,
+the config rejects bad options, and a run killed and resumed ends with exactly the weights of one that
+was not (CPU, same seed)."""
 
 import dataclasses
+import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from sentence_transformers import SparseEncoder
+from sentence_transformers.sparse_encoder.modules import SpladePooling
+from transformers import TrainerCallback, TrainerControl, TrainerState
 
-from ifsr.exp.config import load_config, save_config
+from ifsr.core.encoder import load_tokenizer
+from ifsr.core.idf import load_idf
 from ifsr.core.objective import inference_free_loss, teacher_targets
-from ifsr.distill.trainer import InferenceFreeDistillLoss, TrainConfig, build_student, mlm_dir, query_weight_vector, train
+from ifsr.distill.student import build_student
+from ifsr.distill.trainer import InferenceFreeDistillLoss, LambdaWarmup, train, with_row_index
+from ifsr.exp.config import TrainConfig, load_config, save_config
 
 WORDS = "cell protein gene lung cancer brain virus heat flow plate wing boundary layer pressure".split()
 
 
 def _dataset(n=8, g=3, seed=0):
-    import datasets
-
     rng = np.random.default_rng(seed)
     text = lambda k: " ".join(rng.choice(WORDS, k))  # noqa: E731
     cols = {"query": [text(3) for _ in range(n)]}
@@ -28,9 +36,6 @@ def _dataset(n=8, g=3, seed=0):
 
 @pytest.fixture(scope="module")
 def idf(splade_tiny_path, idf_file):
-    from ifsr.core.idf import load_idf
-    from ifsr.core.encoder import load_tokenizer
-
     return load_idf(idf_file, load_tokenizer("splade-tiny"))
 
 
@@ -46,22 +51,12 @@ def test_config_rejects_bad_options(tmp_path):
         load_config(TrainConfig, path)
 
 
-def test_query_weights_per_arm(idf):
-    from ifsr.core.encoder import load_tokenizer
-
-    tok = load_tokenizer("splade-tiny")
-    w_idf, w_one = query_weight_vector(idf, tok, "idf"), query_weight_vector(idf, tok, "ones")
-    special = tok.all_special_ids
-    assert (w_idf[special] == 0).all() and (w_one[special] == 0).all()
-    cat = tok.convert_tokens_to_ids("cat")
-    assert w_idf[cat] == pytest.approx(float(idf[cat])) and w_one[cat] == 1.0
-
-
 def test_loss_module_is_the_paper_objective(idf):
     cfg = TrainConfig(lam=0.3, lambda_warmup_steps=10, max_length=32, teacher="ensemble-minmax")
     model = build_student("splade-tiny", idf, "idf", cfg.max_length, seed=0)
     loss = InferenceFreeDistillLoss(model, cfg)
-    loss.step = 5  # lambda_t = 0.3 * (5/10)^2
+    loss.set_step(5)  # lambda_t = 0.3 * (5/10)^2
+    assert loss.lam == pytest.approx(0.075)
     ds = _dataset(n=2)
     queries, docs = list(ds["query"]), [list(ds[f"doc_{g}"]) for g in range(3)]
     labels = torch.tensor(list(ds["label"]))  # [2, 2, 3]
@@ -76,10 +71,26 @@ def test_loss_module_is_the_paper_objective(idf):
     assert out["flops_penalty"].item() == pytest.approx(0.075 * want["flops"].item(), rel=1e-4)
 
 
+def test_lambda_warmup_callback_sets_the_step_and_logs_lambda(idf):
+    cfg = TrainConfig(lam=0.4, lambda_warmup_steps=4)
+    loss = InferenceFreeDistillLoss(build_student("splade-tiny", idf, "idf", 16, seed=0), cfg)
+    callback, state, control = LambdaWarmup(loss), TrainerState(), TrainerControl()
+    assert loss.lam == 0.0  # step 0
+    state.global_step = 2
+    callback.on_step_begin(None, state, control)
+    assert loss.lam == pytest.approx(0.4 * (2 / 4) ** 2)
+    state.global_step = 3  # the step ran; the trainer appends its row to the history, then calls on_log
+    logs = {"loss": 1.0, "rank": 0.9}
+    state.log_history.append({**logs, "step": 3})
+    callback.on_log(None, state, control, logs=logs)
+    assert state.log_history[-1]["lambda"] == logs["lambda"] == pytest.approx(0.1)  # the lambda step 2 used
+    summary = {"train_runtime": 1.0}
+    callback.on_log(None, state, control, logs=summary)
+    assert "lambda" not in summary
+
+
 @pytest.mark.slow
 def test_resume_is_exact(idf, tmp_path):
-    from transformers import TrainerCallback
-
     cfg = TrainConfig(steps=4, batch_size=2, max_length=32, save_steps=2, logging_steps=1, warmup_steps=1,
                       lambda_warmup_steps=2, lam=0.05, lr=1e-3)
     ds = _dataset()
@@ -95,8 +106,6 @@ def test_resume_is_exact(idf, tmp_path):
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
     resumed = train(cfg, ds, idf, tmp_path / "resumed", resume=True)
 
-    from safetensors.torch import load_file
-
     def weights(model_dir):
         files = sorted(model_dir.rglob("model.safetensors"))
         assert files
@@ -107,34 +116,12 @@ def test_resume_is_exact(idf, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     start = weights(build_student_dir(idf, tmp_path))
     assert any(not torch.equal(a[k], start[k]) for k in a if k in start)  # training did move the weights
-    from sentence_transformers import SparseEncoder
-    from sentence_transformers.sparse_encoder.modules import SpladePooling
-
     saved = SparseEncoder(str(straight), device="cpu")  # the standard modules, not the fused training one
     kinds = [type(m).__name__ for route in saved[0].sub_modules.values() for m in route]
     assert kinds == ["SparseStaticEmbedding", "Transformer", "SpladePooling"] and isinstance(saved[0].sub_modules["document"][1], SpladePooling)
-
-
-def test_fused_student_equals_the_standard_modules(idf):
-    """The training route (FusedSpladeDocument) gives the standard Transformer + SpladePooling route's
-    vectors and the same loss gradient on every MLM weight."""
-    texts = ["alveolar macrophages clear inhaled particles", "a short one", "heat flow over a flat plate wing"]
-    grads, vecs = [], []
-    for fused in (True, False):
-        model = build_student("splade-tiny", idf, "idf", 32, seed=0, fused=fused)
-        model.train()
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0  # same forward on both routes
-        feats = model.preprocess(texts, task="document")
-        w = model(feats)["sentence_embedding"]  # [3, V]
-        (w.mean(0).pow(2).sum() + w[:, 2000:2100].sum()).backward()
-        vecs.append(w.detach())
-        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
-    assert torch.allclose(vecs[0], vecs[1], atol=1e-5) and (vecs[0] > 0).sum() > 30
-    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
-    for n in grads[0]:
-        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-4, rtol=1e-4), n
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    lams = [r["lambda"] for r in rows if "loss" in r]  # logging_steps 1: the lambda of steps 0..3, T = 2
+    assert lams == pytest.approx([0.0, 0.05 * 0.25, 0.05, 0.05])
 
 
 def build_student_dir(idf, tmp_path):
@@ -162,8 +149,6 @@ def test_in_batch_loss_scores_every_batch_document(idf):
     """With in-batch negatives each query's candidates are all B*G batch documents, the targets the
     bank's teacher scores over that set; checked against the objective written out by hand, and
     against the own-candidate loss for a batch of one query."""
-    from ifsr.distill.trainer import with_row_index
-
     ds = _dataset(n=3, g=2, seed=1)
     bank = _BowBank(ds, 2)
     cfg = TrainConfig(lam=0.1, lambda_warmup_steps=0, max_length=32, in_batch_negatives=True, teacher_scale=2.0,
@@ -201,10 +186,6 @@ def test_in_batch_loss_scores_every_batch_document(idf):
 
 
 def test_in_batch_options_are_checked(idf):
-    import datasets
-
-    from ifsr.distill.trainer import with_row_index
-
     with pytest.raises(ValueError, match="rank_loss 'kl'"):
         TrainConfig(in_batch_negatives=True, rank_loss="margin_mse")
     model = build_student("splade-tiny", idf, "idf", 32, seed=0)
@@ -216,13 +197,6 @@ def test_in_batch_options_are_checked(idf):
     assert [lab[2][0] for lab in rows["b"]["label"]] == [3.0, 4.0]
 
 
-def test_run_key_ignores_late_fields_at_their_default():
-    from ifsr.exp.ablations import _train_key
-
-    assert "in_batch_negatives" not in _train_key(TrainConfig())  # runs cached before the field keep their hash
-    assert _train_key(TrainConfig(in_batch_negatives=True))["in_batch_negatives"] is True
-
-
 @pytest.mark.slow
 def test_in_batch_training_runs(idf, tmp_path):
     """The trainer carries the row-numbered labels through its collator to the in-batch loss."""
@@ -231,21 +205,5 @@ def test_in_batch_training_runs(idf, tmp_path):
                       in_batch_negatives=True)
     out = train(cfg, ds, idf, tmp_path / "run", bank=_BowBank(ds, 3))
     assert (out / "modules.json").is_file()
-    logged = [r for r in map(__import__("json").loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "rank" in r]
-    assert logged and all(np.isfinite(r["rank"]) for r in logged)
-
-
-def test_mlm_dir_of_each_model_layout(splade_tiny_path, minilm_path, tmp_path):
-    """A plain MLM folder is itself; all-MiniLM-L6-v2 is a sentence-transformers folder whose Transformer
-    is the folder itself (modules.json path ""); a saved student is a Router whose document Transformer
-    is a subfolder."""
-    import json
-
-    assert mlm_dir("splade-tiny") == splade_tiny_path
-    assert mlm_dir("all-MiniLM-L6-v2") == minilm_path
-    saved = tmp_path / "student"
-    (saved / "document_0_Transformer").mkdir(parents=True)
-    (saved / "document_0_Transformer" / "tokenizer.json").write_text("{}")
-    (saved / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
-                                                     "type": "sentence_transformers.base.modules.router.Router"}]))
-    assert mlm_dir(str(saved)) == str(saved / "document_0_Transformer")
+    logged = [r for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "rank" in r]
+    assert logged and all(np.isfinite(r["rank"]) for r in logged) and all("lambda" in r for r in logged)

@@ -1,0 +1,109 @@
+"""Trained students, one directory per run key: the resolved config plus the content of every input.
+
+`run_key` is the only place a run is keyed. It hashes the AblationConfig fields that feed training
+(every field but those in NOT_TRAINING: paths, the grid, evaluation-only settings), the stage's
+TrainConfig, and the checksums of the inputs' content: the BEIR sets (training set and the evaluation
+sets of the leakage filter), the pair files (when there is a pre-training stage), the IDF file, the
+teachers' and the start model's weights. The same run on another machine, or with the data directory
+spelled another way, gets the same directory; a changed input at the same path gets another.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ifsr.core.encoder import load_tokenizer, resolve_model_path
+from ifsr.core.idf import load_idf
+from ifsr.data.beir import data_dir, load_beir
+from ifsr.distill.teachers import TeacherBank
+from ifsr.distill.student import mlm_dir
+from ifsr.distill.trainer import flat_dataset, train
+from ifsr.distill.trainsets import build_teachers, idf_path, pretrain_dataset
+from ifsr.exp.config import AblationConfig, TrainConfig, load_config
+from ifsr.manifest import sha256_dir, sha256_file
+
+# AblationConfig fields that do not change a trained student: where things are, which runs a sweep
+# holds (each run's own lambda / teacher / query weights are in its TrainConfig), evaluation-only
+# settings, and `train` (the preset's base TrainConfig; the run's own is hashed instead).
+NOT_TRAINING = frozenset({"preset", "data_dir", "cache_dir", "runs_dir", "idf_path", "device", "eval_max_length",
+                          "lambdas", "arms", "teachers", "teacher_lambda", "train"})
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A trained student: its SparseEncoder directory and the training config it resolved (tau included)."""
+
+    model_dir: Path
+    train_config: TrainConfig
+
+
+def has_pretraining(cfg: AblationConfig) -> bool:
+    return bool(cfg.pretrain_pairs and cfg.pretrain_steps)
+
+
+def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune") -> str:
+    """The key of one stage ("pretrain" or "finetune") of a run: 16 hex digits.
+
+    A fine-tuning stage after pre-training is keyed by the same inputs plus the pre-training settings
+    (they are AblationConfig fields), not by the pre-trained directory's path."""
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
+    pretrain = has_pretraining(cfg)
+    root = data_dir(cfg.data_dir)
+    sets = {"train": load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir).checksum(),
+            **{f"eval:{n}": load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
+               for n in sorted(cfg.eval_datasets)}}
+    pairs = {p.name: sha256_file(p) for p in sorted((root / "pairs").glob("*.jsonl.gz"))} if pretrain else {}
+    models = {m: sha256_dir(resolve_model_path(m)) for m in sorted({cfg.dense_teacher, cfg.sparse_teacher,
+                                                                     train_cfg.student})}
+    parts = {
+        "stage": stage,
+        "pretrained": pretrain,
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING},
+        "train": dataclasses.asdict(train_cfg),
+        "inputs": {"beir": sets, "pairs": pairs, "idf": sha256_file(idf_path(cfg)), "models": models},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _stage(cfg: AblationConfig, train_cfg: TrainConfig, dataset, idf, out: Path) -> None:
+    """One stage; with in-batch negatives, the teachers' vectors of every example are built first (cached)."""
+    bank = None
+    if train_cfg.in_batch_negatives:
+        flat = flat_dataset(dataset)
+        group = train_cfg.n_neg + 1
+        bank = TeacherBank.build(build_teachers(cfg), list(flat["query"]), [list(flat[f"doc_{g}"]) for g in range(group)],
+                                 cfg.cache_dir)
+    train(train_cfg, dataset, idf, out, bank=bank)
+
+
+def _trained(run_dir: Path) -> TrainedRun | None:
+    if not (run_dir / "model" / "modules.json").is_file():
+        return None
+    return TrainedRun(run_dir / "model", load_config(TrainConfig, run_dir / "train_config.yaml"))
+
+
+def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Callable[[], Any] | Any) -> TrainedRun:
+    """Train (or reuse) one student; the pre-training stage, if any, comes first (its own key).
+
+    `finetune_data`: the fine-tuning dataset, or a function making it (called only if training runs)."""
+    runs = Path(cfg.runs_dir)
+    key = run_key(cfg, train_cfg)
+    done = _trained(runs / key)
+    if done is not None:
+        return done
+    idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
+    fine_cfg = train_cfg
+    if has_pretraining(cfg):
+        pre_cfg = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps)
+        pre_dir = runs / f"pre-{run_key(cfg, pre_cfg, 'pretrain')}"
+        if _trained(pre_dir) is None:
+            _stage(cfg, pre_cfg, pretrain_dataset(cfg), idf, pre_dir)
+        fine_cfg = dataclasses.replace(train_cfg, student=str(pre_dir / "model"))
+    _stage(cfg, fine_cfg, finetune_data() if callable(finetune_data) else finetune_data, idf, runs / key)
+    return _trained(runs / key)

@@ -1,0 +1,120 @@
+"""OpenSearch export of learned-sparse vectors (`rank_features` bulk files), query bodies, and hand scoring."""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+OPENSEARCH_MODULE, OPENSEARCH_PACKAGE = "opensearchpy", "opensearch-py"
+
+
+def is_available() -> bool:
+    """Whether opensearch-py (used for its mapping and query DSL types) is installed."""
+    try:
+        importlib.import_module(OPENSEARCH_MODULE)
+    except ImportError:
+        return False
+    return True
+
+
+def require_opensearch() -> None:
+    if not is_available():
+        raise ImportError(f"the OpenSearch export needs {OPENSEARCH_PACKAGE}: pip install {OPENSEARCH_PACKAGE}")
+
+
+def escape_feature(token: str) -> str:
+    """Percent-escape '%' and '.': a `rank_feature` query names `<field>.<feature>` and splits at the
+    last dot, so a raw '.' in a feature name cannot be addressed (Elasticsearch < 8.16 rejects it)."""
+    return token.replace("%", "%25").replace(".", "%2E")
+
+
+def unescape_feature(key: str) -> str:
+    return re.sub(r"%(25|2E)", lambda m: "%" if m.group(1) == "25" else ".", key)
+
+
+def export_opensearch(doc_ids: Sequence[str], doc_csr: sp.csr_matrix, vocab: Sequence[str], out_dir: str | Path,
+                      index_name: str, field: str = "sparse_embedding", texts: Sequence[str] | None = None,
+                      escape_dots: bool = True, show_progress: bool = True) -> dict[str, Path]:
+    """Write `mapping.json` (a `rank_features` field, plus `text` for BM25 when given) and `bulk.ndjson`
+    (action line + source line per document; zeros and non-normal floats dropped)."""
+    if len(doc_ids) != doc_csr.shape[0] or (texts is not None and len(texts) != len(doc_ids)):
+        raise ValueError("doc_ids, doc_csr rows and texts must have the same length")
+    if doc_csr.shape[1] != len(vocab):
+        raise ValueError(f"doc_csr has {doc_csr.shape[1]} columns, vocab has {len(vocab)} tokens")
+    keys = np.asarray([escape_feature(t) if escape_dots else t for t in vocab], dtype=object)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    require_opensearch()
+    from opensearchpy.helpers.field import Keyword, RankFeatures, Text
+    from opensearchpy.helpers.mapping import Mapping
+
+    props = Mapping()  # opensearch-py's own mapping types
+    props.field("id", Keyword())
+    props.field(field, RankFeatures())
+    if texts is not None:
+        props.field("text", Text())
+    mapping = {"settings": {"index": {"number_of_shards": 1}}, "mappings": props.to_dict()}
+    (out / "mapping.json").write_text(json.dumps(mapping, indent=2))
+    csr = sp.csr_matrix(doc_csr, dtype=np.float32)
+    tiny = np.finfo(np.float32).tiny  # Lucene FeatureField takes positive normal floats only
+    with open(out / "bulk.ndjson", "w", encoding="utf-8") as f:
+        for i in tqdm(range(csr.shape[0]), desc="OpenSearch bulk", disable=not show_progress):
+            row = slice(csr.indptr[i], csr.indptr[i + 1])
+            vals, cols = csr.data[row], csr.indices[row]
+            ok = vals >= tiny
+            source = {"id": str(doc_ids[i]), field: dict(zip(keys[cols[ok]].tolist(), vals[ok].tolist()))}
+            if texts is not None:
+                source["text"] = texts[i]
+            f.write(json.dumps({"index": {"_index": index_name, "_id": str(doc_ids[i])}}) + "\n")
+            f.write(json.dumps(source, ensure_ascii=False) + "\n")
+    return {"mapping": out / "mapping.json", "bulk": out / "bulk.ndjson"}
+
+
+def query_body(query_text: str, query_encoder, form: str = "neural_sparse", field: str = "sparse_embedding",
+               size: int = 10, escape_dots: bool = True) -> dict:
+    """OpenSearch search body for an inference-free query: IDF weights on the query's distinct tokens.
+
+    form="neural_sparse": `{"neural_sparse": {field: {"query_tokens": {token: idf}}}}` (raw vector);
+    form="rank_feature": bool/should of `rank_feature` clauses, `linear` function, boost = idf, so the
+    score is sum_t idf_t * value_t. Both score alike (Lucene keeps 9 significant bits of each value).
+    """
+    require_opensearch()
+    from opensearchpy.helpers.query import Bool, MatchNone, RankFeature
+
+    ids = query_encoder.token_ids(query_text)
+    tokens = query_encoder.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+    weights = {(escape_feature(t) if escape_dots else t): float(query_encoder.idf[i]) for t, i in zip(tokens, ids)}
+    if form not in ("neural_sparse", "rank_feature"):
+        raise ValueError(f"form must be 'neural_sparse' or 'rank_feature', got {form!r}")
+    if not weights:
+        return {"size": size, "query": MatchNone().to_dict()}
+    if form == "neural_sparse":  # the neural-search plugin's query: not in opensearch-py's DSL
+        return {"size": size, "query": {"neural_sparse": {field: {"query_tokens": weights}}}}
+    should = [RankFeature(field=f"{field}.{k}", linear={}, boost=w) for k, w in weights.items()]
+    return {"size": size, "query": Bool(should=should).to_dict()}
+
+
+def score_bulk(bulk_path: str | Path, body: dict, field: str = "sparse_embedding") -> dict[str, float]:
+    """Score every document of an exported bulk file for a `query_body` by hand (no server, no 9-bit rounding)."""
+    query = body["query"]
+    if "neural_sparse" in query:
+        weights = query["neural_sparse"][field]["query_tokens"]
+    elif "bool" in query:
+        clauses = [c["rank_feature"] for c in query["bool"]["should"]]
+        weights = {c["field"][len(field) + 1 :]: c["boost"] for c in clauses}
+    else:
+        weights = {}
+    scores = {}
+    with open(bulk_path, encoding="utf-8") as f:
+        for action, source in zip(f, f):
+            doc = json.loads(source)
+            score = sum(w * doc[field][k] for k, w in weights.items() if k in doc[field])
+            if score > 0:
+                scores[json.loads(action)["index"]["_id"]] = score
+    return scores

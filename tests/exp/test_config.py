@@ -1,0 +1,85 @@
+"""One loader for every config: layers, unknown keys refused (nested ones too), the arms' names."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ifsr.core.objective import TEACHER_MODES as OBJECTIVE_MODES
+from ifsr.exp.config import (ARMS, TEACHER_MODES, AblationConfig, BaselinesConfig, LatencyConfig, TrainConfig,
+                             arm_views, load_config, parse_list, preset_config, save_config)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_preset_yaml_loads():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if path.name != "presets.yaml":
+            cfg = load_config(AblationConfig, path)
+            assert cfg.preset == path.stem and set(cfg.arms) <= set(ARMS)
+
+
+def test_train_overrides_merge_over_the_yaml_train():
+    cpu = ROOT / "configs" / "cpu.yaml"
+    cfg = load_config(AblationConfig, cpu, train={"in_batch_negatives": True}, lambdas=[0.0], arms=None)
+    assert cfg.train.in_batch_negatives is True and cfg.lambdas == [0.0] and cfg.arms == list(ARMS)
+    assert cfg.train.steps == 300 and cfg.train.student_temperature == "auto"  # the rest of the YAML's train kept
+    assert load_config(AblationConfig, cpu).train.in_batch_negatives is False
+    with pytest.raises(ValueError, match="arms must be"):
+        load_config(AblationConfig, cpu, arms=["idf"])  # the old name of the arm
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
+        load_config(AblationConfig, cpu, train={"in_batch": True})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lamdas'\]"):
+        load_config(AblationConfig, cpu, lamdas=[0.1])
+
+
+def test_unknown_keys_in_a_file_and_round_trip(tmp_path):
+    path = save_config(TrainConfig(lam=0.5), tmp_path / "c.yaml")
+    assert load_config(TrainConfig, path) == TrainConfig(lam=0.5)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"train": {"stpes": 3}}))
+    with pytest.raises(ValueError, match=r"bad.yaml.train: unknown key\(s\) \['stpes'\]"):
+        load_config(AblationConfig, tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="query_weights"):
+        TrainConfig(query_weights="tf")
+
+
+def test_arms_vocabulary_and_views():
+    assert ARMS == {"idf-flops": "idf", "flops": "ones"}
+    assert arm_views("idf-flops") == [("idf-flops", "idf")]
+    assert arm_views("flops") == [("flops", "ones"), ("flops+idf-query", "idf")]
+    presets = yaml.safe_load((ROOT / "configs" / "presets.yaml").read_text())
+    for notebooks in presets.values():
+        for params in notebooks.values():
+            assert set((params or {}).get("arms", [])) <= set(ARMS)
+
+
+def test_teacher_modes_match_the_objective():
+    assert TEACHER_MODES == OBJECTIVE_MODES
+
+
+def test_reading_a_config_does_not_import_torch():
+    code = ("import sys; from ifsr.exp.config import AblationConfig, load_config; "
+            f"load_config(AblationConfig, {str(ROOT / 'configs' / 'cpu.yaml')!r}); "
+            "from ifsr.report.compare import read_config; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_baselines_presets_and_lists():
+    assert parse_list('["scifact", "cranfield"]') == ["scifact", "cranfield"] == parse_list("scifact, cranfield")
+    assert preset_config("smoke").corpus_limit == 300
+    assert preset_config("smoke", corpus_limit=50, datasets='["cranfield"]').datasets == ["cranfield"]
+    assert isinstance(preset_config("cpu"), BaselinesConfig)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("huge")
+    with pytest.raises(ValueError, match="unknown key"):
+        preset_config("cpu", top_k=10)
+
+
+def test_latency_config_is_measure_latencys_keywords():
+    cfg = load_config(LatencyConfig, preset="cpu", sizes=["scifact", 1000], model_from=None)
+    assert cfg.measure_kwargs() == {"sizes": ["scifact", 1000], "n_queries": 100, "engines": ["pisa"],
+                                    "model": "splade-tiny", "cache_dir": ".cache/ifsr", "data_dir": None,
+                                    "max_passages": None, "resample_from": "real", "seed": 0}
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(LatencyConfig, n_query=3)

@@ -1,0 +1,81 @@
+"""The batch runner checks every parameter and config key before running, and refuses to overwrite."""
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ifsr.replicate import NOTEBOOKS, check_parameters, entry_parts, plan, replicate
+from ifsr.serving.latency import model_from_curve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _repo(tmp_path: Path, presets: str) -> Path:
+    root = tmp_path / "repo"
+    for folder in ("notebooks", "configs"):
+        shutil.copytree(ROOT / folder, root / folder)
+    (root / "configs" / "presets.yaml").write_text(presets)
+    return root
+
+
+def test_every_preset_plans_with_declared_parameters():
+    for preset in ("smoke", "cpu", "gpu"):
+        steps = plan(preset, ROOT, data_dir="somewhere")
+        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "01_idf_flops", "02_teachers"]
+        for notebook, out_dir, params in steps:
+            assert params["preset"] == preset and params["data_dir"] == "somewhere"
+            assert out_dir.parent == ROOT / "results" / preset
+            assert out_dir.name.startswith(NOTEBOOKS[notebook.stem])
+
+
+def test_entry_variants_name_their_folder():
+    assert entry_parts("03_latency") == ("03_latency", "latency")
+    assert entry_parts("03_latency@student") == ("03_latency", "latency_student")
+    for bad in ("04_nothing", "03_latency@Bad-Name"):
+        with pytest.raises(ValueError, match="unknown notebook entry"):
+            entry_parts(bad)
+
+
+def test_unknown_parameter_preset_and_config_key_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lamdas'\]"):
+        check_parameters(ROOT / "notebooks" / "01_idf_flops.ipynb", {"lamdas": [0.1]})
+    with pytest.raises(ValueError, match="unknown preset 'tpu'"):
+        plan("tpu", ROOT)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        plan("smoke", _repo(tmp_path / "a", "smoke:\n  01_idf_flops: {lambda: 1}\n"))
+    with pytest.raises(ValueError, match="unknown notebook"):
+        plan("smoke", _repo(tmp_path / "b", "smoke:\n  07_magic: {}\n"))
+    bad_train = "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, train_overrides: {in_batch: true}}\n"
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
+        plan("smoke", _repo(tmp_path / "c", bad_train))
+    with pytest.raises(ValueError, match="arms must be"):
+        plan("smoke", _repo(tmp_path / "d", "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
+
+
+def test_finished_result_is_not_overwritten(tmp_path, capsys):
+    root = _repo(tmp_path, "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
+    done = root / "results" / "smoke" / "teachers"
+    done.mkdir(parents=True)
+    (done / "manifest.json").write_text("{}")
+    assert replicate("smoke", root) == []
+    assert "use --force" in capsys.readouterr().out
+    assert json.loads((root / "results" / "smoke" / "LAUNCH.json").read_text())["notebooks"]
+
+
+def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
+    model = tmp_path / "runs" / "abc" / "model"
+    model.mkdir(parents=True)
+    (model / "modules.json").write_text("[]")
+    curve = tmp_path / "curve.csv"
+    pd.DataFrame([{"arm": "untrained", "lambda": float("nan"), "model": "splade-tiny"},
+                  {"arm": "idf-flops", "lambda": 0.002, "model": str(model)},
+                  {"arm": "idf-flops", "lambda": 0.01, "model": str(tmp_path / "gone" / "model")}]).to_csv(curve, index=False)
+    assert model_from_curve(f"{curve}:idf-flops:0.002") == str(model)
+    with pytest.raises(ValueError, match="no row with arm 'flops' and lambda 0.002"):
+        model_from_curve(f"{curve}:flops:0.002")
+    with pytest.raises(FileNotFoundError, match="not on disk"):
+        model_from_curve(f"{curve}:idf-flops:0.01")
+    with pytest.raises(ValueError, match="expected '<curve.csv>:<arm>:<lambda>'"):
+        model_from_curve(str(curve))

@@ -1,0 +1,77 @@
+"""The run key: the resolved config and the content of every input, never where the files are."""
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ifsr.data.beir import default_idf_path
+from ifsr.distill.trainsets import finetune_dataset
+from ifsr.exp.ablations import evaluate_trained
+from ifsr.exp.config import AblationConfig, load_config
+from ifsr.exp.runs import run_key, trained_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke(data_root, splade_tiny_path, minilm_path) -> AblationConfig:
+    return load_config(AblationConfig, ROOT / "configs" / "smoke.yaml", data_dir=str(data_root.resolve()))
+
+
+def test_key_ignores_how_the_data_dir_is_spelled(smoke, tmp_path):
+    linked = tmp_path / "data"
+    linked.symlink_to(Path(smoke.data_dir))
+    relative = os.path.relpath(smoke.data_dir)
+    key = run_key(smoke, smoke.train)
+    for spelled in (str(linked), relative, smoke.data_dir + "/"):
+        assert run_key(dataclasses.replace(smoke, data_dir=spelled), smoke.train) == key
+    # nor where runs and caches go, nor the preset's grid or evaluation-only settings
+    other = dataclasses.replace(smoke, runs_dir=str(tmp_path / "r"), cache_dir="elsewhere", preset="x",
+                                lambdas=[9.0], eval_max_length=17)
+    assert run_key(other, smoke.train) == key
+
+
+def test_key_follows_the_idf_files_content_at_the_same_path(smoke, tmp_path):
+    idf = tmp_path / "idf.json"
+    shutil.copy(default_idf_path(smoke.data_dir), idf)
+    cfg = dataclasses.replace(smoke, idf_path=str(idf))
+    key = run_key(cfg, cfg.train)
+    assert key == run_key(smoke, smoke.train)  # the same content under another path: the same run
+    idf.write_text(idf.read_text().replace("1.", "2.", 1))
+    assert run_key(cfg, cfg.train) != key
+
+
+def test_key_follows_pretraining_and_eval_sets(smoke):
+    key = run_key(smoke, smoke.train)
+    assert run_key(dataclasses.replace(smoke, pretrain_sources=["squad_dev"]), smoke.train) != key
+    assert run_key(dataclasses.replace(smoke, eval_datasets=["scifact", "cranfield"]), smoke.train) != key
+    assert run_key(dataclasses.replace(smoke, eval_split="train"), smoke.train) != key
+    assert run_key(smoke, dataclasses.replace(smoke.train, lam=0.5)) != key
+    assert run_key(smoke, smoke.train, "pretrain") != key
+    with pytest.raises(ValueError, match="stage"):
+        run_key(smoke, smoke.train, "warmup")
+
+
+@pytest.mark.slow
+def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny_path, tmp_path):
+    """configs/gpu.yaml's own path, which no session with a GPU has run yet: the MiniLM student with a new
+    MLM head tied to its embeddings, the pre-training stage on the shared pairs, then fine-tuning from it,
+    bf16 autocast. 1 + 2 steps on CPU, on a 300-document slice, 24 tokens (bf16 matmuls are slow on CPU)."""
+    cfg = load_config(AblationConfig, ROOT / "configs" / "gpu.yaml",
+                      train={"steps": 2, "batch_size": 2, "max_length": 24, "use_cpu": True, "save_steps": 1,
+                             "logging_steps": 1, "warmup_steps": 0, "lambda_warmup_steps": 1},
+                      corpus_limit=300, train_query_limit=8, mining_depth=20, pretrain_pairs=8,
+                      pretrain_sources=["squad_dev", "medquad"], pretrain_steps=1, teacher_max_length=64,
+                      eval_max_length=24, eval_datasets=["scifact"], data_dir=str(data_root),
+                      runs_dir=str(tmp_path / "runs"), cache_dir=str(ROOT / ".cache" / "ifsr"))
+    assert cfg.train.student == "all-MiniLM-L6-v2" and cfg.train.bf16 is True
+    tc = dataclasses.replace(cfg.train, query_weights="idf", teacher="ensemble-minmax", lam=cfg.lambdas[0])
+    run = trained_run(cfg, tc, lambda: finetune_dataset(cfg))
+    pre = list((tmp_path / "runs").glob("pre-*/model/modules.json"))
+    assert len(pre) == 1  # the pre-training stage ran, and fine-tuning started from its weights
+    assert run.train_config.student == str(pre[0].parent) and run.train_config.bf16 and run.train_config.steps == 2
+    assert trained_run(cfg, tc, None) == run  # the second time, read back without training
+    (row,) = evaluate_trained(cfg, run.model_dir)
+    assert 0 <= row["nDCG@10"] <= 1 and row["flops"] > 0 and len(row["per_query"]) > 0

@@ -1,0 +1,81 @@
+"""The engine interface and registry: availability, the exact engine against brute force, Seismic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import need_module
+from serving_helpers import agreement_with_exact, zipf_corpus, zipf_queries
+
+from ifsr.serving.base import Engine
+from ifsr.serving.engines import ENGINES, ExactEngine, check_engines, topk_agreement
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_every_registered_engine_reports_availability(name: str):
+    cls = ENGINES[name]
+    assert issubclass(cls, Engine) and cls.name == name
+    if cls.requires is not None:
+        need_module(cls.requires, cls.package)  # skip (fail in CI) when the optional package is absent
+    assert cls.is_available() is True
+
+
+def test_missing_dependency_is_reported_not_raised():
+    class Missing(ExactEngine):
+        name, requires, package = "missing", "ifsr_no_such_module", "no-such-package"
+
+    assert Missing.is_available() is False
+    with pytest.raises(ImportError, match="pip install no-such-package"):
+        Missing.dependency()
+    with pytest.raises(ValueError, match=r"unknown engines \['lucene'\]"):
+        check_engines(["exact", "lucene"])
+
+
+def brute_force(dense: np.ndarray, ids: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy ranking: float32 scores, positives only, score desc then row asc."""
+    q = np.zeros(dense.shape[1], np.float32)
+    q[ids] = weights
+    scores = dense @ q
+    rows = np.flatnonzero(scores > 0)
+    rows = rows[np.lexsort((rows, -scores[rows]))][:k]
+    return rows, scores[rows]
+
+
+def test_exact_engine_equals_brute_force_with_ties():
+    rng = np.random.default_rng(0)  # weights in {0.5, 1, 1.5, 2}: sums are exact, ties are frequent
+    dense = (rng.random((300, 40)) < 0.15) * rng.integers(1, 5, size=(300, 40)).astype(np.float32) / 2
+    engine = ExactEngine.from_docs(sp.csr_matrix(dense), k=10)
+    queries = []
+    for _ in range(200):
+        ids = rng.choice(40, size=rng.integers(0, 6), replace=False)  # unsorted, sometimes empty
+        queries.append((ids, (rng.integers(1, 5, size=len(ids)) / 2).astype(np.float32)))
+    ties = 0
+    for ids, w in queries:
+        rows, scores = engine.search_ids(ids, w)
+        want_rows, want_scores = brute_force(dense, ids, w, 10)
+        assert rows.dtype == np.int64 and scores.dtype == np.float32
+        assert rows.tolist() == want_rows.tolist() and scores.tolist() == want_scores.tolist()
+        ties += len(scores) - len(set(scores.tolist()))
+    assert ties > 100  # the tie-break was exercised
+    many_rows, many_scores = engine.search_many(queries)
+    for (ids, w), r, s in zip(queries, many_rows, many_scores):
+        rows, scores = engine.search_ids(ids, w)
+        assert r[r >= 0].tolist() == rows.tolist() and s[r >= 0].tolist() == scores.tolist()
+
+
+def test_exact_ties_by_row_and_positive_only():
+    docs = sp.csr_matrix(np.array([[1, 0], [2, 0], [2, 0], [0, 1], [2, 0]], dtype=np.float32))
+    engine = ExactEngine.from_docs(docs, k=3)
+    rows, scores = engine.search_ids(np.array([0]), np.array([1.0], np.float32))
+    assert rows.tolist() == [1, 2, 4] and scores.tolist() == [2, 2, 2]
+    rows, _ = engine.search_ids(np.array([1]), np.array([1.0], np.float32))
+    assert rows.tolist() == [3]  # zero scores never count as hits
+    assert topk_agreement([np.array([1, 2])], [np.array([2, 1])]) == 1.0
+    assert topk_agreement([np.array([], int)], [np.array([], int)]) == 1.0
+
+
+def test_seismic_engine_agrees():
+    need_module("seismic", "pyseismic-lsr")
+    docs = zipf_corpus(2000, 300, seed=2)
+    index = ENGINES["seismic"].from_docs(docs, k=10)
+    assert agreement_with_exact(index, docs, zipf_queries(100, 300, seed=3)) >= 0.95  # approximate by design

@@ -1,0 +1,34 @@
+"""The saved layouts (SparseEncoder directory, OpenSearch directory) give back the same vectors."""
+import numpy as np
+import pytest
+from conftest import SAMPLE_TEXTS
+from sentence_transformers import SparseEncoder
+
+from ifsr.serving.export import load_model, load_sparse_encoder, save_opensearch, save_sparse_encoder
+
+
+def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
+    want_d = doc.encode(SAMPLE_TEXTS, show_progress=False).toarray()
+    want_q = query.encode(SAMPLE_TEXTS).toarray()
+    st = SparseEncoder(str(save_sparse_encoder(doc, query, tmp_path / "st")), device="cpu")
+    got_d = st.encode_document(SAMPLE_TEXTS, convert_to_tensor=True).to_dense().numpy()
+    got_q = st.encode_query(SAMPLE_TEXTS, convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(got_d, want_d, atol=1e-5)
+    np.testing.assert_allclose(got_q, want_q, atol=1e-6)
+    for layout in ("st", "os"):
+        if layout == "os":
+            save_opensearch(doc, query, tmp_path / "os")
+        d2, q2 = load_model(str(tmp_path / layout), max_length=doc.max_length)
+        np.testing.assert_allclose(d2.encode(SAMPLE_TEXTS, show_progress=False).toarray(), want_d, atol=1e-5)
+        np.testing.assert_allclose(q2.encode(SAMPLE_TEXTS).toarray(), want_q, atol=1e-6)
+    with pytest.raises(ValueError, match="idf_path"):
+        load_model(str(tmp_path))
+
+
+def test_max_length_saved_or_asked(doc, query, tmp_path):
+    """A SparseEncoder directory keeps its length; an explicit one (an evaluation's) wins."""
+    path = save_sparse_encoder(doc, query, tmp_path / "st")
+    assert load_sparse_encoder(path)[0].max_length == load_model(str(path))[0].max_length == 64
+    assert load_model(str(path), max_length=16)[0].max_length == 16
+    save_opensearch(doc, query, tmp_path / "os")
+    assert load_model(str(tmp_path / "os"))[0].max_length == 512
