@@ -94,3 +94,11 @@ def query(doc, idf_file):
     from ifsr.core.idf import load_idf
 
     return QueryEncoder(doc.tokenizer, load_idf(idf_file, doc.tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(splade_tiny_path):
+    """splade-tiny's tokenizer (bert-base-uncased vocabulary, the IDF file's)."""
+    from ifsr.core.encoder import load_tokenizer
+
+    return load_tokenizer("splade-tiny")

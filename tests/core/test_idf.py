@@ -10,13 +10,6 @@ from ifsr.core.idf import document_frequencies, idf_from_df, load_idf, save_idf
 N_MSMARCO = 8_841_823
 
 
-@pytest.fixture(scope="module")
-def tokenizer(splade_tiny_path):
-    from ifsr.core.encoder import load_tokenizer
-
-    return load_tokenizer("splade-tiny")
-
-
 def test_idf_formula_by_hand():
     idf = idf_from_df(np.array([0, 1, 2, 4]), n_docs=4, unseen=1.0)
     assert idf[0] == 1.0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sentence_transformers import SparseEncoder
 
-from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_mlm, load_tokenizer, special_ids
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_mlm, special_ids
 from ifsr.core.idf import load_idf
 from ifsr.distill.student import (TRAINING_BIAS_FILE, build_student, document_mlm, mlm_dir, query_weight_vector,
                                   save_student)
@@ -22,24 +22,19 @@ RAISE = 20.0
 
 
 @pytest.fixture(scope="module")
-def tok(splade_tiny_path):
-    return load_tokenizer("splade-tiny")
+def idf(tokenizer, idf_file):
+    return load_idf(idf_file, tokenizer)
 
 
 @pytest.fixture(scope="module")
-def idf(tok, idf_file):
-    return load_idf(idf_file, tok)
-
-
-@pytest.fixture(scope="module")
-def loud_dir(tok, tmp_path_factory):
+def loud_dir(tokenizer, tmp_path_factory):
     """splade-tiny with the [CLS] and [SEP] output biases raised by RAISE: an MLM that scores them."""
     mlm = load_mlm("splade-tiny")
     with torch.no_grad():
-        mlm.get_output_embeddings().bias[[tok.cls_token_id, tok.sep_token_id]] += RAISE
+        mlm.get_output_embeddings().bias[[tokenizer.cls_token_id, tokenizer.sep_token_id]] += RAISE
     path = tmp_path_factory.mktemp("loud") / "mlm"
     mlm.save_pretrained(path)
-    tok.save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path
 
 
@@ -52,62 +47,62 @@ def _bias(model: SparseEncoder) -> torch.Tensor:
     return document_mlm(model).auto_model.get_output_embeddings().bias.detach().clone()
 
 
-def check_saved(path, tok, idf) -> None:
+def check_saved(path, tokenizer, idf) -> None:
     """SparseEncoder(path) alone gives ifsr's DocumentEncoder / QueryEncoder vectors, 0 on every special id."""
     st = SparseEncoder(str(path), device="cpu")
     doc, query = load_sparse_encoder(path)
     got = _doc_vectors(st)
     want = doc.encode(TEXTS, show_progress=False).toarray()
-    special = special_ids(tok)
+    special = special_ids(tokenizer)
     assert (got[:, special] == 0).all() and (want[:, special] == 0).all()
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert (got > 0).sum() > 30
     q = st.encode_query(TEXTS, convert_to_tensor=True).to_dense().numpy()
     np.testing.assert_allclose(q, query.encode(TEXTS).toarray(), atol=1e-6)
-    assert (q[:, special] == 0).all() and np.allclose(query.idf, query_weight_vector(idf, tok, "idf").numpy())
+    assert (q[:, special] == 0).all() and np.allclose(query.idf, query_weight_vector(idf, tokenizer, "idf").numpy())
 
 
-def test_query_weights_per_arm(tok, idf):
-    w_idf, w_one = query_weight_vector(idf, tok, "idf"), query_weight_vector(idf, tok, "ones")
-    special = tok.all_special_ids
+def test_query_weights_per_arm(tokenizer, idf):
+    w_idf, w_one = query_weight_vector(idf, tokenizer, "idf"), query_weight_vector(idf, tokenizer, "ones")
+    special = tokenizer.all_special_ids
     assert (w_idf[special] == 0).all() and (w_one[special] == 0).all()
-    cat = tok.convert_tokens_to_ids("cat")
+    cat = tokenizer.convert_tokens_to_ids("cat")
     assert w_idf[cat] == pytest.approx(float(idf[cat])) and w_one[cat] == 1.0
 
 
-def test_the_loud_model_does_score_special_tokens(loud_dir, tok, idf):
+def test_the_loud_model_does_score_special_tokens(loud_dir, tokenizer, idf):
     """The premise of the tests below: in training (fused route, no zeroing) [CLS]/[SEP] get weight."""
     w = _doc_vectors(build_student(str(loud_dir), idf, "idf", 32, seed=0))
-    assert (w[:, [tok.cls_token_id, tok.sep_token_id]] > 1).all()
+    assert (w[:, [tokenizer.cls_token_id, tokenizer.sep_token_id]] > 1).all()
 
 
-def test_saved_student_gives_no_weight_to_special_tokens(loud_dir, tok, idf, tmp_path):
+def test_saved_student_gives_no_weight_to_special_tokens(loud_dir, tokenizer, idf, tmp_path):
     """The function `train` saves with: plain sentence-transformers loads ifsr's vectors back."""
     trained = build_student(str(loud_dir), idf, "idf", 32, seed=0)  # as `train` holds it after training
     document = document_mlm(trained)
     path = save_student(document.auto_model, document.tokenizer, idf, "idf", 32, tmp_path / "model")
-    check_saved(path, tok, idf)
+    check_saved(path, tokenizer, idf)
     assert (_bias(trained) == load_mlm(str(loud_dir)).get_output_embeddings().bias).all()  # source untouched
 
 
-def test_exported_model_gives_no_weight_to_special_tokens(loud_dir, tok, idf, tmp_path):
+def test_exported_model_gives_no_weight_to_special_tokens(loud_dir, tokenizer, idf, tmp_path):
     doc = DocumentEncoder.from_pretrained(str(loud_dir), max_length=32)
-    path = save_sparse_encoder(doc, QueryEncoder(tok, idf), tmp_path / "st")
-    check_saved(path, tok, idf)
+    path = save_sparse_encoder(doc, QueryEncoder(tokenizer, idf), tmp_path / "st")
+    check_saved(path, tokenizer, idf)
     np.testing.assert_allclose(_doc_vectors(SparseEncoder(str(path), device="cpu")),
                                doc.encode(TEXTS, show_progress=False).toarray(), atol=1e-5)
 
 
-def test_next_stage_starts_from_the_trained_weights(loud_dir, tok, idf, tmp_path):
+def test_next_stage_starts_from_the_trained_weights(loud_dir, tokenizer, idf, tmp_path):
     """A saved student has the special biases baked off; building a student from it (the next
     training stage) puts the trained ones back, so training goes on exactly as from the unsaved model."""
     before = build_student(str(loud_dir), idf, "idf", 32, seed=0)
     document = document_mlm(before)
     path = save_student(document.auto_model, document.tokenizer, idf, "idf", 32, tmp_path / "model")
     kept = json.loads((tmp_path / "model" / "document_0_Transformer" / TRAINING_BIAS_FILE).read_text())
-    assert kept["token_ids"] == special_ids(tok).tolist()
+    assert kept["token_ids"] == special_ids(tokenizer).tolist()
     on_disk = SparseEncoder(str(path), device="cpu")
-    assert (_bias(on_disk)[special_ids(tok)] == -1.0e4).all()
+    assert (_bias(on_disk)[special_ids(tokenizer)] == -1.0e4).all()
     after = build_student(str(path), idf, "idf", 32, seed=0)
     assert torch.equal(_bias(after), _bias(before))
     assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
@@ -150,7 +145,7 @@ def test_mlm_dir_of_each_model_layout(splade_tiny_path, minilm_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_trained_student_gives_no_weight_to_special_tokens(loud_dir, tok, idf, tmp_path):
+def test_trained_student_gives_no_weight_to_special_tokens(loud_dir, tokenizer, idf, tmp_path):
     """End to end: one training step from the loud MLM, then the saved model in plain sentence-transformers."""
     rng = np.random.default_rng(0)
     rows = {"query": ["lung cell", "heat flow"], **{f"doc_{g}": [TEXTS[(g + i) % 3] for i in range(2)] for g in range(3)},
@@ -158,5 +153,5 @@ def test_trained_student_gives_no_weight_to_special_tokens(loud_dir, tok, idf, t
     cfg = TrainConfig(student=str(loud_dir), steps=1, batch_size=2, max_length=32, warmup_steps=0, lr=1e-4,
                       save_steps=10, logging_steps=1)
     path = train(cfg, datasets.Dataset.from_dict(rows), idf, tmp_path / "run")
-    check_saved(path, tok, idf)
-    assert (_bias(build_student(str(path), idf, "idf", 32, seed=0))[[tok.cls_token_id, tok.sep_token_id]] > 1).all()
+    check_saved(path, tokenizer, idf)
+    assert (_bias(build_student(str(path), idf, "idf", 32, seed=0))[[tokenizer.cls_token_id, tokenizer.sep_token_id]] > 1).all()
