@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ifsr.core.names import TEACHER_MODES
+
 NORM_EPS = 1e-6  # min-max denominator guard (SPEC §3)
 
 
@@ -76,7 +78,6 @@ def ensemble_targets(
     return scale * torch.einsum("k,kbg->bg", alpha.to(normed), normed)
 
 
-TEACHER_MODES = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
 
 
 def teacher_targets(scores: Tensor, mode: str, mask: Tensor | None = None, scale: float = 30.0) -> Tensor:

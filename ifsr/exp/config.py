@@ -14,15 +14,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ifsr.core.names import ARMS, QUERY_WEIGHTS, TEACHER_MODES
+
 T = TypeVar("T")
 
-# The paper's two arms of the FLOPS ablation (the names in configs and tables) -> the query weights
-# the arm trains with. The plain arm is also evaluated with IDF queries, as `<arm>+idf-query`.
-ARMS: dict[str, str] = {"idf-flops": "idf", "flops": "ones"}
-QUERY_WEIGHTS = tuple(dict.fromkeys(ARMS.values()))  # ("idf", "ones")
-# The teacher targets (ifsr.core.objective.teacher_targets). Declared again here, not imported, so that
-# reading a config does not import torch; tests/exp/test_config.py checks the two tuples are equal.
-TEACHER_MODES = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
 
 
 def arm_views(arm: str) -> list[tuple[str, str]]:

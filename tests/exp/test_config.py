@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ifsr.core.objective import TEACHER_MODES as OBJECTIVE_MODES
-from ifsr.exp.config import (ARMS, TEACHER_MODES, AblationConfig, BaselinesConfig, LatencyConfig, TrainConfig,
+from ifsr.exp.config import (ARMS, AblationConfig, BaselinesConfig, LatencyConfig, TrainConfig,
                              arm_views, load_config, parse_list, preset_config, save_config)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,9 +52,6 @@ def test_arms_vocabulary_and_views():
         for params in notebooks.values():
             assert set((params or {}).get("arms", [])) <= set(ARMS)
 
-
-def test_teacher_modes_match_the_objective():
-    assert TEACHER_MODES == OBJECTIVE_MODES
 
 
 def test_reading_a_config_does_not_import_torch():

@@ -1,0 +1,12 @@
+"""The paper's vocabulary, declared once and free of torch: the FLOPS ablation's arms and the teacher targets."""
+from __future__ import annotations
+
+# The two arms of the FLOPS ablation (the names in configs, tables and figures) -> the query weights the
+# arm trains with: IDF-aware FLOPS scores with idf_j on each query token, plain FLOPS with 1. The plain
+# arm is also evaluated with IDF queries, as "flops+idf-query".
+ARMS: dict[str, str] = {"idf-flops": "idf", "flops": "ones"}
+QUERY_WEIGHTS: tuple[str, ...] = tuple(dict.fromkeys(ARMS.values()))  # ("idf", "ones")
+
+# Teacher targets of the distillation ablation (ifsr.core.objective.teacher_targets): a single teacher,
+# the min-max ensemble (the paper), or the raw sum of the teachers' scores.
+TEACHER_MODES: tuple[str, ...] = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
