@@ -3,8 +3,17 @@
     ifsr evaluate --model PATH_OR_NAME --data DIR_OR_NAME [--split test] [--idf PATH] --json OUT
     ifsr baselines [--preset smoke] [--datasets scifact cranfield] [--out-dir DIR]
     ifsr replicate --preset smoke [--force] [--only 01_idf_flops]
+  train your own (README "Train your own"):
+    ifsr idf --corpus DIR_OR_JSONL [--tokenizer splade-tiny] --out idf.json
+    ifsr train --config configs/examples/train_scifact_tiny.yaml
+    ifsr export --model DIR --format opensearch|sentence-transformers --out DIR [--corpus DIR]
+    ifsr index --model DIR --corpus DIR [--engine pisa|exact|seismic] --out DIR
+    ifsr search --index DIR --query TEXT [-k 10]
 
 Add a subcommand by writing its run function and listing it, its help and its arguments in COMMANDS.
+The work of the train-your-own commands and the input checks live in `ifsr.cli_steps`. Heavy modules
+are imported inside the run functions, so a bad flag is refused at once, before any model is loaded.
+Every refused input: one line `ifsr <command>: error: ...` on stderr, exit code 2.
 """
 from __future__ import annotations
 
@@ -15,13 +24,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ifsr.eval.baselines import baselines
-from ifsr.eval.evaluate import evaluate_model
-from ifsr.exp.config import preset_config
-from ifsr.replicate import replicate
-from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+import yaml
+
+from ifsr import cli_steps as steps
 
 DATA_DIR_HELP = "data root holding beir/, idf/, pairs/ (default: $IFSR_DATA_DIR, else ./data)"
+IDF_FILE = "an idf.json file (a JSON object of token -> idf)"
 
 
 def _self_hits(value: str) -> bool | None:
@@ -29,20 +37,32 @@ def _self_hits(value: str) -> bool | None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    steps.check_model_idf(args.model, args.idf, "evaluate")  # --idf with a model that carries its own: refused
+    steps.check_max_length(args.model, args.max_length)
+    if args.cache_dir is not None:
+        steps.check_writable_dir(args.cache_dir, "--cache-dir")
+    if args.json:
+        steps.check_out_file(args.json, "--json")
+    from ifsr.eval.evaluate import evaluate_model
+    from ifsr.manifest import atomic_write
+
     res = evaluate_model(args.model, args.data, split=args.split, idf_path=args.idf, max_length=args.max_length,
                          k=args.k, self_hits=_self_hits(args.self_hits), cache_dir=args.cache_dir,
                          data_dir=args.data_dir, batch_size=args.batch_size, show_progress=not args.quiet)
+    res.update(steps.idf_record(args.model, args.idf))
     print(f"{res['dataset']}/{res['split']}: nDCG@10={res['nDCG@10']:.4f} R@100={res['R@100']:.4f} "
           f"flops={res['flops']:.3f} doc_nnz={res['doc_nnz']:.1f} query_nnz={res['query_nnz']:.1f} "
           f"({res['n_queries']} queries, {res['n_docs']} docs)")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        atomic_write(Path(args.json), (json.dumps(res, indent=2) + "\n").encode("utf-8"))
     return 0
 
 
 def run_baselines(args: argparse.Namespace) -> int:
+    from ifsr.eval.baselines import baselines
+    from ifsr.exp.config import preset_config
+    from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+
     config = preset_config(args.preset, datasets=args.datasets, corpus_limit=args.corpus_limit,
                            max_length=args.max_length, out_dir=args.out_dir, cache_dir=args.cache_dir,
                            data_dir=args.data_dir)
@@ -54,11 +74,70 @@ def run_baselines(args: argparse.Namespace) -> int:
 
 
 def run_replicate(args: argparse.Namespace) -> int:
+    from ifsr.replicate import replicate
+
     replicate(args.preset, root=args.root, force=args.force, data_dir=args.data_dir, only=args.only)
     return 0
 
 
+def run_idf(args: argparse.Namespace) -> int:
+    out = steps.check_out_file(args.out, "--out")
+    info = steps.compute_idf(args.corpus, args.tokenizer, out, limit=args.limit, show_progress=not args.quiet)
+    print(f"wrote {out}: idf of {info['vocab']} tokens over {info['n_docs']} documents "
+          f"({info['seen']} seen; unseen tokens get 1.0)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    run = steps.train_from_config(args.config, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                                  cache_dir=args.cache_dir)
+    print(f"model: {run.model_dir}")
+    print(f"training config (tau resolved): {run.model_dir.parent / 'train_config.yaml'}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    steps.check_model_idf(args.model, args.idf, "export")
+    steps.check_max_length(args.model, args.max_length)
+    out = steps.check_writable_dir(args.out, "--out", empty=True)
+    written = steps.export_model(args.model, args.format, out, idf=args.idf, max_length=args.max_length,
+                                 corpus=args.corpus, limit=args.limit, index_name=args.index_name,
+                                 batch_size=args.batch_size, show_progress=not args.quiet)
+    for what, path in written.items():
+        print(f"{what}: {path}")
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    engine = args.engine or steps.default_engine()
+    steps.check_engine(engine)
+    steps.check_model_idf(args.model, args.idf, "index")
+    steps.check_max_length(args.model, args.max_length)
+    out = steps.check_writable_dir(args.out, "--out", empty=True)
+    meta = steps.build_index(args.model, args.corpus, engine, out, idf=args.idf, max_length=args.max_length,
+                             limit=args.limit, batch_size=args.batch_size, show_progress=not args.quiet)
+    print(f"index: {out} ({meta['engine']}, {meta['n_docs']} documents, {meta['doc_nnz']:.1f} terms a document)")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    hits = steps.search_index(args.index, args.query, args.k)
+    for rank, (doc_id, score) in enumerate(hits, 1):
+        print(f"{rank}\t{doc_id}\t{score:.4f}")
+    if not hits:
+        print("no hits (no query token is in the index)", file=sys.stderr)
+    return 0
+
+
 Arguments = dict[str, dict[str, Any]]  # flag -> argparse.add_argument keywords
+
+MODEL_HELP = "saved ifsr model dir (SparseEncoder or OpenSearch layout), or an MLM name/path with --idf"
+ENCODE_ARGS: Arguments = {  # the document side of export --corpus and index
+    "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model)"},
+    "--max-length": {"type": int, "default": None, "help": "document max tokens (default: the saved model's, else 512)"},
+    "--limit": {"type": int, "default": None, "help": "only the first N documents of --corpus"},
+    "--batch-size": {"type": int, "default": 32},
+    "--quiet": {"action": "store_true", "help": "no progress bars"}}
 
 # Subcommands in help order: (name, run function, help, arguments).
 COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] = [
@@ -69,10 +148,10 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--data-dir": {"default": None, "help": DATA_DIR_HELP},
         "--root": {"default": ".", "help": "the repository root (notebooks/, configs/, results/)"}}),
     ("evaluate", run_evaluate, "nDCG@10, R@100 and sparsity of an inference-free model on a BEIR split", {
-        "--model": {"required": True, "help": "saved ifsr model dir, or an MLM name/path with --idf"},
+        "--model": {"required": True, "help": MODEL_HELP},
         "--data": {"required": True, "help": "BEIR directory, or a set name under <data-dir>/beir"},
         "--split": {"default": "test"},
-        "--idf": {"default": None, "help": "idf.json to pair with a bare MLM"},
+        "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model)"},
         "--max-length": {"type": int, "default": 256, "help": "document max tokens (SPEC: 512; presets cut it)"},
         "--k": {"type": int, "default": 100, "help": "retrieval depth"},
         "--self-hits": {"choices": ["auto", "on", "off"], "default": "auto",
@@ -80,7 +159,7 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--cache-dir": {"default": None, "help": "cache document encodings here"},
         "--data-dir": {"default": None, "help": DATA_DIR_HELP},
         "--batch-size": {"type": int, "default": 32},
-        "--json": {"default": None, "help": "write the result dict here"},
+        "--json": {"default": None, "help": "write the result dict here (with the IDF file's sha256)"},
         "--quiet": {"action": "store_true", "help": "no progress bars"}}),
     ("baselines", run_baselines, "BM25, teachers, ensembles and the untrained inference-free model", {
         "--preset": {"default": "smoke", "help": "smoke (300-doc corpora), cpu or gpu"},
@@ -90,7 +169,41 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--out-dir": {"default": None},
         "--cache-dir": {"default": None},
         "--data-dir": {"default": None, "help": DATA_DIR_HELP}}),
+    ("idf", run_idf, "IDF table of a corpus: ln(1 + (N - df + 0.5) / (df + 0.5)) per token, unseen 1.0", {
+        "--corpus": {"required": True, "help": 'BEIR directory (corpus.jsonl), or a JSONL file with a "text" field'},
+        "--tokenizer": {"default": "splade-tiny", "help": "tokenizer name/path (splade-tiny: bert-base-uncased's)"},
+        "--out": {"required": True, "help": "idf.json to write (atomically)"},
+        "--limit": {"type": int, "default": None, "help": "only the first N documents"},
+        "--quiet": {"action": "store_true", "help": "no progress bar"}}),
+    ("train", run_train, "train an inference-free student from a config (pre-training if set, then fine-tuning)", {
+        "--config": {"required": True, "help": "AblationConfig YAML, e.g. configs/examples/train_scifact_tiny.yaml"},
+        "--runs-dir": {"default": None, "help": "override the config's runs_dir"},
+        "--cache-dir": {"default": None, "help": "override the config's cache_dir"},
+        "--data-dir": {"default": None, "help": DATA_DIR_HELP}}),
+    ("export", run_export, "write a model as OpenSearch or sentence-transformers files (+ a corpus's bulk file)", {
+        "--model": {"required": True, "help": MODEL_HELP},
+        "--format": {"required": True, "choices": ["opensearch", "sentence-transformers"]},
+        "--out": {"required": True, "help": "new or empty directory"},
+        "--corpus": {"default": None, "help": "also encode this corpus into <out>/bulk (mapping.json, bulk.ndjson)"},
+        "--index-name": {"default": None, "help": "OpenSearch index name in the bulk file (default: the corpus name)"},
+        **ENCODE_ARGS}),
+    ("index", run_index, "encode a corpus and build a search index folder", {
+        "--model": {"required": True, "help": MODEL_HELP},
+        "--corpus": {"required": True, "help": 'BEIR directory (corpus.jsonl), or a JSONL file with a "text" field'},
+        "--engine": {"choices": ["exact", "pisa", "seismic"], "default": None,
+                     "help": "default: pisa if pyterrier-pisa is installed, else exact"},
+        "--out": {"required": True, "help": "new or empty directory"},
+        **ENCODE_ARGS}),
+    ("search", run_search, "top-k documents of a query on an `ifsr index` folder (IDF query side, no model)", {
+        "--index": {"required": True, "help": "folder written by `ifsr index`"},
+        "--query": {"required": True},
+        "-k": {"type": int, "default": 10, "help": "hits to print"}}),
 ]
+
+# Bad inputs reported as `ifsr <command>: error: ...` (exit 2). Not every exception: a bug must still
+# show its traceback. InputError (ifsr.cli_steps) is a ValueError.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               PermissionError, yaml.YAMLError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"ifsr {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        message = " ".join(str(e).split())  # one line (YAML errors span several)
+        print(f"ifsr {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -6,8 +6,13 @@
 
 Each notebook's parameters come from configs/presets.yaml; they are checked against the notebook's
 `parameters` cell (papermill.inspect_notebook) and unknown names are refused before anything runs, as
-are unknown keys in a training notebook's config (its YAML, its overrides and `train_overrides`).
-A finished result (its manifest.json exists) is not overwritten without `force`.
+are unknown keys in a training notebook's config (its YAML, its overrides and `train_overrides`), and
+`only` names that are not entries of the preset.
+A finished result (its manifest.json exists) is not overwritten without `force`; a forced run first
+moves the old manifest aside (manifest.previous.json), so a run that fails leaves its folder unfinished.
+The data directory, unless given, is found by `find_data_dir`. Progress: "[i/n]" per notebook with an
+estimate from the last run's manifest (wall_seconds), papermill's per-cell bar, and at the end the
+paths of the report and of every figure written.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,17 +50,70 @@ def entry_parts(entry: str) -> tuple[str, str]:
     return name, NOTEBOOKS[name] + (f"_{variant}" if variant else "")
 
 
+def find_data_dir(root: str | os.PathLike = ".", environ: dict[str, str] | None = None) -> tuple[Path, str]:
+    """The data directory to use and why: $IFSR_DATA_DIR if set, else ../shared/data beside the
+    repository if it exists, else ./data (the BEIR sets absent there are downloaded by name, when online;
+    a set already on disk is never downloaded again)."""
+    env = os.environ if environ is None else environ
+    root = Path(root).resolve()
+    if env.get("IFSR_DATA_DIR"):
+        return Path(env["IFSR_DATA_DIR"]).resolve(), "$IFSR_DATA_DIR"
+    shared = root.parent / "shared" / "data"
+    if shared.is_dir():
+        return shared, "../shared/data beside the repository"
+    local = root / "data"
+    if local.is_dir():
+        return local, "./data"
+    return local, "./data does not exist yet: BEIR sets will be downloaded into it by name (needs network)"
+
+
+def _keys(node: yaml.Node | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A YAML mapping node's keys -> (key node, value node), for line numbers in messages."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): (k, v) for k, v in node.value}
+
+
+def _line(node: yaml.Node | None) -> str:
+    return f"line {node.start_mark.line + 1}: " if node is not None else ""
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
 def load_presets(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        presets = yaml.safe_load(f)
+    """configs/presets.yaml: preset -> notebook entry -> parameters. Every error is one line naming the
+    file (and the line, where YAML gives one)."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        presets = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path}: {where}YAML syntax error: {problem}") from None
     if not isinstance(presets, dict):
-        raise ValueError(f"{path}: expected a mapping preset -> notebook -> parameters")
+        raise ValueError(f"{path}: expected a mapping preset -> notebook -> parameters, got {_kind(presets)}")
+    nodes = _keys(root)
     for preset, notebooks in presets.items():
-        for entry in notebooks or {}:
+        key, node = nodes.get(str(preset), (None, None))
+        if notebooks is None:
+            continue
+        if not isinstance(notebooks, dict):
+            raise ValueError(f"{path}: {_line(key)}preset {preset!r}: expected a mapping notebook -> parameters "
+                             f"(e.g. '00_baselines: {{datasets: [scifact]}}'), got {_kind(notebooks)}")
+        entries = _keys(node)
+        for entry, params in notebooks.items():
+            where = _line(entries.get(str(entry), (None, None))[0])
             try:
-                entry_parts(entry)
+                entry_parts(str(entry))
             except ValueError as e:
-                raise ValueError(f"{path}: preset {preset!r}: {e}") from None
+                raise ValueError(f"{path}: {where}preset {preset!r}: {e}") from None
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(f"{path}: {where}preset {preset!r}, {entry}: expected a mapping "
+                                 f"parameter -> value, got {_kind(params)}")
     return presets
 
 
@@ -85,8 +144,12 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
     presets = load_presets(root / "configs" / "presets.yaml")
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
+    entries = presets[preset] or {}
+    unknown = [name for name in only or [] if name not in entries]
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)}: not an entry of preset {preset!r}; known: {list(entries)}")
     steps = []
-    for entry, params in (presets[preset] or {}).items():
+    for entry, params in entries.items():
         if only and entry not in only:
             continue
         name, folder = entry_parts(entry)
@@ -98,8 +161,6 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
         check_parameters(notebook, params)
         check_config(root, params)
         steps.append((notebook, out_dir, params))
-    if only and not steps:
-        raise ValueError(f"--only {only} matches no notebook of preset {preset!r}")
     return steps
 
 
@@ -111,25 +172,90 @@ def _record_wall_time(manifest: Path, seconds: float) -> None:
         atomic_write(manifest, json.dumps(data, indent=2).encode("utf-8"))
 
 
+PREVIOUS = "manifest.previous.json"  # a forced run's old manifest, kept aside until the new one is written
+FAILED = "manifest.failed.json"      # the manifest of a notebook that failed after writing it
+
+
+def last_wall_seconds(out_dir: Path) -> float | None:
+    """The last run's wall time of this notebook (its manifest, or the one a forced run moved aside)."""
+    for name in ("manifest.json", PREVIOUS):
+        try:
+            seconds = json.loads((out_dir / name).read_text()).get("wall_seconds")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(seconds, (int, float)) and seconds > 0:
+            return float(seconds)
+    return None
+
+
+def duration(seconds: float) -> str:
+    """12s, 3m05s, 2h07m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _left(estimates: list[float | None]) -> str:
+    known = [e for e in estimates if e is not None]
+    if not estimates:
+        return "nothing left"
+    unknown = len(estimates) - len(known)
+    text = f"~{duration(sum(known))} left" if known else "time left unknown"
+    if known and unknown:
+        text += f" (+{unknown} notebook(s) never run before)"
+    return text
+
+
 def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, data_dir: str | None = None,
               only: list[str] | None = None) -> list[Path]:
     """Execute the preset's notebooks in order; returns the executed notebooks' paths."""
+    if data_dir is None:
+        found, why = find_data_dir(root)
+        data_dir = str(found)
+        print(f"data: {found} ({why})")
     steps = plan(preset, root, data_dir, only)  # every check before any work
-    launch = Path(root) / "results" / preset / "LAUNCH.json"  # the code as it was when the run began
-    launch.parent.mkdir(parents=True, exist_ok=True)
-    launch.write_text(json.dumps({"git": git_commit(root), "notebooks": [str(n) for n, _, _ in steps]}, indent=1))
-    done = []
+    todo = []
     for notebook, out_dir, params in steps:
         if (out_dir / "manifest.json").is_file() and not force:
             print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
-            continue
+        else:
+            todo.append((notebook, out_dir, params, last_wall_seconds(out_dir)))
+    if todo:  # the code as it was when the run began; only when something runs
+        launch = Path(root) / "results" / preset / "LAUNCH.json"
+        launch.parent.mkdir(parents=True, exist_ok=True)
+        launch.write_text(json.dumps({"git": git_commit(root), "notebooks": [str(n) for n, *_ in todo]}, indent=1))
+    done, started = [], time.time()
+    for i, (notebook, out_dir, params, estimate) in enumerate(todo, 1):
         out_dir.mkdir(parents=True, exist_ok=True)
+        if (out_dir / "manifest.json").is_file():  # forced: the folder is unfinished until the new manifest
+            os.replace(out_dir / "manifest.json", out_dir / PREVIOUS)
         executed = out_dir / notebook.name
-        print(f"run  {notebook.name} -> {executed}")
+        guess = (f"estimated {duration(estimate)} from the last run's manifest" if estimate is not None
+                 else "no estimate: no earlier run's manifest")
+        print(f"[{i}/{len(todo)}] {notebook.name} -> {executed} ({guess}; "
+              f"{_left([e for *_, e in todo[i - 1:]])} for the preset)", flush=True)
         t0 = time.time()
-        papermill.execute_notebook(str(notebook), str(executed), parameters=params, cwd=str(Path(root).resolve()),
-                                   progress_bar=False, log_output=False)
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=params,
+                                       cwd=str(Path(root).resolve()), progress_bar=True, log_output=False)
+        except BaseException:  # a manifest the notebook wrote before it failed does not mark it finished
+            if (out_dir / "manifest.json").is_file():
+                os.replace(out_dir / "manifest.json", out_dir / FAILED)
+            print(f"[{i}/{len(todo)}] {notebook.name} failed after {duration(time.time() - t0)}: see {executed} "
+                  f"({out_dir} is left unfinished: no manifest.json)", file=sys.stderr, flush=True)
+            raise
         _record_wall_time(out_dir / "manifest.json", time.time() - t0)
+        (out_dir / PREVIOUS).unlink(missing_ok=True)
+        (out_dir / FAILED).unlink(missing_ok=True)
         done.append(executed)
-    write_report(Path(root) / "results", preset)
+        print(f"[{i}/{len(todo)}] {notebook.name} done in {duration(time.time() - t0)}; "
+              f"{duration(time.time() - started)} elapsed, {_left([e for *_, e in todo[i:]])}", flush=True)
+    report = write_report(Path(root) / "results", preset)
+    figures = sorted(p for _, out_dir, _, _ in todo for p in out_dir.rglob("*.png") if p.stat().st_mtime >= started)
+    print(f"report: {report}")
+    print(f"index:  {Path(root) / 'results' / 'REPORT.md'}")
+    print("figures:" + ("".join(f"\n  {p}" for p in figures) if figures else " none written by this run"))
     return done

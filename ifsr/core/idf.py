@@ -11,11 +11,13 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ifsr.core.encoder import special_ids
+from ifsr.data.jsonl import not_utf8
 
 UNSEEN_DEFAULT = 1.0
 
@@ -64,19 +66,62 @@ def save_idf(path: str | os.PathLike, idf: np.ndarray, tokenizer) -> None:
         json.dump({t: float(w) for t, w in zip(tokens, idf)}, f, ensure_ascii=False)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
+def _key_position(text: str, key: str) -> tuple[int, int]:
+    """1-based (line, column) of the second occurrence of `key` as an object key in JSON `text`
+    (found by scanning with the decoder, so escaped spellings count too); (1, 0) if not found."""
+    seen = 0
+    i = text.find('"')
+    while i != -1:
+        try:
+            s, end = json.decoder.scanstring(text, i + 1)
+        except ValueError:
+            break
+        rest = text[end:end + 64].lstrip()
+        if s == key and rest.startswith(":"):
+            seen += 1
+            if seen == 2:
+                return text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
+        i = text.find('"', end)
+    return 1, 0
+
+
 def load_idf(path: str | os.PathLike, tokenizer) -> np.ndarray:
-    """Read an `idf.json` (token string -> positive number) into a float32 vector [V].
+    """Read an `idf.json` (token string -> positive number; special tokens may be 0) into a float32 vector [V].
 
     The file must cover the tokenizer's vocabulary exactly: a missing or extra token is an error
     that says how many (and shows a few), since a silent mismatch would shift every query weight.
     """
     try:
         with open(path, encoding="utf-8") as f:
-            table = json.load(f)
+            text = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"IDF file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise not_utf8(Path(path), "an object of token -> idf") from None
+    try:
+        table = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); expected an object of token -> idf") from None
+    except _DuplicateKey as e:
+        line, col = _key_position(text, e.key)
+        raise ValueError(f"{path}:{line}: token {e.key!r} appears twice (again at column {col}); "
+                         f"expected an object of token -> idf with each token once") from None
     if not isinstance(table, dict):
         raise ValueError(f"{path}: expected a JSON object of token -> idf, got {type(table).__name__}")
     vocab = tokenizer.get_vocab()  # token -> id
@@ -88,8 +133,11 @@ def load_idf(path: str | os.PathLike, tokenizer) -> np.ndarray:
             f"{len(missing)} missing (e.g. {missing[:5]}), {len(extra)} extra (e.g. {extra[:5]})"
         )
     idf = np.zeros(len(tokenizer), dtype=np.float32)  # [V]
+    special = set(special_ids(tokenizer).tolist())  # never in a query: a saved student writes 0 there
     for token, weight in table.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
-            raise ValueError(f"{path}: token {token!r} has weight {weight!r}; expected a positive number")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0 \
+                or (weight == 0 and vocab[token] not in special):
+            raise ValueError(f"{path}: token {token!r} has weight {weight!r}; expected a positive number "
+                             "(0 only on special tokens)")
         idf[vocab[token]] = weight
     return idf

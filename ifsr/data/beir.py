@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ifsr.data.jsonl import bad_line, read_jsonl, string_field
+from ifsr.data.jsonl import bad_line, not_utf8, read_jsonl, string_field
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,11 @@ BEIR_MD5: dict[str, str] = {
     "fever": "5a818580227bfb4b35bb6fa46d9b6c03",
     "climate-fever": "8b66f0a9126c521bae2bde127b4dc99d",
     "scifact": "5f7d1de60b170fc8027bb7898e2efca1",
+}
+# Official sets whose zip holds one BEIR set per sub-directory, loaded as "<set>/<subset>".
+BEIR_SUBSETS: dict[str, tuple[str, ...]] = {
+    "cqadupstack": ("android", "english", "gaming", "gis", "mathematica", "physics", "programmers",
+                    "stats", "tex", "unix", "webmasters", "wordpress"),
 }
 
 CORPUS_FORMAT = 'one JSON object a line: {"_id": str, "title": str (optional), "text": str}'
@@ -151,22 +156,40 @@ def read_queries(path: Path) -> dict[str, str]:
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """query id -> doc id -> score. A repeated (query-id, corpus-id) pair with the same score is
+    logged as a warning (it changes nothing); with a different score it is an error naming both lines."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if n == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue  # header
-            if len(cols) != 3:
-                raise bad_line(path, n, f"{len(cols)} tab-separated columns, not 3", QRELS_FORMAT)
-            qid, did, score = (c.strip() for c in cols)
-            try:
-                qrels.setdefault(qid, {})[did] = int(score)
-            except ValueError:
-                raise bad_line(path, n, f"score {score!r} is not an integer", QRELS_FORMAT) from None
+    first_line: dict[tuple[str, str], int] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                cols = line.split("\t")
+                if n == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
+                    continue  # header
+                if len(cols) != 3:
+                    raise bad_line(path, n, f"{len(cols)} tab-separated columns, not 3", QRELS_FORMAT)
+                qid, did, score = (c.strip() for c in cols)
+                try:
+                    value = int(score)
+                except ValueError:
+                    raise bad_line(path, n, f"score {score!r} is not an integer", QRELS_FORMAT) from None
+                rel = qrels.setdefault(qid, {})
+                if did in rel:
+                    seen = first_line[(qid, did)]
+                    if rel[did] != value:
+                        raise bad_line(path, n, f"query {qid!r}, doc {did!r} judged again with score {value} "
+                                       f"(line {seen} gave {rel[did]})", f"one row per (query-id, corpus-id); "
+                                       f"{QRELS_FORMAT}")
+                    log.warning("%s:%d: duplicate row for query %r, doc %r (same score as line %d); "
+                                "expected one row per (query-id, corpus-id)", path, n, qid, did, seen)
+                else:
+                    first_line[(qid, did)] = n
+                rel[did] = value
+    except UnicodeDecodeError:
+        raise not_utf8(path, QRELS_FORMAT) from None
     return qrels
 
 
@@ -202,31 +225,71 @@ def fetch(url: str, dest: Path) -> None:
         shutil.copyfileobj(r, f)
 
 
+def _looks_like_path(name: str) -> bool:
+    """A --data value that names a directory, not a set: it starts with ".", "~" or is absolute, or it
+    has a path separator and its first part is a directory relative to the working directory
+    ("sets/doesnotexist" with ./sets present; "cqadupstack/android" is a set name unless ./cqadupstack is)."""
+    if os.path.isabs(name) or name.startswith((".", "~")):
+        return True
+    seps = "/" + (os.sep if os.sep != "/" else "") + (os.altsep or "")
+    if not any(c in name for c in seps):
+        return False
+    first = Path(name).parts[0]
+    return os.path.isdir(first)
+
+
+def _resolve_name(name: str, beir_root: Path, download: bool) -> Path:
+    """``<beir_root>/<name>``, downloading the official zip of its top set first if that is absent.
+
+    Never downloads into an existing ``<beir_root>/<top>``: a set there that lacks the named subset (or
+    its corpus.jsonl) is an error, not a reason to unzip over it.
+    """
+    root = beir_root / name
+    if (root / "corpus.jsonl").is_file():
+        return root
+    top, _, subset = name.replace(os.sep, "/").partition("/")
+    top_dir = beir_root / top
+    url = BEIR_URL.format(name=top)
+    if subset and top_dir.is_dir():
+        there = sorted(p.name for p in top_dir.iterdir() if (p / "corpus.jsonl").is_file())
+        raise FileNotFoundError(f"BEIR set {name!r} not found: {top_dir} exists but has no {subset!r} with a "
+                                f"corpus.jsonl (subsets there: {there}); nothing downloaded")
+    if not subset and top in BEIR_SUBSETS:
+        raise FileNotFoundError(f"BEIR set {name!r} is split into subsets: name one, as {top}/<subset> with "
+                                f"<subset> one of {list(BEIR_SUBSETS[top])}")
+    if top_dir.is_dir():
+        raise FileNotFoundError(f"BEIR set {name!r} is incomplete: {root} exists but has no corpus.jsonl; "
+                                f"nothing downloaded over it (remove the directory to fetch {url} again)")
+    if subset and top in BEIR_MD5 and subset.split("/")[0] not in BEIR_SUBSETS.get(top, ()):
+        known = BEIR_SUBSETS.get(top)
+        raise FileNotFoundError(f"BEIR set {name!r} not found: {top!r} " + (
+            f"has the subsets {list(known)}" if known else "has no subsets") + "; nothing downloaded")
+    if not download:
+        raise FileNotFoundError(f"no BEIR set in {root} (download disabled; url: {url})")
+    _download_beir(top, beir_root)
+    if not (root / "corpus.jsonl").is_file():
+        raise FileNotFoundError(f"no corpus.jsonl in {root} after downloading {url}")
+    return root
+
+
 def load_beir(name_or_path: str, split: str = "test", data_dir: str | os.PathLike | None = None,
               download: bool = True) -> BeirSet:
     """Load a BEIR set: an existing directory, else ``<data_dir>/beir/<name>``, else download it.
 
-    ``name`` may be ``cqadupstack/android``-style; the download then fetches the parent zip.
+    ``name`` may be ``cqadupstack/android``-style; the download then fetches the parent zip. A name
+    that looks like a path (see `_looks_like_path`) must be an existing directory. Nothing is
+    downloaded into an existing ``<data_dir>/beir/<set>``.
     Raises FileNotFoundError if the set is absent and cannot be downloaded, or if the split has no
-    qrels file (the message lists the splits there are); ValueError on malformed files or a bad
-    md5.
+    qrels file (the message lists the splits there are); ValueError on malformed files (including
+    no documents, no queries, no qrels rows, or no qrels query in queries.jsonl) or a bad md5.
     """
     if os.path.isdir(name_or_path):
         root = Path(name_or_path)
-    elif os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")):
-        raise FileNotFoundError(f"no such directory: {name_or_path}")
+    elif _looks_like_path(name_or_path):
+        raise FileNotFoundError(f"no such directory: {name_or_path} (expected a BEIR directory with "
+                                f"corpus.jsonl, queries.jsonl and qrels/)")
     else:
-        beir_root = _data_dir(data_dir) / "beir"
-        root = beir_root / name_or_path
-        if not (root / "corpus.jsonl").is_file():
-            top = name_or_path.split("/")[0]
-            if not download:
-                raise FileNotFoundError(f"no BEIR set in {root} (download disabled; url: "
-                                        f"{BEIR_URL.format(name=top)})")
-            _download_beir(top, beir_root)
-            if not (root / "corpus.jsonl").is_file():
-                raise FileNotFoundError(f"no corpus.jsonl in {root} after downloading "
-                                        f"{BEIR_URL.format(name=top)}")
+        root = _resolve_name(name_or_path, _data_dir(data_dir) / "beir", download)
     if not (root / "queries.jsonl").is_file() or not (root / "corpus.jsonl").is_file():
         raise FileNotFoundError(f"{root} lacks corpus.jsonl or queries.jsonl")
     qrels_path = root / "qrels" / f"{split}.tsv"
@@ -238,6 +301,16 @@ def load_beir(name_or_path: str, split: str = "test", data_dir: str | os.PathLik
     s = BeirSet(name=root.name, corpus=read_corpus(root / "corpus.jsonl"),
                 queries=read_queries(root / "queries.jsonl"), qrels=read_qrels(qrels_path),
                 split=split, root=root, files_sha256=digest)
+    for what, part, file, fmt in (("documents", s.corpus, "corpus.jsonl", CORPUS_FORMAT),
+                                  ("queries", s.queries, "queries.jsonl", QUERIES_FORMAT)):
+        if not part:
+            raise ValueError(f"{root / file}: no {what} (the file is empty); expected {fmt}")
+    if not s.qrels:
+        raise ValueError(f"{qrels_path}: no qrels rows for split {split!r} (the file is empty or only a "
+                         f"header); expected {QRELS_FORMAT}")
+    if not s.query_ids:
+        raise ValueError(f"{qrels_path}: none of its {len(s.qrels)} queries is in {root / 'queries.jsonl'} "
+                         f"(e.g. {list(s.qrels)[:3]}); expected query ids of queries.jsonl")
     missing_q = [q for q in s.qrels if q not in s.queries]
     missing_d = {d for rel in s.qrels.values() for d in rel if d not in s.corpus}
     if missing_q or missing_d:

@@ -76,7 +76,8 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
     """
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
-    doc, query = load_model(model_path_or_name, idf_path=idf_path, max_length=max_length)  # the evaluation's length
+    doc, query = load_model(model_path_or_name, idf_path=idf_path, max_length=max_length,  # the evaluation's length
+                            show_progress=show_progress)
     doc.to(resolve_device(device))
     self_hits = self_hits_for(ds.name) if self_hits is None else self_hits
     weights = weights_checksum(resolve_model_path(model_path_or_name), doc.mlm)

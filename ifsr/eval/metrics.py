@@ -50,7 +50,8 @@ def _prepare(run: Run, qrels: Qrels, tie_break: str) -> tuple[dict, dict]:
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     if not qrels:
-        raise ValueError("qrels is empty")
+        raise ValueError("qrels is empty: no judged query to score (expected at least one query with a "
+                         "qrels row; ifsr.data.beir.load_beir refuses an empty qrels file, naming it)")
     q = {str(qid): {str(d): int(r) for d, r in rels.items()} for qid, rels in qrels.items()}
     if tie_break == "order":
         r = rank_scores(run)

@@ -42,12 +42,21 @@ def export_opensearch(doc_ids: Sequence[str], doc_csr: sp.csr_matrix, vocab: Seq
                       index_name: str, field: str = "sparse_embedding", texts: Sequence[str] | None = None,
                       escape_dots: bool = True, show_progress: bool = True) -> dict[str, Path]:
     """Write `mapping.json` (a `rank_features` field, plus `text` for BM25 when given) and `bulk.ndjson`
-    (action line + source line per document; zeros and non-normal floats dropped)."""
+    (action line + source line per document; zeros and non-normal floats dropped). A non-finite weight
+    (inf, NaN, or a float64 beyond float32's range) is a ValueError naming the document."""
     if len(doc_ids) != doc_csr.shape[0] or (texts is not None and len(texts) != len(doc_ids)):
         raise ValueError("doc_ids, doc_csr rows and texts must have the same length")
     if doc_csr.shape[1] != len(vocab):
         raise ValueError(f"doc_csr has {doc_csr.shape[1]} columns, vocab has {len(vocab)} tokens")
     keys = np.asarray([escape_feature(t) if escape_dots else t for t in vocab], dtype=object)
+    csr = sp.csr_matrix(doc_csr, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(csr.data))
+    if bad.size:  # json.dumps would write Infinity / NaN, which is not JSON: refuse before writing anything
+        row = int(np.searchsorted(csr.indptr, bad[0], side="right")) - 1
+        rows = np.unique(np.searchsorted(csr.indptr, bad, side="right") - 1)
+        raise ValueError(f"document {str(doc_ids[row])!r} (row {row}) has weight {float(csr.data[bad[0]])} for "
+                         f"token {vocab[int(csr.indices[bad[0]])]!r} ({rows.size} documents have non-finite "
+                         f"weights); expected finite weights (a bulk file cannot hold Infinity or NaN)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     require_opensearch()
@@ -61,7 +70,6 @@ def export_opensearch(doc_ids: Sequence[str], doc_csr: sp.csr_matrix, vocab: Seq
         props.field("text", Text())
     mapping = {"settings": {"index": {"number_of_shards": 1}}, "mappings": props.to_dict()}
     (out / "mapping.json").write_text(json.dumps(mapping, indent=2))
-    csr = sp.csr_matrix(doc_csr, dtype=np.float32)
     tiny = np.finfo(np.float32).tiny  # Lucene FeatureField takes positive normal floats only
     with open(out / "bulk.ndjson", "w", encoding="utf-8") as f:
         for i in tqdm(range(csr.shape[0]), desc="OpenSearch bulk", disable=not show_progress):

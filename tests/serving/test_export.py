@@ -4,6 +4,7 @@ import pytest
 from conftest import SAMPLE_TEXTS
 from sentence_transformers import SparseEncoder
 
+from ifsr.core.encoder import QueryEncoder, special_ids
 from ifsr.serving.export import load_model, load_sparse_encoder, save_opensearch, save_sparse_encoder
 
 
@@ -32,3 +33,13 @@ def test_max_length_saved_or_asked(doc, query, tmp_path):
     assert load_model(str(path), max_length=16)[0].max_length == 16
     save_opensearch(doc, query, tmp_path / "os")
     assert load_model(str(tmp_path / "os"))[0].max_length == 512
+
+
+def test_opensearch_export_of_a_trained_student_loads_back(doc, query, tmp_path):
+    """A trained student's query route has idf 0 on the special tokens; its OpenSearch export must load
+    back (load_idf once refused any weight <= 0) and give the same query vectors."""
+    idf = query.idf.copy()
+    idf[special_ids(query.tokenizer)] = 0.0
+    student_query = QueryEncoder(query.tokenizer, idf)
+    _, q2 = load_model(str(save_opensearch(doc, student_query, tmp_path / "os")))
+    np.testing.assert_array_equal(q2.encode(SAMPLE_TEXTS).toarray(), student_query.encode(SAMPLE_TEXTS).toarray())

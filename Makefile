@@ -1,0 +1,58 @@
+# The README's two commands:
+#   make replicate    set up (venv + packages, once) and run the replication preset a reader runs first (cpu)
+#   make test         set up (the same, once) and run the tests
+# Also: make smoke (the smoke preset, minutes), make install (set up only), make data-dir (which data is used).
+#
+# Setup is idempotent: the venv is made once and reused; the packages are installed once, and again only
+# when pyproject.toml changes (a stamp file in the venv records the install). Every command runs with the
+# venv's python. Torch's CPU build is installed before the package, or pip pulls a CUDA build.
+# The data directory: $IFSR_DATA_DIR if set, else ../shared/data if it exists, else ./data (BEIR sets absent
+# there are downloaded by name when online); `ifsr.replicate.find_data_dir` is the one place that decides.
+#
+# Variables: VENV (.venv; CI uses .venv-ci), PYTHON (python3, makes the venv), PRESET (cpu), ARGS (more
+# `ifsr replicate` flags, e.g. ARGS="--force --only 01_idf_flops"), PYTEST_ARGS (e.g. PYTEST_ARGS="tests/exp").
+
+PYTHON ?= python3
+VENV ?= .venv
+PRESET ?= cpu
+TORCH ?= torch==2.13.0
+EXTRAS ?= models,serving,test
+ARGS ?=
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ifsr-installed
+DATA_DIR = $$($(PY) -c 'from ifsr.replicate import find_data_dir; print(find_data_dir()[0])')
+
+.DEFAULT_GOAL := help
+.PHONY: help install replicate smoke test data-dir
+
+help:
+	@echo "make replicate   set up once, then run the $(PRESET) preset into results/$(PRESET)/ (hours on a CPU)"
+	@echo "make smoke       set up once, then run the smoke preset (minutes)"
+	@echo "make test        set up once, then run the tests"
+	@echo "make install     set up only: $(VENV) with torch ($(TORCH)) and ifsr[$(EXTRAS)]"
+	@echo "make data-dir    print the data directory the runs and tests use"
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+replicate: install
+	$(PY) -m ifsr.cli replicate --preset $(PRESET) $(ARGS)
+
+smoke: install
+	$(PY) -m ifsr.cli replicate --preset smoke $(ARGS)
+
+test: install
+	IFSR_DATA_DIR="$(DATA_DIR)" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+data-dir: install
+	@echo "$(DATA_DIR)"

@@ -1,0 +1,316 @@
+"""The work behind `ifsr idf | train | export | index | search`, and the CLI's input checks.
+
+The checks are cheap (no model loaded, nothing encoded) so that a bad flag fails before any work:
+each raises `InputError` with what is wrong, which file, and what was expected. Heavy modules (torch,
+sentence-transformers, the engines) are imported inside the functions that need them, so `ifsr --help`
+and a refused flag answer at once.
+
+An index folder (`build_index`) holds everything `search` needs, no model:
+    index.json        engine, model, corpus, document count, max length
+    doc_ids.json      document id of each row
+    query/            the query side: the model's tokenizer + idf.json (token -> idf)
+    docs.npz          CSR document vectors [n, V] (exact, seismic: Seismic is rebuilt from it at search time)
+    pisa/             PISA's impact index (pisa)
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+INDEX_FILE = "index.json"
+JSONL_FORMAT = 'one JSON object a line: {"text": str, "_id": str (optional), "title": str (optional)}'
+
+
+class InputError(ValueError):
+    """A bad command-line input; the message names the flag, the file and what was expected."""
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_file(path: str | os.PathLike, flag: str, expected: str) -> Path:
+    """An existing regular file, else InputError (missing, or a directory)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a directory; expected {expected}")
+    if not p.is_file():
+        raise InputError(f"{flag} {p}: no such file; expected {expected}")
+    return p
+
+
+def check_writable_dir(path: str | os.PathLike, flag: str, empty: bool = False) -> Path:
+    """A directory to write into (created now); InputError if it or a parent is a file, if it is not
+    writable, or (`empty`) if it already holds files."""
+    p = Path(path)
+    for q in [p, *p.parents]:
+        if q.exists() and not q.is_dir():
+            what = "is a regular file" if q == p else f"lies under {q}, a regular file"
+            raise InputError(f"{flag} {p} {what}; expected a directory (or a path to create one)")
+    if empty and p.is_dir() and any(p.iterdir()):
+        raise InputError(f"{flag} {p} is not empty; expected a new or empty directory")
+    p.mkdir(parents=True, exist_ok=True)
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {p}: not writable; expected a directory you can write to")
+    return p
+
+
+def check_out_file(path: str | os.PathLike, flag: str) -> Path:
+    """A file path to write (its folder created now); InputError if it is a directory or under a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a directory; expected a file path")
+    check_writable_dir(p.parent, f"{flag}'s folder")
+    return p
+
+
+def model_path(model: str) -> Path:
+    """A local model folder as given; a name resolved (offline wheel folders; a hub name as it is)."""
+    if Path(model).is_dir():
+        return Path(model)
+    from ifsr.core.encoder import resolve_model_path  # imports torch: only for names
+
+    return Path(resolve_model_path(model))
+
+
+def saved_layout(model: str) -> str | None:
+    """'sentence-transformers' or 'opensearch' for a saved ifsr model (it carries its IDF), else None."""
+    p = model_path(model)
+    if (p / "modules.json").is_file():
+        return "sentence-transformers"
+    if (p / "idf.json").is_file():
+        return "opensearch"
+    return None
+
+
+def mlm_config(model: str) -> tuple[Path, dict[str, Any]] | None:
+    """(config.json path, its content) of a local model's masked LM, None for a hub name."""
+    p = model_path(model)
+    found = [p / "config.json"] if (p / "config.json").is_file() else sorted(p.glob("document_*_Transformer/config.json"))
+    if not found:
+        return None
+    try:
+        return found[0], json.loads(found[0].read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"--model {model}: {found[0]} is not valid JSON ({e.msg}); expected a model config") from None
+
+
+def check_max_length(model: str, max_length: int | None) -> None:
+    """--max-length must be positive and within the model's position embeddings."""
+    if max_length is None:
+        return
+    if max_length <= 0:
+        raise InputError(f"--max-length {max_length}: expected a positive number of tokens")
+    found = mlm_config(model)
+    positions = found[1].get("max_position_embeddings") if found else None
+    if isinstance(positions, int) and max_length > positions:
+        raise InputError(f"--max-length {max_length} exceeds the {positions} positions of {model} "
+                         f"(max_position_embeddings in {found[0]}); expected at most {positions}")
+
+
+def check_model_idf(model: str, idf: str | None, command: str) -> None:
+    """A saved model carries its IDF: refuse --idf with one; a bare MLM needs --idf (an existing file)."""
+    layout = saved_layout(model)
+    if layout and idf is not None:
+        raise InputError(f"--idf {idf}: {model} is a saved {layout} model that carries its own IDF; drop --idf "
+                         f"(to use another IDF table, pass the bare masked-LM with --idf)")
+    if not layout:
+        if idf is None:
+            raise InputError(f"--model {model} is not a saved ifsr model (no modules.json or idf.json); "
+                             f"expected a saved model directory, or pass --idf idf.json to pair the MLM with an IDF table")
+        check_file(idf, "--idf", "an idf.json file (a JSON object of token -> idf)")
+
+
+def idf_record(model: str, idf: str | None) -> dict[str, str]:
+    """Which IDF a run used: the file (the --idf table, an OpenSearch model's idf.json, or the
+    SparseEncoder's static-embedding weights file) and its sha256."""
+    p = model_path(model)
+    layout = saved_layout(model)
+    if layout == "sentence-transformers":
+        files = sorted(p.glob("query_*_SparseStaticEmbedding/model.safetensors"))
+        source = files[0] if files else p / "modules.json"
+    else:
+        source = p / "idf.json" if layout == "opensearch" else Path(idf)
+    from ifsr.manifest import sha256_file
+
+    return {"idf_file": str(source), "idf_sha256": sha256_file(source)}
+
+
+# ----------------------------------------------------------------------------- corpora
+
+def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """(doc ids, texts) of a BEIR directory (corpus.jsonl, title + " " + text) or a JSONL file with a
+    "text" field (optional "title" joined the same way, optional "_id", else the line number)."""
+    from ifsr.data.beir import join_text, read_corpus
+    from ifsr.data.jsonl import read_jsonl, string_field
+
+    p = Path(corpus)
+    if limit is not None and limit <= 0:
+        raise InputError(f"--limit {limit}: expected a positive number of documents")
+    if p.is_dir():
+        path = check_file(p / "corpus.jsonl", "--corpus", "a BEIR directory holding corpus.jsonl")
+        docs = read_corpus(path)
+        ids = list(docs)[:limit]
+        texts = [join_text(docs[i]["title"], docs[i]["text"]) for i in ids]
+    else:
+        path = check_file(p, "--corpus", "a BEIR directory or a JSONL file with a \"text\" field")
+        ids, texts = [], []
+        for n, obj in read_jsonl(path, JSONL_FORMAT):
+            if limit is not None and len(ids) >= limit:
+                break
+            ids.append(string_field(obj, "_id", path, n, JSONL_FORMAT, default=str(n), allow_int=True))
+            texts.append(join_text(string_field(obj, "title", path, n, JSONL_FORMAT, default=""),
+                                   string_field(obj, "text", path, n, JSONL_FORMAT)))
+    if not texts:
+        raise InputError(f"--corpus {p}: no documents in {path}; expected {JSONL_FORMAT}")
+    return ids, texts
+
+
+def atomic_writer(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- idf, train
+
+def compute_idf(corpus: str, tokenizer: str, out: Path, limit: int | None = None,
+                show_progress: bool = True) -> dict[str, Any]:
+    """The paper's IDF of every vocabulary token over `corpus`, written to `out` as idf.json (unseen: 1.0)."""
+    _, texts = read_texts(corpus, limit)  # a bad line is reported before torch is even imported
+    from ifsr.core.encoder import load_tokenizer
+    from ifsr.core.idf import document_frequencies, idf_from_df, save_idf
+
+    tok = load_tokenizer(tokenizer)
+    df, n = document_frequencies(texts, tok, show_progress=show_progress)
+    idf = idf_from_df(df, n)
+    atomic_writer(out, lambda tmp: save_idf(tmp, idf, tok))
+    return {"n_docs": n, "vocab": len(idf), "seen": int((df > 0).sum())}
+
+
+def train_from_config(config: str, **overrides: Any):
+    """`ifsr.exp.runs.trained_run` on the AblationConfig file: pre-training (if configured), then
+    fine-tuning on `train_dataset`'s train split with `train`'s settings; cached by run key, resumable."""
+    from ifsr.exp.config import AblationConfig, load_config
+
+    cfg = load_config(AblationConfig, check_file(config, "--config", "a YAML file of AblationConfig keys"), **overrides)
+    check_writable_dir(cfg.runs_dir, "runs_dir")
+    check_writable_dir(cfg.cache_dir, "cache_dir")
+    if cfg.idf_path is not None:
+        check_file(cfg.idf_path, f"{config}: idf_path", "an idf.json file (a JSON object of token -> idf)")
+    from ifsr.distill.trainsets import finetune_dataset
+    from ifsr.exp.runs import trained_run
+
+    return trained_run(cfg, cfg.train, lambda: finetune_dataset(cfg))
+
+
+# ----------------------------------------------------------------------------- export, index, search
+
+def export_model(model: str, fmt: str, out: Path, idf: str | None = None, max_length: int | None = None,
+                 corpus: str | None = None, limit: int | None = None, index_name: str | None = None,
+                 batch_size: int = 32, show_progress: bool = True) -> dict[str, Path]:
+    """Write `model` in `fmt` ("opensearch" | "sentence-transformers") to `out`; with `corpus`, also its
+    OpenSearch bulk file (mapping.json + bulk.ndjson) under out/bulk."""
+    from ifsr.serving import opensearch
+
+    if corpus is not None and not opensearch.is_available():
+        raise InputError(f"--corpus needs {opensearch.OPENSEARCH_PACKAGE}: pip install {opensearch.OPENSEARCH_PACKAGE}")
+    ids, texts = read_texts(corpus, limit) if corpus is not None else ([], [])
+    from ifsr.serving.base import vocab_terms
+    from ifsr.serving.export import load_model, save_opensearch, save_sparse_encoder
+
+    doc, query = load_model(model, idf_path=idf, max_length=max_length)
+    written = {"model": (save_opensearch if fmt == "opensearch" else save_sparse_encoder)(doc, query, out)}
+    if corpus is not None:
+        vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress)
+        name = index_name or Path(corpus).stem.lower()
+        written.update(opensearch.export_opensearch(ids, vectors, vocab_terms(doc.tokenizer), out / "bulk", name,
+                                                    texts=texts, show_progress=show_progress))
+    return written
+
+
+def check_engine(name: str) -> None:
+    from ifsr.serving.engines import ENGINES
+
+    cls = ENGINES[name]
+    if not cls.is_available():
+        raise InputError(f"--engine {name} needs {cls.package}: pip install {cls.package} (or use --engine exact)")
+
+
+def default_engine() -> str:
+    from ifsr.serving.engines import ENGINES
+
+    return "pisa" if ENGINES["pisa"].is_available() else "exact"
+
+
+def build_index(model: str, corpus: str, engine: str, out: Path, idf: str | None = None,
+                max_length: int | None = None, limit: int | None = None, batch_size: int = 32,
+                show_progress: bool = True) -> dict[str, Any]:
+    """Encode `corpus` with `model`'s document side and write an index folder for `search` (module doc)."""
+    import scipy.sparse as sp
+
+    from ifsr.core.idf import save_idf
+    from ifsr.serving.base import vocab_terms
+    from ifsr.serving.export import load_model
+    from ifsr.serving.pisa import PisaImpactIndex
+
+    ids, texts = read_texts(corpus, limit)
+    doc, query = load_model(model, idf_path=idf, max_length=max_length)
+    vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress)  # CSR [n, V]
+    query.tokenizer.save_pretrained(out / "query")
+    save_idf(out / "query" / "idf.json", query.idf, query.tokenizer)
+    if engine == "pisa":
+        PisaImpactIndex.build(out / "pisa", vectors, vocab_terms(query.tokenizer), show_progress=show_progress)
+    else:
+        sp.save_npz(out / "docs.npz", sp.csr_matrix(vectors))
+    (out / "doc_ids.json").write_text(json.dumps(ids), encoding="utf-8")
+    meta = {"engine": engine, "model": model, "corpus": str(corpus), "n_docs": len(ids), "max_length": doc.max_length,
+            "doc_nnz": float(vectors.getnnz() / max(len(ids), 1))}
+    (out / INDEX_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last
+    return meta
+
+
+def read_index(index: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    p = Path(index)
+    meta_path = check_file(p / INDEX_FILE, "--index", f"a folder written by `ifsr index` (holding {INDEX_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"--index {p}: {meta_path} is not valid JSON ({e.msg}); rebuild it with `ifsr index`") from None
+    from ifsr.serving.engines import ENGINES
+
+    if not isinstance(meta, dict) or meta.get("engine") not in ENGINES:
+        raise InputError(f"--index {p}: {meta_path} names no known engine; expected one of {sorted(ENGINES)}")
+    check_engine(meta["engine"])
+    return p, meta
+
+
+def search_index(index: str | os.PathLike, text: str, k: int = 10) -> list[tuple[str, float]]:
+    """Top-k (doc id, score) of one query on an index folder: IDF query side, the folder's engine."""
+    p, meta = read_index(index)
+    if k <= 0:
+        raise InputError(f"-k {k}: expected a positive number of hits")
+    import scipy.sparse as sp
+
+    from ifsr.core.encoder import QueryEncoder, load_tokenizer
+    from ifsr.core.idf import load_idf
+    from ifsr.serving.base import vocab_terms
+    from ifsr.serving.engines import ENGINES
+    from ifsr.serving.pisa import PisaImpactIndex
+
+    tok = load_tokenizer(str(p / "query"))
+    query = QueryEncoder(tok, load_idf(p / "query" / "idf.json", tok))
+    doc_ids = json.loads((p / "doc_ids.json").read_text(encoding="utf-8"))
+    if meta["engine"] == "pisa":
+        engine = PisaImpactIndex(p / "pisa", vocab_terms(tok), k=k)
+    else:
+        engine = ENGINES[meta["engine"]].from_docs(sp.load_npz(p / "docs.npz").tocsr(), k)
+    ids = query.token_ids(text)
+    rows, scores = engine.search_ids(ids, query.idf[ids])
+    return [(doc_ids[int(r)], float(s)) for r, s in zip(rows, scores)]

@@ -1,0 +1,107 @@
+"""Each train-your-own subcommand run as `python -m ifsr.cli ...` on tiny sets: idf, train, evaluate,
+export, index, search (the README's "Train your own" chain)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import pytest
+import yaml
+from cli_helpers import DOCS, ROOT, ifsr, write_beir
+
+from ifsr.cli_steps import read_texts
+from ifsr.exp.config import AblationConfig, load_config
+
+EXAMPLE = ROOT / "configs" / "examples" / "train_scifact_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_beir(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root, splade_tiny_path, minilm_path):
+    """`ifsr train` on the example config, cut further: 100 documents, 4 queries, 2 steps of 2 queries."""
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    cfg.update(corpus_limit=100, train_query_limit=4, mining_depth=10, teacher_max_length=32)
+    cfg["train"].update(steps=2, batch_size=2, max_length=32, save_steps=1)
+    (tmp / "my.yaml").write_text(yaml.safe_dump(cfg))
+    proc = ifsr("train", "--config", tmp / "my.yaml", "--runs-dir", tmp / "runs", "--cache-dir", tmp / "cache",
+                "--data-dir", data_root.resolve())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("model: ")]
+    assert len(lines) == 1, proc.stdout
+    return tmp, lines[0].removeprefix("model: ")
+
+
+def test_example_config_loads_and_every_key_is_commented():
+    cfg = load_config(AblationConfig, EXAMPLE)  # unknown keys would raise
+    assert cfg.train.student == "splade-tiny" and cfg.corpus_limit
+    for line in EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and line.strip() != "train:":
+            assert "#" in line, f"uncommented key: {line}"
+
+
+def test_idf_of_a_beir_dir_follows_the_formula(tiny, tmp_path, splade_tiny_path):
+    out = tmp_path / "idf.json"
+    proc = ifsr("idf", "--corpus", tiny, "--tokenizer", "splade-tiny", "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"wrote {out}" in proc.stdout and "over 4 documents" in proc.stdout
+    idf = json.loads(out.read_text())
+    assert len(idf) == 30522 and not list(tmp_path.glob(".*tmp"))  # written atomically, no leftovers
+    assert idf["lung"] == pytest.approx(math.log1p((4 - 1 + 0.5) / (1 + 0.5)))  # in 1 of the 4 documents
+    assert idf["[unused5]"] == 1.0 and idf["[CLS]"] == 1.0  # unseen and special tokens: 1.0
+
+
+def test_idf_reads_a_jsonl_file_like_the_beir_dir(tiny, tmp_path):
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps({"title": t, "text": x}) + "\n" for _, t, x in DOCS))
+    assert read_texts(jsonl)[1] == read_texts(tiny)[1]  # title + " " + text, the same texts
+    assert read_texts(jsonl)[0] == ["1", "2", "3", "4"]  # no _id: the line number
+
+
+def test_train_writes_a_model_and_says_where(trained):
+    tmp, model = trained
+    assert (tmp / "runs").as_posix() in model and (ROOT / model / "modules.json").is_file()
+
+
+def test_evaluate_records_the_idf_used(trained, tiny, tmp_path):
+    _, model = trained
+    out = tmp_path / "eval.json"
+    proc = ifsr("evaluate", "--model", model, "--data", tiny, "--max-length", 32, "--json", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    (weights,) = (ROOT / model).glob("query_*_SparseStaticEmbedding/model.safetensors")
+    assert res["idf_file"] == str(weights) and res["idf_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def test_export_opensearch_with_bulk_and_sentence_transformers(trained, tiny, tmp_path):
+    _, model = trained
+    os_dir, st_dir = tmp_path / "os", tmp_path / "st"
+    proc = ifsr("export", "--model", model, "--format", "opensearch", "--out", os_dir, "--corpus", tiny, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (os_dir / "idf.json").is_file() and (os_dir / "config.json").is_file()
+    bulk = (os_dir / "bulk" / "bulk.ndjson").read_text().splitlines()
+    assert len(bulk) == 2 * len(DOCS) and json.loads(bulk[0])["index"] == {"_index": tiny.name, "_id": "d1"}
+    proc = ifsr("export", "--model", model, "--format", "sentence-transformers", "--out", st_dir, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (st_dir / "modules.json").is_file() and f"model: {st_dir}" in proc.stdout
+
+
+def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_path, idf_file):
+    """The default engine: PISA when pyterrier-pisa imports, else exact (both were run by hand, and seismic)."""
+    index = tmp_path / "index"
+    proc = ifsr("index", "--model", splade_tiny_path, "--idf", idf_file, "--corpus", tiny, "--out", index,
+                "--max-length", 64, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((index / "index.json").read_text())
+    from ifsr.serving.engines import ENGINES
+
+    assert meta["engine"] == ("pisa" if ENGINES["pisa"].is_available() else "exact") and meta["n_docs"] == len(DOCS)
+    proc = ifsr("search", "--index", index, "--query", "what clears particles from the lung", "-k", 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hits = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert 1 <= len(hits) <= 2 and hits[0][:2] == ["1", "d1"] and float(hits[0][2]) > 0
