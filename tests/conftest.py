@@ -102,3 +102,14 @@ def tokenizer(splade_tiny_path):
     from ifsr.core.encoder import load_tokenizer
 
     return load_tokenizer("splade-tiny")
+
+
+def repo_copy(tmp_path: Path, presets: str) -> Path:
+    """A scratch repository root: this repo's notebooks/ and configs/, with `presets` as presets.yaml."""
+    import shutil
+
+    root = tmp_path / "repo"
+    for folder in ("notebooks", "configs"):
+        shutil.copytree(Path(__file__).resolve().parents[1] / folder, root / folder)
+    (root / "configs" / "presets.yaml").write_text(presets)
+    return root

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ifsr.core.idf import load_idf
-from ifsr.data import beir as data
+
+from ifsr.data import download
 from ifsr.data.beir import load_beir
 from ifsr.data.pairs import load_pairs
 
@@ -36,7 +37,7 @@ def no_network(monkeypatch) -> list[str]:
     def boom(url, dest):
         urls.append(url)
         raise AssertionError(f"network touched: {url}")
-    monkeypatch.setattr(data, "fetch", boom)
+    monkeypatch.setattr(download, "fetch", boom)
     return urls
 
 
@@ -222,16 +223,16 @@ def _zip_dirs(dirs: dict[str, Path]) -> bytes:
 
 
 def test_cqadupstack_subset_downloads_once_then_reads_subsets(tmp_path, monkeypatch):
-    assert "cqadupstack" in data.BEIR_MD5
+    assert "cqadupstack" in download.BEIR_MD5
     blob = _zip_dirs({"cqadupstack/android": write_set(tmp_path / "src" / "a"),
                       "cqadupstack/gaming": write_set(tmp_path / "src" / "g")})
-    monkeypatch.setitem(data.BEIR_MD5, "cqadupstack", hashlib.md5(blob).hexdigest())
+    monkeypatch.setitem(download.BEIR_MD5, "cqadupstack", hashlib.md5(blob).hexdigest())
     urls: list[str] = []
-    monkeypatch.setattr(data, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
+    monkeypatch.setattr(download, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
     monkeypatch.chdir(tmp_path)  # no ./cqadupstack here: the name is a set name
     s = load_beir("cqadupstack/android", data_dir=tmp_path / "d")
     assert s.name == "android" and s.doc_ids == ["d1", "d2"]
-    assert urls == [data.BEIR_URL.format(name="cqadupstack")]
+    assert urls == [download.BEIR_URL.format(name="cqadupstack")]
     assert load_beir("cqadupstack/gaming", data_dir=tmp_path / "d").doc_ids == ["d1", "d2"]
     with pytest.raises(FileNotFoundError) as e:
         load_beir("cqadupstack/english", data_dir=tmp_path / "d")  # an official subset missing locally

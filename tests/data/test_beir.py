@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ifsr.data import beir as data
+from ifsr.data import download
 from ifsr.data.beir import BeirSet, data_dir, default_idf_path, join_text, load_beir, training_queries
 
 CORPUS = [
@@ -123,11 +123,11 @@ def _zip_of(root: Path, name: str) -> bytes:
 
 def test_download_verifies_md5_and_unzips(tmp_path, monkeypatch):
     blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
-    monkeypatch.setitem(data.BEIR_MD5, "scifact", hashlib.md5(blob).hexdigest())
+    monkeypatch.setitem(download.BEIR_MD5, "scifact", hashlib.md5(blob).hexdigest())
     urls = []
-    monkeypatch.setattr(data, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
+    monkeypatch.setattr(download, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
     s = load_beir("scifact", data_dir=tmp_path / "d")
-    assert urls == [data.BEIR_URL.format(name="scifact")]
+    assert urls == [download.BEIR_URL.format(name="scifact")]
     assert s.doc_ids == ["d1", "d2", "d3"] and s.query_ids == ["q1", "q3"]
     assert sorted(p.name for p in (tmp_path / "d" / "beir").iterdir()) == ["scifact"]  # zip removed
     load_beir("scifact", data_dir=tmp_path / "d")  # second call reads the files, no fetch
@@ -136,7 +136,7 @@ def test_download_verifies_md5_and_unzips(tmp_path, monkeypatch):
 
 def test_download_md5_mismatch_is_an_error(tmp_path, monkeypatch):
     blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
-    monkeypatch.setattr(data, "fetch", lambda url, dest: Path(dest).write_bytes(blob))
+    monkeypatch.setattr(download, "fetch", lambda url, dest: Path(dest).write_bytes(blob))
     with pytest.raises(ValueError, match="md5 mismatch"):
         load_beir("scifact", data_dir=tmp_path / "d")
     assert list((tmp_path / "d" / "beir").iterdir()) == []  # nothing extracted, nothing left
@@ -145,17 +145,17 @@ def test_download_md5_mismatch_is_an_error(tmp_path, monkeypatch):
 def test_offline_names_dir_and_url(tmp_path, monkeypatch):
     def offline(url, dest):
         raise urllib.error.URLError("no network")
-    monkeypatch.setattr(data, "fetch", offline)
+    monkeypatch.setattr(download, "fetch", offline)
     with pytest.raises(FileNotFoundError) as e:
         load_beir("nfcorpus", data_dir=tmp_path)
     assert str(tmp_path / "beir" / "nfcorpus") in str(e.value)
-    assert data.BEIR_URL.format(name="nfcorpus") in str(e.value)
+    assert download.BEIR_URL.format(name="nfcorpus") in str(e.value)
 
 
 def test_no_fetch_when_download_off_or_name_unknown(tmp_path, monkeypatch):
     def boom(url, dest):
         raise AssertionError("network touched")
-    monkeypatch.setattr(data, "fetch", boom)
+    monkeypatch.setattr(download, "fetch", boom)
     with pytest.raises(FileNotFoundError, match="download disabled"):
         load_beir("scifact", data_dir=tmp_path, download=False)
     with pytest.raises(FileNotFoundError, match="no md5 known"):

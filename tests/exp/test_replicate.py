@@ -1,23 +1,14 @@
 """The batch runner checks every parameter and config key before running, and refuses to overwrite."""
-import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import repo_copy
 from ifsr.replicate import NOTEBOOKS, check_parameters, entry_parts, plan, replicate
 from ifsr.serving.latency import model_from_curve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _repo(tmp_path: Path, presets: str) -> Path:
-    root = tmp_path / "repo"
-    for folder in ("notebooks", "configs"):
-        shutil.copytree(ROOT / folder, root / folder)
-    (root / "configs" / "presets.yaml").write_text(presets)
-    return root
 
 
 def test_every_preset_plans_with_declared_parameters():
@@ -44,18 +35,18 @@ def test_unknown_parameter_preset_and_config_key_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown preset 'tpu'"):
         plan("tpu", ROOT)
     with pytest.raises(ValueError, match="unknown parameter"):
-        plan("smoke", _repo(tmp_path / "a", "smoke:\n  01_idf_flops: {lambda: 1}\n"))
+        plan("smoke", repo_copy(tmp_path / "a", "smoke:\n  01_idf_flops: {lambda: 1}\n"))
     with pytest.raises(ValueError, match="unknown notebook"):
-        plan("smoke", _repo(tmp_path / "b", "smoke:\n  07_magic: {}\n"))
+        plan("smoke", repo_copy(tmp_path / "b", "smoke:\n  07_magic: {}\n"))
     bad_train = "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, train_overrides: {in_batch: true}}\n"
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
-        plan("smoke", _repo(tmp_path / "c", bad_train))
+        plan("smoke", repo_copy(tmp_path / "c", bad_train))
     with pytest.raises(ValueError, match="arms must be"):
-        plan("smoke", _repo(tmp_path / "d", "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
+        plan("smoke", repo_copy(tmp_path / "d", "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
 
 
 def test_finished_result_is_not_overwritten(tmp_path, capsys):
-    root = _repo(tmp_path, "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
+    root = repo_copy(tmp_path, "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
     done = root / "results" / "smoke" / "teachers"
     done.mkdir(parents=True)
     (done / "manifest.json").write_text("{}")

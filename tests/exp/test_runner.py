@@ -11,19 +11,12 @@ from pathlib import Path
 import papermill
 import pytest
 
+from conftest import repo_copy
 from ifsr.cli import main
 from ifsr.replicate import plan, replicate
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHERS = "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n"
-
-
-def _repo(tmp_path: Path, presets: str) -> Path:
-    root = tmp_path / "repo"
-    for folder in ("notebooks", "configs"):
-        shutil.copytree(ROOT / folder, root / folder)
-    (root / "configs" / "presets.yaml").write_text(presets)
-    return root
 
 
 def _fake_papermill(monkeypatch, fail: bool = False, wall: float = 1.0, fail_after_manifest: bool = False):
@@ -58,7 +51,7 @@ def _finished(root: Path, folder: str = "teachers", wall: float = 321.0) -> Path
 # --------------------------------------------------------------------------- failed --force run
 
 def test_failed_forced_run_leaves_the_folder_unfinished(tmp_path, monkeypatch):
-    root = _repo(tmp_path, TEACHERS)
+    root = repo_copy(tmp_path, TEACHERS)
     done = _finished(root)
     _fake_papermill(monkeypatch, fail=True)
     with pytest.raises(RuntimeError, match="cell 3"):
@@ -72,7 +65,7 @@ def test_failed_forced_run_leaves_the_folder_unfinished(tmp_path, monkeypatch):
 
 
 def test_notebook_that_fails_after_writing_its_manifest_is_not_finished(tmp_path, monkeypatch):
-    root = _repo(tmp_path, TEACHERS)
+    root = repo_copy(tmp_path, TEACHERS)
     _fake_papermill(monkeypatch, fail_after_manifest=True)
     with pytest.raises(RuntimeError, match="last cell"):
         replicate("smoke", root, data_dir=str(tmp_path))
@@ -80,7 +73,7 @@ def test_notebook_that_fails_after_writing_its_manifest_is_not_finished(tmp_path
 
 
 def test_forced_run_that_succeeds_replaces_the_manifest(tmp_path, monkeypatch, capsys):
-    root = _repo(tmp_path, TEACHERS)
+    root = repo_copy(tmp_path, TEACHERS)
     done = _finished(root)
     _fake_papermill(monkeypatch)
     replicate("smoke", root, force=True, data_dir=str(tmp_path))
@@ -94,7 +87,7 @@ def test_forced_run_that_succeeds_replaces_the_manifest(tmp_path, monkeypatch, c
 # --------------------------------------------------------------------------- --only
 
 def test_only_with_an_unknown_name_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    root = _repo(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
+    root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
                            "  01_idf_flops: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
     with pytest.raises(ValueError, match=r"--only 01_idf_flopz: not an entry of preset 'smoke'; "
@@ -119,7 +112,7 @@ def test_only_with_an_unknown_name_is_refused_before_anything_runs(tmp_path, mon
     ("- smoke\n", r"presets\.yaml: expected a mapping preset -> notebook -> parameters, got a list"),
 ])
 def test_malformed_presets_file_is_one_line_with_file_and_line(tmp_path, capsys, text, message):
-    root = _repo(tmp_path, text)
+    root = repo_copy(tmp_path, text)
     with pytest.raises(ValueError, match=message):
         plan("smoke", root)
     assert main(["replicate", "--preset", "smoke", "--root", str(root), "--data-dir", str(tmp_path)]) == 2
@@ -131,7 +124,7 @@ def test_malformed_presets_file_is_one_line_with_file_and_line(tmp_path, capsys,
 # --------------------------------------------------------------------------- LAUNCH.json, progress, paths
 
 def test_launch_is_written_only_when_something_runs(tmp_path, monkeypatch, capsys):
-    root = _repo(tmp_path, TEACHERS)
+    root = repo_copy(tmp_path, TEACHERS)
     _finished(root)
     calls = _fake_papermill(monkeypatch)
     assert replicate("smoke", root, data_dir=str(tmp_path)) == []
@@ -140,7 +133,7 @@ def test_launch_is_written_only_when_something_runs(tmp_path, monkeypatch, capsy
 
 
 def test_progress_lines_and_the_paths_of_report_and_figures(tmp_path, monkeypatch, capsys):
-    root = _repo(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
+    root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
                            "  02_teachers: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
     replicate("smoke", root, data_dir=str(tmp_path))
