@@ -7,7 +7,7 @@
 # when pyproject.toml changes (a stamp file in the venv records the install). Every command runs with the
 # venv's python. Torch's CPU build is installed before the package, or pip pulls a CUDA build.
 # The data directory: $IFSR_DATA_DIR if set, else ../shared/data if it exists, else ./data (BEIR sets absent
-# there are downloaded by name when online); `ifsr.replicate.find_data_dir` is the one place that decides.
+# there are downloaded by name when online); `ifsr.data.beir.find_data_dir` is the one place that decides.
 #
 # Variables: VENV (.venv; CI uses .venv-ci), PYTHON (python3, makes the venv), PRESET (cpu), ARGS (more
 # `ifsr replicate` flags, e.g. ARGS="--force --only 01_idf_flops"), PYTEST_ARGS (e.g. PYTEST_ARGS="tests/exp").
@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ifsr-installed
-DATA_DIR = $$($(PY) -c 'from ifsr.replicate import find_data_dir; print(find_data_dir()[0])')
+DATA_DIR = $$($(PY) -c 'from ifsr.data.beir import find_data_dir; print(find_data_dir()[0])')
 
 .DEFAULT_GOAL := help
 .PHONY: help install replicate smoke test data-dir

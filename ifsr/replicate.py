@@ -10,7 +10,7 @@ are unknown keys in a training notebook's config (its YAML, its overrides and `t
 `only` names that are not entries of the preset.
 A finished result (its manifest.json exists) is not overwritten without `force`; a forced run first
 moves the old manifest aside (manifest.previous.json), so a run that fails leaves its folder unfinished.
-The data directory, unless given, is found by `find_data_dir`. Progress: "[i/n]" per notebook with an
+The data directory, unless given, is found by `ifsr.data.beir.find_data_dir`. Progress: "[i/n]" per notebook with an
 estimate from the last run's manifest (wall_seconds), papermill's per-cell bar, and at the end the
 paths of the report and of every figure written.
 """
@@ -28,6 +28,7 @@ from typing import Any
 import papermill
 import yaml
 
+from ifsr.data.beir import find_data_dir
 from ifsr.exp.config import AblationConfig, load_config
 from ifsr.manifest import atomic_write, git_commit
 from ifsr.report.report import write_report
@@ -48,23 +49,6 @@ def entry_parts(entry: str) -> tuple[str, str]:
     if name not in NOTEBOOKS or (variant and not re.fullmatch(r"[a-z0-9_]+", variant)):
         raise ValueError(f"unknown notebook entry {entry!r}; known: {sorted(NOTEBOOKS)} (optionally '@variant')")
     return name, NOTEBOOKS[name] + (f"_{variant}" if variant else "")
-
-
-def find_data_dir(root: str | os.PathLike = ".", environ: dict[str, str] | None = None) -> tuple[Path, str]:
-    """The data directory to use and why: $IFSR_DATA_DIR if set, else ../shared/data beside the
-    repository if it exists, else ./data (the BEIR sets absent there are downloaded by name, when online;
-    a set already on disk is never downloaded again)."""
-    env = os.environ if environ is None else environ
-    root = Path(root).resolve()
-    if env.get("IFSR_DATA_DIR"):
-        return Path(env["IFSR_DATA_DIR"]).resolve(), "$IFSR_DATA_DIR"
-    shared = root.parent / "shared" / "data"
-    if shared.is_dir():
-        return shared, "../shared/data beside the repository"
-    local = root / "data"
-    if local.is_dir():
-        return local, "./data"
-    return local, "./data does not exist yet: BEIR sets will be downloaded into it by name (needs network)"
 
 
 def _keys(node: yaml.Node | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:

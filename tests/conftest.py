@@ -27,7 +27,9 @@ def _missing(what: str) -> None:
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The data directory (IFSR_DATA_DIR), holding beir/, idf/ and pairs/."""
-    root = Path(os.environ.get("IFSR_DATA_DIR", "data"))
+    from ifsr.data.beir import data_dir
+
+    root = data_dir()  # $IFSR_DATA_DIR, else ../shared/data, else ./data (ifsr.data.beir.find_data_dir)
     if not (root / "beir").is_dir():
         _missing(f"no BEIR data under {root.resolve()}/beir (set IFSR_DATA_DIR=../shared/data)")
     return root

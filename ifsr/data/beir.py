@@ -32,11 +32,26 @@ QUERIES_FORMAT = 'one JSON object a line: {"_id": str, "text": str}'
 QRELS_FORMAT = "query-id<TAB>corpus-id<TAB>integer score (optional header 'query-id corpus-id score')"
 
 
+def find_data_dir(root: str | os.PathLike = ".", environ: dict[str, str] | None = None) -> tuple[Path, str]:
+    """The data directory to use and why (the one place that decides): $IFSR_DATA_DIR if set, else ../shared/data beside the
+    repository if it exists, else ./data (the BEIR sets absent there are downloaded by name, when online;
+    a set already on disk is never downloaded again)."""
+    env = os.environ if environ is None else environ
+    root = Path(root).resolve()
+    if env.get("IFSR_DATA_DIR"):
+        return Path(env["IFSR_DATA_DIR"]).resolve(), "$IFSR_DATA_DIR"
+    shared = root.parent / "shared" / "data"
+    if shared.is_dir():
+        return shared, "../shared/data beside the repository"
+    local = root / "data"
+    if local.is_dir():
+        return local, "./data"
+    return local, "./data does not exist yet: BEIR sets will be downloaded into it by name (needs network)"
+
+
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``path`` if given, else $IFSR_DATA_DIR (read now), else ``data``."""
-    if path is not None:
-        return Path(path)
-    return Path(os.environ.get("IFSR_DATA_DIR") or "data")
+    """The data directory: ``path`` if given, else `find_data_dir`'s choice (read at call time)."""
+    return Path(path) if path is not None else find_data_dir()[0]
 
 
 _data_dir = data_dir  # load_beir's ``data_dir`` argument shadows the function

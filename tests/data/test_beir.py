@@ -41,7 +41,8 @@ def write_beir(root: Path, corpus=CORPUS, queries=QUERIES, qrels=QRELS,
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("IFSR_DATA_DIR", raising=False)
-    assert data_dir() == Path("data")
+    monkeypatch.chdir(tmp_path)  # no ../shared/data beside it: ./data
+    assert data_dir() == (tmp_path / "data").resolve()
     monkeypatch.setenv("IFSR_DATA_DIR", str(tmp_path))  # read at call time, after import
     assert data_dir() == tmp_path
     assert data_dir("elsewhere") == Path("elsewhere")

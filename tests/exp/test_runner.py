@@ -156,7 +156,7 @@ def test_progress_lines_and_the_paths_of_report_and_figures(tmp_path, monkeypatc
 # --------------------------------------------------------------------------- the README's two commands
 
 def test_data_dir_discovery_order(tmp_path):
-    from ifsr.replicate import find_data_dir
+    from ifsr.data.beir import find_data_dir
 
     repo = tmp_path / "work" / "repo"
     repo.mkdir(parents=True)
