@@ -115,3 +115,18 @@ def repo_copy(tmp_path: Path, presets: str) -> Path:
         shutil.copytree(Path(__file__).resolve().parents[1] / folder, root / folder)
     (root / "configs" / "presets.yaml").write_text(presets)
     return root
+
+
+def zip_dirs(dirs: dict[str, Path]) -> bytes:
+    """The bytes of a zip holding each folder's files under its prefix ({"scifact": folder} -> scifact/...),
+    as an official BEIR download would be."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for prefix, root in dirs.items():
+            for p in sorted(root.rglob("*")):
+                if p.is_file():
+                    z.write(p, f"{prefix}/{p.relative_to(root)}")
+    return buf.getvalue()

@@ -4,16 +4,15 @@ over an existing data directory."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from ifsr.core.idf import load_idf
 
+from conftest import zip_dirs
 from ifsr.data import download
 from ifsr.data.beir import load_beir
 from ifsr.data.pairs import load_pairs
@@ -212,19 +211,9 @@ def test_subset_of_an_official_set_without_subsets_is_refused_offline(tmp_path, 
     assert urls == [] and not (tmp_path / "beir").exists()
 
 
-def _zip_dirs(dirs: dict[str, Path]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for prefix, root in dirs.items():
-            for p in sorted(root.rglob("*")):
-                if p.is_file():
-                    z.write(p, f"{prefix}/{p.relative_to(root)}")
-    return buf.getvalue()
-
-
 def test_cqadupstack_subset_downloads_once_then_reads_subsets(tmp_path, monkeypatch):
     assert "cqadupstack" in download.BEIR_MD5
-    blob = _zip_dirs({"cqadupstack/android": write_set(tmp_path / "src" / "a"),
+    blob = zip_dirs({"cqadupstack/android": write_set(tmp_path / "src" / "a"),
                       "cqadupstack/gaming": write_set(tmp_path / "src" / "g")})
     monkeypatch.setitem(download.BEIR_MD5, "cqadupstack", hashlib.md5(blob).hexdigest())
     urls: list[str] = []

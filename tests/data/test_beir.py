@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import urllib.error
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from conftest import zip_dirs
 from ifsr.data import download
 from ifsr.data.beir import BeirSet, data_dir, default_idf_path, join_text, load_beir, training_queries
 
@@ -113,17 +112,8 @@ def test_checksum_is_sha256_of_the_three_files(tmp_path):
     assert load_beir(str(root), split="train").checksum() != s.checksum()
 
 
-def _zip_of(root: Path, name: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for p in sorted(root.rglob("*")):
-            if p.is_file():
-                z.write(p, f"{name}/{p.relative_to(root)}")
-    return buf.getvalue()
-
-
 def test_download_verifies_md5_and_unzips(tmp_path, monkeypatch):
-    blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
+    blob = zip_dirs({"scifact": write_beir(tmp_path / "src")})
     monkeypatch.setitem(download.BEIR_MD5, "scifact", hashlib.md5(blob).hexdigest())
     urls = []
     monkeypatch.setattr(download, "fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(blob)))
@@ -136,7 +126,7 @@ def test_download_verifies_md5_and_unzips(tmp_path, monkeypatch):
 
 
 def test_download_md5_mismatch_is_an_error(tmp_path, monkeypatch):
-    blob = _zip_of(write_beir(tmp_path / "src"), "scifact")
+    blob = zip_dirs({"scifact": write_beir(tmp_path / "src")})
     monkeypatch.setattr(download, "fetch", lambda url, dest: Path(dest).write_bytes(blob))
     with pytest.raises(ValueError, match="md5 mismatch"):
         load_beir("scifact", data_dir=tmp_path / "d")
