@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def model_path(model: str) -> Path:
 
 def saved_layout(model: str) -> str | None:
     """'sentence-transformers' or 'opensearch' for a saved ifsr model (it carries its IDF), else None."""
-    p = model_path(model)
+    p = model_path(model)  # the same test as ifsr.serving.export.load_model's, without importing torch
     if (p / "modules.json").is_file():
         return "sentence-transformers"
     if (p / "idf.json").is_file():
@@ -167,17 +166,6 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
     return ids, texts
 
 
-def atomic_writer(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 # ----------------------------------------------------------------------------- idf, train
 
 def compute_idf(corpus: str, tokenizer: str, out: Path, limit: int | None = None,
@@ -186,11 +174,12 @@ def compute_idf(corpus: str, tokenizer: str, out: Path, limit: int | None = None
     _, texts = read_texts(corpus, limit)  # a bad line is reported before torch is even imported
     from ifsr.core.encoder import load_tokenizer
     from ifsr.core.idf import document_frequencies, idf_from_df, save_idf
+    from ifsr.manifest import atomic_write_with
 
     tok = load_tokenizer(tokenizer)
     df, n = document_frequencies(texts, tok, show_progress=show_progress)
     idf = idf_from_df(df, n)
-    atomic_writer(out, lambda tmp: save_idf(tmp, idf, tok))
+    atomic_write_with(out, lambda tmp: save_idf(tmp, idf, tok))
     return {"n_docs": n, "vocab": len(idf), "seen": int((df > 0).sum())}
 
 

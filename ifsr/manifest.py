@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,29 @@ def sha256_dir(path: str | os.PathLike, suffixes: tuple[str, ...] = (".json", ".
     return h.hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
+def atomic_write_with(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`: a reader sees the
+    old file or the whole new one, never half of it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` atomically (`atomic_write_with`), fsynced before the rename."""
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write_with(path, write)
 
 
 def git_commit(repo: str | os.PathLike = ".") -> dict[str, Any]:
