@@ -43,13 +43,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         steps.check_writable_dir(args.cache_dir, "--cache-dir")
     if args.json:
         steps.check_out_file(args.json, "--json")
+    from ifsr.distributed import init_from_env
     from ifsr.eval.evaluate import evaluate_model
     from ifsr.manifest import atomic_write
 
+    rank, _ = init_from_env()  # under torchrun: the corpus encoding is split over the processes
     res = evaluate_model(args.model, args.data, split=args.split, idf_path=args.idf, max_length=args.max_length,
                          k=args.k, self_hits=_self_hits(args.self_hits), cache_dir=args.cache_dir,
                          data_dir=args.data_dir, batch_size=args.batch_size, show_progress=not args.quiet)
     res.update(steps.idf_record(args.model, args.idf))
+    if rank != 0:
+        return 0
     print(f"{res['dataset']}/{res['split']}: nDCG@10={res['nDCG@10']:.4f} R@100={res['R@100']:.4f} "
           f"flops={res['flops']:.3f} doc_nnz={res['doc_nnz']:.1f} query_nnz={res['query_nnz']:.1f} "
           f"({res['n_queries']} queries, {res['n_docs']} docs)")
@@ -91,6 +95,10 @@ def run_idf(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     run = steps.train_from_config(args.config, data_dir=args.data_dir, runs_dir=args.runs_dir,
                                   cache_dir=args.cache_dir)
+    from ifsr.distributed import is_main
+
+    if not is_main():  # under torchrun rank 0 reports
+        return 0
     print(f"model: {run.model_dir}")
     print(f"training config (tau resolved): {run.model_dir.parent / 'train_config.yaml'}")
     return 0

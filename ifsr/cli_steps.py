@@ -185,7 +185,8 @@ def compute_idf(corpus: str, tokenizer: str, out: Path, limit: int | None = None
 
 def train_from_config(config: str, **overrides: Any):
     """`ifsr.exp.runs.trained_run` on the AblationConfig file: pre-training (if configured), then
-    fine-tuning on `train_dataset`'s train split with `train`'s settings; cached by run key, resumable."""
+    fine-tuning on `train_dataset`'s train split with `train`'s settings; cached by run key, resumable.
+    Launched by torchrun, it joins the process group after the checks (ifsr.distributed.init_from_env)."""
     from ifsr.exp.config import AblationConfig, load_config
 
     cfg = load_config(AblationConfig, check_file(config, "--config", "a YAML file of AblationConfig keys"), **overrides)
@@ -194,8 +195,10 @@ def train_from_config(config: str, **overrides: Any):
     if cfg.idf_path is not None:
         check_file(cfg.idf_path, f"{config}: idf_path", "an idf.json file (a JSON object of token -> idf)")
     from ifsr.distill.trainsets import finetune_dataset
+    from ifsr.distributed import init_from_env
     from ifsr.exp.runs import trained_run
 
+    init_from_env()  # under `torchrun --nproc_per_node N -m ifsr.cli train`: teacher scoring sharded, then DDP
     return trained_run(cfg, cfg.train, lambda: finetune_dataset(cfg))
 
 

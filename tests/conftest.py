@@ -130,3 +130,22 @@ def zip_dirs(dirs: dict[str, Path]) -> bytes:
                 if p.is_file():
                     z.write(p, f"{prefix}/{p.relative_to(root)}")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """launch(script, *args, procs=1): `python script args`, or with procs > 1 the same under torchrun
+    (`python -m torch.distributed.run --standalone`, gloo on CPU); a failed run fails the test with its output."""
+    import subprocess
+    import sys
+
+    def run(script, *args: str, procs: int = 1, timeout: float = 600) -> None:
+        head = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                   f"--nproc_per_node={procs}"]
+        cmd = [*head, str(script), *map(str, args)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if res.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} exited {res.returncode}:\n{(res.stdout + res.stderr)[-4000:]}", pytrace=False)
+
+    return run

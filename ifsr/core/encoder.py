@@ -216,31 +216,42 @@ class DocumentEncoder(nn.Module):
 
     @torch.inference_mode()
     def encode(
-        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True, autocast_bf16: bool = False
+        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True, autocast_bf16: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> sp.csr_matrix:
         """Encode a corpus into a CSR matrix [n, V] (float32), in input order.
 
         Texts are tokenized once, sorted by length (longest first, stable) so batches carry little
         padding; each batch is turned sparse before the next, so memory stays O(batch_size × V).
+        shard (rank, world): encode only batches rank, rank + world, ... of that sorted plan and leave
+        the other rows empty; the world shards sum to the one-process matrix exactly (every batch is the
+        same computation wherever it runs; ifsr.distributed.sharded_cached_encode).
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
         was_training = self.training
         self.eval()
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)
         ids = enc["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
+        vocab = self.mlm.config.vocab_size
         blocks = []
         use_bf16 = autocast_bf16 and self.device.type == "cuda"
         for start in tqdm(range(0, len(ids), batch_size), desc="encode docs", disable=not show_progress):
             rows = order[start : start + batch_size]
+            if (start // batch_size) % world != rank:  # another rank's batch: empty rows here
+                blocks.append(sp.csr_matrix((len(rows), vocab), dtype=np.float32))
+                continue
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 w = self(batch["input_ids"], batch["attention_mask"])  # [b, V]
             blocks.append(sp.csr_matrix(w.float().cpu().numpy()))
         self.train(was_training)
         if not blocks:
-            return sp.csr_matrix((0, self.mlm.config.vocab_size), dtype=np.float32)
+            return sp.csr_matrix((0, vocab), dtype=np.float32)
         stacked = sp.vstack(blocks, format="csr")  # rows in sorted order
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))

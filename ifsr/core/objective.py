@@ -130,6 +130,7 @@ def inference_free_loss(
     flops_form: str = "batch",
     rank_loss: str = "kl",
     temperature: float = 1.0,
+    flops_docs: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The paper's objective:  L = L_rank( s(q, d) / tau ) + lambda_t * L_FLOPS(w).
 
@@ -139,6 +140,9 @@ def inference_free_loss(
     paper); ranking is unchanged by it, but it sets the score scale the ranking term asks for (see
     ifsr.exp.config.TrainConfig.student_temperature). Returns every term by name, each still
     attached to the graph ("loss" = rank + lambda * flops), so a trainer may log or sum them.
+    flops_docs: the documents FLOPS averages over, laid out like doc_weights ([N, G, V], real ones only;
+    default doc_weights itself). Data-parallel training passes every rank's documents gathered with
+    gradient: FLOPS squares a batch mean, so a per-rank FLOPS is not the one-process loss.
     """
     if flops_form not in ("batch", "per_slot"):
         raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {flops_form!r}")
@@ -148,7 +152,9 @@ def inference_free_loss(
         raise ValueError(f"temperature must be positive, got {temperature}")
     scores = candidate_scores(query_weights, doc_weights) / temperature  # [B, G]
     rank = kl_distill(scores, teacher, mask) if rank_loss == "kl" else margin_mse(scores, teacher, mask)
-    if flops_form == "batch":
+    if flops_docs is not None:
+        reg = flops(flops_docs.flatten(0, 1)) if flops_form == "batch" else flops_per_slot(flops_docs)
+    elif flops_form == "batch":
         real = doc_weights.flatten(0, 1) if mask is None else doc_weights[mask]  # [N, V] real documents
         reg = flops(real)
     else:

@@ -12,7 +12,8 @@ score_candidates() scores each query's candidate set (ifsr.data.mining.Candidate
   2. per chunk of `chunk_queries` queries: encode those queries, dot products, write a chunk file;
   3. gather the chunks.
 A killed run continues from the finished chunks; chunk boundaries and encoder batches are fixed by
-the inputs, so a resumed run writes exactly what an uninterrupted one does.
+the inputs, so a resumed run writes exactly what an uninterrupted one does. Under torchrun the chunks
+of steps 1 and 2 are split over the ranks (ifsr.distributed) and every rank returns the same scores.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, ca
                         load_arrays, save_arrays, texts_sha256, weights_checksum)
 from ifsr.core.encoder import DocumentEncoder, resolve_model_path
 from ifsr.data.mining import Candidates, candidates_checksum
+from ifsr.distributed import gather_objects, is_main, merge_units, owned_units, rank_world
 from ifsr.eval.retrieval import scores
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
@@ -191,19 +193,23 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
     atomic_write(root / "key.json", json.dumps(key, indent=1).encode())  # for people browsing the cache
 
     # 1. distinct candidate texts, encoded once, in fixed chunks (each cached on its own); lazily:
-    #    a rerun whose score chunks are all done never touches them
+    #    a rerun whose score chunks are all done never touches them. Under torchrun, rank r encodes
+    #    chunks r, r + W, ... and every rank gets them all (ifsr.distributed).
+    rank, world = rank_world()
     ud, d_of = _distinct(texts)
     encoded: list[Matrix] = []
 
     def docs() -> Matrix:
         if not encoded:
-            blocks = []
-            for s in tqdm(range(0, len(ud), chunk_docs), desc=f"{teacher.name}: encode candidates",
-                          disable=not show_progress):
-                part = ud[s:s + chunk_docs]
-                blocks.append(cached_encode({**teacher.key_parts(), "what": "texts", "texts": texts_sha256(part),
-                                             "n": len(part), "encoder_version": ENCODER_VERSION},
-                                            lambda part=part: teacher.encode_docs(part), cache_dir))
+            n_chunks = -(-len(ud) // chunk_docs)
+            mine = {}
+            for i in tqdm(owned_units(n_chunks, rank, world), desc=f"{teacher.name}: encode candidates",
+                          disable=not (show_progress and is_main())):
+                part = ud[i * chunk_docs:(i + 1) * chunk_docs]
+                mine[i] = cached_encode({**teacher.key_parts(), "what": "texts", "texts": texts_sha256(part),
+                                         "n": len(part), "encoder_version": ENCODER_VERSION},
+                                        lambda part=part: teacher.encode_docs(part), cache_dir)
+            blocks = merge_units(gather_objects(mine), n_chunks)
             if not blocks:
                 raise ValueError("no candidate documents to score")
             encoded.append(_stack(blocks))
@@ -211,27 +217,37 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
 
     starts = np.cumsum([0] + [len(c.doc_ids) for c in candidates])
 
-    # 2. queries, chunk by chunk; a finished chunk is a file and is never recomputed
-    out: dict[str, np.ndarray] = {}
-    bar = tqdm(range(0, len(candidates), chunk_queries), desc=f"{teacher.name}: score candidates",
-               disable=not show_progress)
-    for s in bar:
-        chunk = candidates[s:s + chunk_queries]
-        lengths = [len(c.doc_ids) for c in chunk]
-        meta = {"key": json.loads(canonical_json(key)), "query_ids": [c.query_id for c in chunk], "lengths": lengths}
-        path = root / f"chunk_{s // chunk_queries:06d}.npz"
+    # 2. queries, chunk by chunk (rank r: chunks r, r + W, ...); a finished chunk is a file and is never recomputed
+    n_chunks = -(-len(candidates) // chunk_queries)
+    work = {}
+    for ci in owned_units(n_chunks, rank, world):
+        chunk = candidates[ci * chunk_queries:(ci + 1) * chunk_queries]
+        meta = {"key": json.loads(canonical_json(key)), "query_ids": [c.query_id for c in chunk],
+                "lengths": [len(c.doc_ids) for c in chunk]}
+        path = root / f"chunk_{ci:06d}.npz"
         arrays = load_arrays(path, meta)
-        if arrays is not None and arrays["scores"].shape != (sum(lengths),):
+        if arrays is not None and arrays["scores"].shape != (sum(meta["lengths"]),):
             arrays = None  # cannot happen with an intact sidecar; recompute rather than trust it
-        if arrays is None:
+        work[ci] = (chunk, meta, path, None if arrays is None else arrays["scores"])
+    if any(gather_objects(any(w[3] is None for w in work.values()))):
+        docs()  # collective under torchrun: every rank takes part when any rank has a chunk to score
+    bar = tqdm(work.items(), desc=f"{teacher.name}: score candidates", disable=not (show_progress and is_main()))
+    flats = {}
+    for ci, (chunk, meta, path, flat) in bar:
+        if flat is None:
             uq, q_of = _distinct([c.query for c in chunk])
-            rows = [d_of[starts[s + i]:starts[s + i + 1]] for i in range(len(chunk))]
+            rows = [d_of[starts[ci * chunk_queries + i]:starts[ci * chunk_queries + i + 1]] for i in range(len(chunk))]
             per_query = gather_scores(teacher.encode_queries(uq), q_of, docs(), rows)
-            flat = np.concatenate(per_query) if per_query else np.zeros(0, np.float32)
-            save_arrays(path, {"scores": flat.astype(np.float32)}, meta)
-        else:
-            flat = arrays["scores"]
-        bar.set_postfix(cached=arrays is not None)
+            flat = np.concatenate(per_query).astype(np.float32) if per_query else np.zeros(0, np.float32)
+            save_arrays(path, {"scores": flat}, meta)
+        bar.set_postfix(cached=work[ci][3] is not None)
+        flats[ci] = flat
+
+    # 3. every chunk's scores, in chunk order, on every rank
+    out: dict[str, np.ndarray] = {}
+    for ci, flat in enumerate(merge_units(gather_objects(flats), n_chunks)):
+        chunk = candidates[ci * chunk_queries:(ci + 1) * chunk_queries]
+        lengths = [len(c.doc_ids) for c in chunk]
         for c, piece in zip(chunk, np.split(flat, np.cumsum(lengths)[:-1])):
             out[c.query_id] = piece
     return out
@@ -271,9 +287,11 @@ class TeacherBank:
             docs.append(d[d_of])
         return cls(teachers, queries, docs, group)
 
-    def scores(self, rows: np.ndarray) -> np.ndarray:
-        """Raw teacher scores float32 [b, K, b * G] of example rows[i]'s query against the candidates
-        of rows[0], rows[1], ... (in that order: column j * G + g is doc_g of example rows[j])."""
+    def scores(self, rows: np.ndarray, candidate_rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw teacher scores float32 [b, K, c * G] of example rows[i]'s query against the candidates
+        of candidate_rows[0], candidate_rows[1], ... (default `rows`; column j * G + g is doc_g of
+        example candidate_rows[j]). Data-parallel training passes the whole global batch as candidate_rows."""
         rows = np.asarray(rows, dtype=np.int64)
-        cols = (rows[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)  # [b * G]
+        cand = rows if candidate_rows is None else np.asarray(candidate_rows, dtype=np.int64)
+        cols = (cand[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)  # [c * G]
         return np.stack([scores(q[rows], d[cols]) for q, d in zip(self.queries, self.docs)], axis=1)

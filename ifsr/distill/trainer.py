@@ -29,6 +29,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ifsr.core.objective import inference_free_loss, lambda_at, teacher_targets
 from ifsr.distill.student import build_student, document_mlm, save_student
+from ifsr.distributed import barrier, gather_objects, gather_with_grad, global_count, is_main, rank_world
 from ifsr.exp.config import TrainConfig, save_config
 
 
@@ -40,6 +41,12 @@ class InferenceFreeDistillLoss(nn.Module):
     holds the example's row number) and every query is scored against all B * G batch documents,
     the teacher scores coming from `bank`. Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
     The FLOPS weight is `lam` at the step given by `set_step` (the trainer's global step, `LambdaWarmup`).
+
+    Data-parallel (torchrun, W processes, each with B of the global batch's W*B queries): FLOPS is taken
+    over every rank's documents, gathered with gradient, and the ranking term is scaled so that DDP's
+    gradient average equals the one-process gradient of the mean over all W*B queries. With in-batch
+    negatives each query is scored against the whole global batch. One step of W processes therefore
+    gives the one-process loss and gradient on the union batch (tests/distill/test_distributed.py).
     """
 
     def __init__(self, model, config: TrainConfig, bank=None):
@@ -60,18 +67,24 @@ class InferenceFreeDistillLoss(nn.Module):
 
     def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         q, *docs = embed_columns(self.model, sentence_features)  # q [B, V]; docs G x [B, V]
-        d = torch.stack(docs, dim=1)  # [B, G, V]
+        d = torch.stack(docs, dim=1)  # [B, G, V] this rank's documents
         c = self.config
+        _, world = rank_world()
+        d_all = gather_with_grad(d)  # [W*B, G, V]: every rank's documents (d itself in one process)
         raw = labels.float()[:, :2]  # [B, 2, G]
         if c.in_batch_negatives:
-            rows = labels[:, 2, 0].round().long().cpu().numpy()  # [B]
-            raw = torch.from_numpy(self.bank.scores(rows)).to(d.device)  # [B, 2, B*G]
-            d = d.flatten(0, 1).unsqueeze(0).expand(d.shape[0], -1, -1)  # [B, B*G, V]: FLOPS mean unchanged
-        target = teacher_targets(raw, c.teacher, scale=c.teacher_scale)  # [B, G] (or [B, B*G])
+            rows = labels[:, 2, 0].round().long()  # [B]
+            all_rows = gather_objects(rows.cpu().numpy())  # the global batch, rank order = d_all's order
+            raw = torch.from_numpy(self.bank.scores(rows.cpu().numpy(), np.concatenate(all_rows))).to(d.device)
+            d = d_all.flatten(0, 1).unsqueeze(0).expand(d.shape[0], -1, -1)  # [B, W*B*G, V]: FLOPS mean unchanged
+        target = teacher_targets(raw, c.teacher, scale=c.teacher_scale)  # [B, G] (or [B, W*B*G])
         lam = self.lam
         out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss,
-                                   temperature=c.student_temperature)
-        return {"rank": out["rank"], "flops_penalty": lam * out["flops"]}
+                                   temperature=c.student_temperature, flops_docs=d_all.float() if world > 1 else None)
+        rank = out["rank"]
+        if world > 1:  # DDP averages gradients over ranks: local mean * B * W / B_total is the global mean's share
+            rank = rank * (q.shape[0] * world / global_count(q.shape[0], q.device))
+        return {"rank": rank, "flops_penalty": lam * out["flops"]}
 
 
 TEMPERATURE_GRID = tuple(2.0 ** (k / 2) for k in range(-2, 9))  # 0.5 ... 16
@@ -170,7 +183,8 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     if config.student_temperature == "auto":  # resolved before training and written in train_config.yaml
         model.eval()
         config = dataclasses.replace(config, student_temperature=calibrate_temperature(model, train_dataset, config))
-    save_config(config, out / "train_config.yaml")
+    if is_main():  # under torchrun, rank 0 writes the run's files; every rank trains
+        save_config(config, out / "train_config.yaml")
     columns = ["query"] + [f"doc_{g}" for g in range(config.n_neg + 1)]
     args = SparseEncoderTrainingArguments(
         output_dir=str(out / "checkpoints"), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
@@ -188,9 +202,13 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
                                    callbacks=[LambdaWarmup(loss), *(callbacks or [])])
     last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
-    with open(out / "log.jsonl", "w", encoding="utf-8") as f:
-        for row in trainer.state.log_history:
-            f.write(json.dumps(row) + "\n")
-    document = document_mlm(model)  # the trained MLM, saved as the standard two-module SparseEncoder
-    return save_student(document.auto_model, document.tokenizer, idf, config.query_weights, config.max_length,
-                        out / "model")
+    model_dir = out / "model"
+    if is_main():
+        with open(out / "log.jsonl", "w", encoding="utf-8") as f:
+            for row in trainer.state.log_history:
+                f.write(json.dumps(row) + "\n")
+        document = document_mlm(model)  # the trained MLM, saved as the standard two-module SparseEncoder
+        model_dir = save_student(document.auto_model, document.tokenizer, idf, config.query_weights,
+                                 config.max_length, model_dir)
+    barrier()  # no rank returns before the model is on disk
+    return model_dir

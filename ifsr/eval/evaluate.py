@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ifsr.cache import cached_encode, corpus_key, weights_checksum
+from ifsr.cache import corpus_key, weights_checksum
 from ifsr.core.encoder import DocumentEncoder, resolve_model_path
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
 from ifsr.distill.teachers import DOC_ENCODER_TAG, resolve_device
+from ifsr.distributed import is_main, sharded_cached_encode
 from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
 from ifsr.eval.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.serving.export import load_model
@@ -58,10 +59,15 @@ def bm25_per_query(ds: BeirSet, k: int = 100, measure: str = "nDCG@10") -> dict[
 
 def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
                   batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
-    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length."""
+    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length.
+
+    Under torchrun the encoder batches are split over the ranks and merged (ifsr.distributed.sharded_cached_encode):
+    every rank gets the one-process matrix."""
     texts = ds.doc_texts()
     key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length)
-    return cached_encode(key, lambda: doc.encode(texts, batch_size=batch_size, show_progress=show_progress), cache_dir)
+    return sharded_cached_encode(
+        key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
+                                      shard=shard), cache_dir, {"batch_size": batch_size})
 
 
 def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = "test",

@@ -139,8 +139,9 @@ class _BowBank:
         self.d = np.stack([vec(ds[f"doc_{j}"][i]) for i in range(len(ds)) for j in range(g)])  # [n*G, W]
         self.g = g
 
-    def scores(self, rows):
-        cols = (rows[:, None] * self.g + np.arange(self.g)).reshape(-1)
+    def scores(self, rows, candidate_rows=None):
+        cand = rows if candidate_rows is None else candidate_rows
+        cols = (cand[:, None] * self.g + np.arange(self.g)).reshape(-1)
         s = self.q[rows] @ self.d[cols].T  # [b, b*G]
         return np.stack([s, 2 * s], axis=1).astype(np.float32)  # [b, 2, b*G]
 
