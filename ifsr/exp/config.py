@@ -213,7 +213,8 @@ class BaselinesConfig:
     show_progress: bool = True
 
 
-PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "cpu-long": {}, "gpu": {}}
+PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "cpu-long": {}, "gpu": {},
+                                      "gpu-quick": {}}
 
 
 def preset_config(preset: str, **overrides: Any) -> BaselinesConfig:

@@ -1,0 +1,158 @@
+"""Will a preset fit one device window? Planned work x measured CPU-miniature cost / an assumed GPU speed-up.
+
+    python benchmarks/gpu_plan.py --preset gpu-quick            # the estimate, a line per kind of work
+    python benchmarks/gpu_plan.py --preset gpu --gpu-tflops 50  # another assumption
+
+1. The plan: `ifsr.exp.work.preset_work` counts every distinct training stage's optimizer steps, the
+   documents encoded for evaluation and the texts the teachers encode (nothing is trained).
+2. Unit costs, measured here on CPU in miniature, at each work item's own model and length: one AdamW
+   step on `--mini` queries x group documents (scaled linearly to the step's batch), and the encoding of
+   `--mini-docs` SciFact documents (the longest, so each is near the length cap).
+3. The speed-up: this CPU's measured fp32 matrix-product rate against `--gpu-tflops`, the rate assumed
+   for these small models on the device (default 100 TFLOP/s: an eighth of the 788 TFLOP/s bf16 that
+   an H200 here ran on large products, .library/device/KINDS.md; small hidden sizes run far below peak),
+   What does not speed up is added at its CPU cost: tokenization (measured here per text, at the
+   length), `--step-floor-ms` per optimizer step (kernel launches, optimizer, trainer bookkeeping: tiny
+   models are launch-bound on a GPU) and `--overhead-s` per training stage and per notebook (loading,
+   saving, kernel start). Every assumption is printed beside the result; the estimate is a check, not
+   a promise.
+Prints per item: count, CPU s/unit, CPU total, GPU estimate; then the total against the 600 s window.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def cpu_gemm_tflops(n: int = 1536, reps: int = 3) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def long_texts(n: int) -> list[str]:
+    from ifsr.data.beir import load_beir
+
+    texts = load_beir("scifact").doc_texts()
+    return sorted(texts, key=len, reverse=True)[:n]
+
+
+def step_seconds_per_query(model_name: str, max_length: int, group: int, mini: int, reps: int = 2) -> float:
+    """Seconds of one training step per query (mini queries x group docs, forward + backward + AdamW)."""
+    import numpy as np
+    import torch
+
+    from ifsr.core.encoder import load_tokenizer
+    from ifsr.core.idf import load_idf
+    from ifsr.data.beir import default_idf_path
+    from ifsr.distill.student import build_student, mlm_dir
+    from ifsr.distill.trainer import InferenceFreeDistillLoss
+    from ifsr.exp.config import TrainConfig
+
+    idf = load_idf(default_idf_path(), load_tokenizer(mlm_dir(model_name)))
+    model = build_student(model_name, idf, "idf", max_length, seed=0)
+    model.train()
+    cfg = TrainConfig(max_length=max_length, n_neg=group - 1, lam=0.01, lambda_warmup_steps=0, student_temperature=1.0)
+    loss = InferenceFreeDistillLoss(model, cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    docs = long_texts(mini * group)
+    labels = torch.tensor(np.random.default_rng(0).random((mini, 2, group)), dtype=torch.float32)
+
+    def once() -> float:
+        feats = [model.preprocess([d[:60] for d in docs[:mini]], task="query")] + [
+            model.preprocess(docs[g * mini:(g + 1) * mini], task="document") for g in range(group)]
+        t0 = time.perf_counter()
+        sum(loss(feats, labels).values()).backward()
+        opt.step()
+        opt.zero_grad()
+        return time.perf_counter() - t0
+
+    once()  # warm-up
+    return min(once() for _ in range(reps)) / mini
+
+
+def encode_seconds_per_doc(model_name: str, max_length: int, n: int) -> float:
+    from ifsr.distill.teachers import DenseTeacher, SparseTeacher
+
+    texts = long_texts(n)
+    dense = "minilm" in model_name.lower()
+    t = (DenseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False) if dense
+         else SparseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False))
+    t.encode_docs(texts[:2])  # warm-up
+    t0 = time.perf_counter()
+    t.encode_docs(texts)
+    return (time.perf_counter() - t0) / n
+
+
+def tokenize_seconds_per_text(model_name: str, max_length: int, n: int = 256) -> float:
+    from ifsr.core.encoder import load_tokenizer
+    from ifsr.distill.student import mlm_dir
+
+    import random
+
+    from ifsr.data.beir import load_beir
+
+    tok = load_tokenizer(mlm_dir(model_name))
+    texts = random.Random(0).sample(load_beir("scifact").doc_texts(), n)  # typical lengths, not the longest
+    tok(texts[:4], truncation=True, max_length=max_length)  # warm-up
+    t0 = time.perf_counter()
+    tok(texts, truncation=True, max_length=max_length)
+    return (time.perf_counter() - t0) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="gpu-quick")
+    ap.add_argument("--gpu-tflops", type=float, default=100.0, help="assumed effective device rate (TFLOP/s)")
+    ap.add_argument("--overhead-s", type=float, default=6.0, help="seconds per stage/notebook that do not speed up")
+    ap.add_argument("--step-floor-ms", type=float, default=10.0, help="per optimizer step, not sped up")
+    ap.add_argument("--window-s", type=float, default=600.0)
+    ap.add_argument("--mini", type=int, default=2, help="queries of the timed CPU step")
+    ap.add_argument("--mini-docs", type=int, default=16, help="documents of the timed CPU encoding")
+    args = ap.parse_args(argv)
+
+    from ifsr.exp.work import preset_work
+
+    planned = preset_work(args.preset)
+    work, notebooks, stages = planned.items, planned.notebooks, planned.stages
+    cpu = cpu_gemm_tflops()
+    speedup = args.gpu_tflops / cpu
+    print(f"preset {args.preset}: {notebooks} notebooks; CPU fp32 GEMM {cpu * 1e3:.0f} GFLOP/s measured here; "
+          f"assumed device {args.gpu_tflops:.0f} TFLOP/s effective -> speed-up {speedup:.0f}x; "
+          f"{args.overhead_s:.0f} s per stage/notebook and {args.step_floor_ms:.0f} ms per step not sped up; "
+          f"tokenization at its CPU cost")
+    print(f"{'work':<8} {'model':<18} {'len':>4} {'batch':>9} {'count':>9} {'CPU s/unit':>11} {'CPU total s':>12} "
+          f"{'GPU est s':>10}")
+    total = 0.0
+    for w in work:
+        tok = tokenize_seconds_per_text(w.model, w.max_length)
+        if w.kind == "train":
+            per = step_seconds_per_query(w.model, w.max_length, w.group, args.mini) * w.batch_size
+            shape = f"{w.batch_size}x{w.group}"
+            unsped = tok * w.batch_size * (w.group + 1) + args.step_floor_ms / 1e3
+        else:
+            per = encode_seconds_per_doc(w.model, w.max_length, args.mini_docs)
+            shape = "-"
+            unsped = tok
+        cpu_total = per * w.count
+        gpu = cpu_total / speedup + unsped * w.count
+        total += gpu
+        print(f"{w.kind:<8} {w.model:<18} {w.max_length:>4} {shape:>9} {w.count:>9} {per:>11.4f} {cpu_total:>12.0f} "
+              f"{gpu:>10.1f}")
+    fixed = args.overhead_s * (stages + notebooks)
+    total += fixed
+    verdict = "fits" if total <= args.window_s else "does NOT fit"
+    print(f"fixed: {stages} training stages + {notebooks} notebooks x {args.overhead_s:.0f} s = {fixed:.0f} s")
+    print(f"estimated device time {total:.0f} s = {total / args.window_s:.2f} x the {args.window_s:.0f} s window: "
+          f"{verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

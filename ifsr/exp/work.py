@@ -1,0 +1,147 @@
+"""The work a preset plans, counted before anything runs: training steps, documents encoded, teacher texts.
+
+`preset_work(preset)` walks the same notebook entries and configs `ifsr replicate` runs
+(`ifsr.replicate.plan`, each AblationConfig built as its notebook builds it) and counts, per kind of
+work and setting: optimizer steps of every distinct training stage (a run shared by two notebooks,
+or a pre-training stage shared by two fine-tunings, once), corpus documents encoded for evaluation
+(one encoding per model and set), and texts the teachers encode to score the candidates. It reads
+data sizes (queries, documents, pairs per source) but trains and encodes nothing: the dry run of
+`benchmarks/gpu_plan.py` and of the device script multiply these counts by measured unit costs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ifsr.core.names import ARMS
+from ifsr.exp.config import AblationConfig, BaselinesConfig, load_config, preset_config
+
+
+@dataclass(frozen=True)
+class Work:
+    """One kind of work at one setting: `count` units of `unit` (e.g. 3000 "steps" of batch 32 x 3 docs)."""
+
+    kind: str  # "train" | "encode" | "teacher"
+    model: str
+    max_length: int
+    unit: str  # "steps" (batch_size queries x group docs each) | "docs" | "texts"
+    count: int
+    batch_size: int = 0  # queries a step (train)
+    group: int = 0  # documents a query (train: 1 positive + n_neg)
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """A preset's planned work: the items, the distinct training stages and the notebooks."""
+
+    items: list[Work]
+    stages: int
+    notebooks: int
+
+
+def _train_stages(cfg: AblationConfig, entry: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each training stage of one notebook entry, as a hashable description (stage, config)."""
+    base = cfg.train
+    if entry.startswith("01_idf_flops"):
+        runs = [dataclasses.replace(base, query_weights=ARMS[a], teacher="ensemble-minmax", lam=lam)
+                for a in cfg.arms for lam in cfg.lambdas]
+    else:
+        runs = [dataclasses.replace(base, query_weights=ARMS["idf-flops"], teacher=t, lam=cfg.teacher_lambda)
+                for t in cfg.teachers]
+    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("train", "lambdas", "arms", "teachers",
+                                                                               "teacher_lambda", "preset")}
+    stages = []
+    for tc in runs:
+        fine = {"stage": "finetune", "ablation": shared, "train": dataclasses.asdict(tc)}
+        if cfg.pretrain_pairs and cfg.pretrain_steps:
+            pre = {"stage": "pretrain", "ablation": shared,
+                   "train": dataclasses.asdict(dataclasses.replace(tc, steps=cfg.pretrain_steps))}
+            stages.append(pre)
+        stages.append(fine)
+    return stages
+
+
+def _sizes(cfg: AblationConfig | BaselinesConfig, names: list[str], split: str) -> dict[str, int]:
+    from ifsr.data.beir import load_beir
+    from ifsr.eval.evaluate import limit_corpus
+
+    out = {}
+    for n in names:
+        ds = load_beir(n, split=split, data_dir=cfg.data_dir)
+        out[n] = len(limit_corpus(ds, cfg.corpus_limit).doc_ids if cfg.corpus_limit else ds.doc_ids)
+    return out
+
+
+def _train_queries(cfg: AblationConfig) -> int:
+    from ifsr.data.beir import load_beir, training_queries
+    from ifsr.distill.trainsets import limited
+
+    ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
+    return len(training_queries(ds)[: cfg.train_query_limit])
+
+
+def _pair_count(cfg: AblationConfig) -> int:
+    from ifsr.data.beir import data_dir
+    from ifsr.data.pairs import load_pairs
+
+    per_source = Counter(p.source for p in load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources))
+    return sum(min(n, cfg.pretrain_pairs) for n in per_source.values())
+
+
+def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None) -> WorkPlan:
+    """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
+    work (engines, not the accelerator) and are left out."""
+    from ifsr.replicate import plan
+
+    totals: Counter = Counter()
+    seen_stages: set[str] = set()
+    seen_enc: set[tuple] = set()
+    seen_teacher: set[tuple] = set()
+    steps = plan(preset, root=root, data_dir=data_dir)
+    for notebook, _out, params in steps:
+        entry = notebook.stem
+        if entry.startswith("00_baselines"):
+            cfg = preset_config(preset, datasets=params.get("datasets"), corpus_limit=params.get("corpus_limit"),
+                                max_length=params.get("max_length"), data_dir=data_dir)
+            for name, n in _sizes(cfg, cfg.datasets, cfg.split).items():
+                for model in (cfg.dense_teacher, cfg.sparse_teacher):
+                    if (model, name, cfg.max_length) not in seen_enc:
+                        seen_enc.add((model, name, cfg.max_length))
+                        totals[("encode", model, cfg.max_length, "docs", 0, 0)] += n
+            continue
+        if "config_path" not in params:
+            continue
+        fields = {f.name for f in dataclasses.fields(AblationConfig)}
+        cfg = load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
+                          data_dir=data_dir, **{k: v for k, v in params.items() if k in fields and k != "data_dir"})
+        tc = cfg.train
+        group = tc.n_neg + 1
+        teach = [(m, cfg.teacher_max_length) for m in (cfg.dense_teacher, cfg.sparse_teacher)]
+        sets = [("finetune", _train_queries(cfg))] + ([("pretrain", _pair_count(cfg))]
+                                                       if cfg.pretrain_pairs and cfg.pretrain_steps else [])
+        for what, n_queries in sets:
+            for model, length in teach:
+                if (what, model, length, n_queries, group) not in seen_teacher:
+                    seen_teacher.add((what, model, length, n_queries, group))
+                    totals[("teacher", model, length, "texts", 0, 0)] += n_queries * (1 + group)  # queries + candidates
+        sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)
+        untrained = ("untrained", tc.student, cfg.eval_max_length)
+        if entry.startswith("01_idf_flops") and untrained not in seen_enc:
+            seen_enc.add(untrained)
+            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0)] += sum(sizes.values())
+        for stage in _train_stages(cfg, entry, params):
+            key = json.dumps(stage, sort_keys=True, default=str)
+            if key in seen_stages:
+                continue
+            seen_stages.add(key)
+            t = stage["train"]
+            totals[("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group)] += t["steps"]
+            if stage["stage"] == "finetune":  # each trained student is evaluated on every eval set
+                totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0)] += sum(sizes.values())
+    items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g)
+             for (k, m, length, u, b, g), c in sorted(totals.items())]
+    return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps))

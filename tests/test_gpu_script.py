@@ -1,0 +1,56 @@
+"""The device script (scripts/gpu_replicate.sh) in miniature on CPU: `run` replicates a preset entry in a
+scratch copy and packs its results and log into $OUT; `dry-run` prints the planned work and the estimate."""
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scratch(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    for folder in ("notebooks", "configs", "scripts", "benchmarks"):
+        shutil.copytree(ROOT / folder, root / folder)
+    return root
+
+
+@pytest.mark.slow
+def test_run_replicates_and_packs_results_into_out(tmp_path, data_root):
+    root, out = _scratch(tmp_path), tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "NO_INSTALL": "1", "OUT": str(out), "PY": sys.executable, "DATA_DIR": str(data_root.resolve()),
+           "ARGS": "--only 00_baselines"}
+    res = subprocess.run(["bash", str(root / "scripts" / "gpu_replicate.sh"), "run", "smoke"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    with tarfile.open(out / "results-smoke.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"results/smoke/baselines/table.csv", "results/smoke/baselines/manifest.json"} <= names
+    assert "[1/1]" in (out / "replicate.log").read_text()
+
+
+def test_run_refuses_without_out_and_unknown_commands(tmp_path):
+    root = _scratch(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    res = subprocess.run(["bash", str(root / "scripts" / "gpu_replicate.sh"), "run", "smoke"], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "OUT" in res.stderr
+    res = subprocess.run(["bash", str(root / "scripts" / "gpu_replicate.sh"), "launch"], capture_output=True, text=True)
+    assert res.returncode == 2 and "dry-run" in res.stderr
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_plan_and_the_estimate(data_root):
+    env = {**os.environ, "PY": sys.executable}
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_replicate.sh"), "dry-run", "smoke"], env=env,
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    lines = res.stdout.splitlines()
+    train = [line for line in lines if line.startswith("train ")]
+    assert train and train[0].split()[1] == "splade-tiny" and int(train[0].split()[4]) == 21  # 14 stages, 21 steps
+    assert any(line.startswith("estimated device time") for line in lines)
