@@ -21,6 +21,7 @@ Prints per item: count, CPU s/unit, CPU total, GPU estimate; then the total agai
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
@@ -36,11 +37,15 @@ def cpu_gemm_tflops(n: int = 1536, reps: int = 3) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def long_texts(n: int) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def scifact_texts() -> tuple[str, ...]:
     from ifsr.data.beir import load_beir
 
-    texts = load_beir("scifact").doc_texts()
-    return sorted(texts, key=len, reverse=True)[:n]
+    return tuple(load_beir("scifact").doc_texts())
+
+
+def long_texts(n: int) -> list[str]:
+    return sorted(scifact_texts(), key=len, reverse=True)[:n]
 
 
 def step_seconds_per_query(model_name: str, max_length: int, group: int, mini: int, reps: int = 2) -> float:
@@ -77,11 +82,10 @@ def step_seconds_per_query(model_name: str, max_length: int, group: int, mini: i
     return min(once() for _ in range(reps)) / mini
 
 
-def encode_seconds_per_doc(model_name: str, max_length: int, n: int) -> float:
+def encode_seconds_per_doc(model_name: str, max_length: int, n: int, dense: bool) -> float:
     from ifsr.distill.teachers import DenseTeacher, SparseTeacher
 
     texts = long_texts(n)
-    dense = "minilm" in model_name.lower()
     t = (DenseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False) if dense
          else SparseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False))
     t.encode_docs(texts[:2])  # warm-up
@@ -96,10 +100,8 @@ def tokenize_seconds_per_text(model_name: str, max_length: int, n: int = 256) ->
 
     import random
 
-    from ifsr.data.beir import load_beir
-
     tok = load_tokenizer(mlm_dir(model_name))
-    texts = random.Random(0).sample(load_beir("scifact").doc_texts(), n)  # typical lengths, not the longest
+    texts = random.Random(0).sample(list(scifact_texts()), n)  # typical lengths, not the longest
     tok(texts[:4], truncation=True, max_length=max_length)  # warm-up
     t0 = time.perf_counter()
     tok(texts, truncation=True, max_length=max_length)
@@ -119,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from ifsr.exp.work import preset_work
 
-    planned = preset_work(args.preset)
+    try:
+        planned = preset_work(args.preset)
+    except ValueError as e:  # an unknown preset, a bad presets.yaml or config: one line, exit 2
+        print(f"gpu_plan: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     work, notebooks, stages = planned.items, planned.notebooks, planned.stages
     cpu = cpu_gemm_tflops()
     speedup = args.gpu_tflops / cpu
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             shape = f"{w.batch_size}x{w.group}"
             unsped = tok * w.batch_size * (w.group + 1) + args.step_floor_ms / 1e3
         else:
-            per = encode_seconds_per_doc(w.model, w.max_length, args.mini_docs)
+            per = encode_seconds_per_doc(w.model, w.max_length, args.mini_docs, w.dense)
             shape = "-"
             unsped = tok
         cpu_total = per * w.count

@@ -54,3 +54,10 @@ def test_dry_run_prints_the_plan_and_the_estimate(data_root):
     train = [line for line in lines if line.startswith("train ")]
     assert train and train[0].split()[1] == "splade-tiny" and int(train[0].split()[4]) == 21  # 14 stages, 21 steps
     assert any(line.startswith("estimated device time") for line in lines)
+
+
+def test_plan_refuses_an_unknown_preset(data_root):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_plan.py"), "--preset", "gpu-typo"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 2 and "gpu_plan: error: unknown preset 'gpu-typo'" in res.stderr
+    assert "Traceback" not in res.stderr

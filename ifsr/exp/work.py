@@ -32,6 +32,7 @@ class Work:
     count: int
     batch_size: int = 0  # queries a step (train)
     group: int = 0  # documents a query (train: 1 positive + n_neg)
+    dense: bool = False  # encoded by the dense teacher (a SentenceTransformer), not a sparse MLM encoder
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class WorkPlan:
     notebooks: int
 
 
-def _train_stages(cfg: AblationConfig, entry: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     """Each training stage of one notebook entry, as a hashable description (stage, config)."""
     base = cfg.train
     if entry.startswith("01_idf_flops"):
@@ -111,7 +112,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                 for model in (cfg.dense_teacher, cfg.sparse_teacher):
                     if (model, name, cfg.max_length) not in seen_enc:
                         seen_enc.add((model, name, cfg.max_length))
-                        totals[("encode", model, cfg.max_length, "docs", 0, 0)] += n
+                        totals[("encode", model, cfg.max_length, "docs", 0, 0, model == cfg.dense_teacher)] += n
             continue
         if "config_path" not in params:
             continue
@@ -127,21 +128,23 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
             for model, length in teach:
                 if (what, model, length, n_queries, group) not in seen_teacher:
                     seen_teacher.add((what, model, length, n_queries, group))
-                    totals[("teacher", model, length, "texts", 0, 0)] += n_queries * (1 + group)  # queries + candidates
+                    totals[("teacher", model, length, "texts", 0, 0, model == cfg.dense_teacher)] += (
+                        n_queries * (1 + group))  # queries + candidates
         sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)
         untrained = ("untrained", tc.student, cfg.eval_max_length)
         if entry.startswith("01_idf_flops") and untrained not in seen_enc:
             seen_enc.add(untrained)
-            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0)] += sum(sizes.values())
-        for stage in _train_stages(cfg, entry, params):
+            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
+        for stage in _train_stages(cfg, entry):
             key = json.dumps(stage, sort_keys=True, default=str)
             if key in seen_stages:
                 continue
             seen_stages.add(key)
             t = stage["train"]
-            totals[("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group)] += t["steps"]
+            totals[("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group,
+                    False)] += t["steps"]
             if stage["stage"] == "finetune":  # each trained student is evaluated on every eval set
-                totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0)] += sum(sizes.values())
-    items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g)
-             for (k, m, length, u, b, g), c in sorted(totals.items())]
+                totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
+    items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense)
+             for (k, m, length, u, b, g, dense), c in sorted(totals.items())]
     return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps))
