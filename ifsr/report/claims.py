@@ -9,6 +9,29 @@ import pandas as pd
 
 from ifsr.report.compare import dominated_pairs, matched_flops_gaps
 
+ALPHA = 0.05  # significance level of every verdict
+MIN_SEEDS = 3  # training seeds a "holds" / "reversed" needs in its statistic
+
+
+def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
+    """A claim's verdict word from its statistic, never from the sign of a difference alone.
+
+    p: two-sided p-value of a paired test over queries (per-query values averaged over seeds where
+    there are several); delta: the difference in the paper's direction (> 0: as the paper says);
+    seeds: training seeds per arm that entered the statistic.
+      "not distinguishable"  p >= alpha (query variance alone already covers the difference; seed
+                             variance could only widen it)
+      "holds" / "reversed"   p < alpha with delta > 0 / delta < 0, from at least `min_seeds` seeds
+      "not judged: ..."      p < alpha from fewer seeds (the seed variance is not measured), or no p
+    """
+    if pd.isna(p):
+        return "not judged: no paired test"
+    if p >= alpha:
+        return "not distinguishable"
+    if seeds < min_seeds:
+        return f"not judged: significant over queries, but {seeds} training seed(s) (needs {min_seeds})"
+    return "holds" if delta > 0 else "reversed"
+
 
 def idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware FLOPS gives better nDCG@10 than "
                  "plain FLOPS at equal FLOPS") -> list[str]:
@@ -23,8 +46,9 @@ def idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware 
                          f"{g['flops']:.4f} (interpolated) → {g['gap']:+.4f}")
         if gaps:
             wins = sum(g["gap"] > 0 for g in gaps)
-            verdict = "holds" if wins == len(gaps) else ("partly holds" if wins else "does not hold")
-            lines.append(f"- Verdict: {verdict} here ({wins}/{len(gaps)} matched points above the plain curve).")
+            lines.append(f"- Verdict: not judged: the curve has no per-query nDCG@10, so its matched-FLOPS gaps "
+                         f"have no statistic over queries and seeds ({wins}/{len(gaps)} matched points above the "
+                         "plain curve).")
         elif not (curve[curve["dataset"] == ds]["arm"] == "flops").any():
             lines.append("- Verdict: not judged: only the IDF-aware arm ran here.")
         else:
@@ -54,7 +78,13 @@ def teacher_section(table: pd.DataFrame | None) -> list[str]:
     if table is None:
         return lines + ["Not run for this preset (no teachers/table.csv).", ""]
     for ds in sorted(table["dataset"].unique()):
-        part = table[table["dataset"] == ds].set_index("teacher")
+        rows = table[table["dataset"] == ds]
+        pooled = rows.groupby("teacher")["p_value_vs_ensemble_minmax"].nunique(dropna=False)
+        if (pooled > 1).any():  # a row per seed carries the one test over queries and seeds, not its own
+            raise ValueError(f"teachers table, {ds}: the seed rows of {sorted(pooled[pooled > 1].index)} carry different "
+                             "p-values; a multi-seed table holds the pooled test on every row")
+        part = rows.groupby("teacher").mean(numeric_only=True)  # nDCG@10: the mean over seeds
+        seeds = int(rows.groupby("teacher").size().min())  # rows = training seeds
         if "ensemble-minmax" not in part.index:
             continue
         ens = part.loc["ensemble-minmax", "nDCG@10"]
@@ -67,13 +97,15 @@ def teacher_section(table: pd.DataFrame | None) -> list[str]:
         singles = [t for t in ("dense", "sparse") if t in part.index]
         if singles:
             best = max(singles, key=lambda t: part.loc[t, "nDCG@10"])
-            above = ens > part.loc[best, "nDCG@10"]
-            lines.append(f"- Claim 2 {'holds' if above else 'does not hold'} here (ensemble {'above' if above else 'not above'} "
-                         f"the best single teacher, {best}; {significance(part.loc[best, 'p_value_vs_ensemble_minmax'])}).")
+            p = part.loc[best, "p_value_vs_ensemble_minmax"]
+            word = verdict(p, ens - part.loc[best, "nDCG@10"], seeds)
+            lines.append(f"- Claim 2: {word} here (ensemble {ens:.4f} vs the best single teacher, {best}, "
+                         f"{part.loc[best, 'nDCG@10']:.4f}; {significance(p)}; {seeds} seed(s)).")
         if "ensemble-raw" in part.index:
             raw = part.loc["ensemble-raw", "nDCG@10"]
-            lines.append(f"- Claim 3 {'holds' if ens > raw else 'does not hold'} here (min-max {ens:.4f} vs raw sum {raw:.4f}; "
-                         f"{significance(part.loc['ensemble-raw', 'p_value_vs_ensemble_minmax'])}).")
+            p = part.loc["ensemble-raw", "p_value_vs_ensemble_minmax"]
+            lines.append(f"- Claim 3: {verdict(p, ens - raw, seeds)} here (min-max {ens:.4f} vs raw sum {raw:.4f}; "
+                         f"{significance(p)}; {seeds} seed(s)).")
         lines.append("")
     return lines
 
@@ -100,8 +132,8 @@ def bars(curve: pd.DataFrame | None, base: pd.DataFrame | None,
             test = ""
             if system == "bm25" and not pd.isna(top.get("p_value_vs_bm25", float("nan"))):
                 test = f"; paired randomization over the same queries: {significance(top['p_value_vs_bm25'])}"
-            lines.append(f"- {ds}: best IDF-aware {best:.4f} (λ={top['lambda']:g}) vs {system} {v:.4f} → "
-                         f"{'beats' if best > v else 'does not beat'} it ({best - v:+.4f}{test})")
+            lines.append(f"- {ds}: best IDF-aware {best:.4f} (λ={top['lambda']:g}) vs {system} {v:.4f}: "
+                         f"{best - v:+.4f}{test}; no verdict: the best of the sweep was picked on this test set")
     return lines + [""]
 
 
@@ -128,11 +160,10 @@ def latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = N
     free = table[(table["system"] == "inference-free") & (table["engine"] == "pisa")].set_index("docs")["p50_ms"]
     ratios = (free / bm25).dropna().tolist()
     if ratios:
-        verdict = "holds" if max(ratios) <= 1.1 else ("partly holds" if min(ratios) <= 1.1 else "does not hold")
         lines.append("")
-        lines.append(f"- Verdict: {verdict} here (PISA inference-free / BM25 p50 from {min(ratios):.2f}× to "
-                     f"{max(ratios):.2f}×; the paper reports about 1.1×). Wall-clock times on a shared machine; "
-                     "`benchmarks/latency.py` prints the same ratios.")
+        lines.append(f"- PISA inference-free / BM25 p50 from {min(ratios):.2f}× to {max(ratios):.2f}× (the paper "
+                     "reports about 1.1×). No verdict: one timing run per size, with no interval over queries or "
+                     "runs. Wall-clock times on a shared machine; `benchmarks/latency.py` prints the same ratios.")
     for r in ([] if quality is None else quality.to_dict("records")):
         if r["engine"] != r["reference"]:
             lines.append(f"- Engine quality (SciFact test): {r['system']} on {r['engine']} vs {r['reference']}: top-10 "

@@ -75,7 +75,7 @@ def _seed_repeats(repeats: list[dict]) -> list[str]:
 
 def _why(root: Path, curve: pd.DataFrame | None, teachers: pd.DataFrame | None, base: pd.DataFrame | None,
          repeats: list[dict], matched: list[dict]) -> list[str]:
-    """What these runs suggest about a claim that does not hold, from the tables and configs (never typed)."""
+    """What these runs suggest about a claim the runs do not support, from the tables and configs (never typed)."""
     lines = ["## Why a claim may not hold here (read from the tables and configs above)", ""]
     cfg_path = root / "teachers" / "config.yaml"
     cfg = read_config(cfg_path)
@@ -135,7 +135,7 @@ def _caveats(root: Path, repeats: list[dict]) -> list[str]:
                      f"pre-training pairs per source: {c.get('pretrain_pairs', 0)}; student temperature "
                      f"{t.get('student_temperature', 1.0)} (the value each run resolved is in the curve's "
                      f"`student_temperature` column). One seed per arm{seeds}, "
-                     f"and the paired p-values show how small the differences are; a claim that 'does not hold' at "
+                     f"and the paired p-values show how small the differences are; a claim 'not distinguishable' at "
                      f"this budget is weak evidence either way.")
         lines.append("- The `untrained` row of the curve is the start under the students' own evaluation settings; "
                      "compare students with it, not with the baselines table, when the lengths differ.")
