@@ -1,12 +1,17 @@
-"""The paper's two ablations: FLOPS vs IDF-aware FLOPS (a lambda sweep), and single vs ensemble teacher.
+"""The paper's two ablations, in the paper's stages (SPEC §3):
 
-Every run is cached under `runs_dir/<run key>` (ifsr.exp.runs): the notebooks share runs (the
-ensemble-minmax, IDF-aware run at the chosen lambda serves both ablations) and a crashed run resumes
-from its last checkpoint.
+- stage 1, pre-training on the shared pairs of many sources: single vs ensemble teacher (`teacher_ablation`);
+- stage 2, fine-tuning from the stage-1 min-max student: FLOPS vs IDF-aware FLOPS (`idf_flops_sweep`).
+
+Every arm runs once per training seed (`cfg.seeds`); every run is cached under `runs_dir/<run key>`
+(ifsr.exp.runs), so the notebooks share runs (the stage-1 min-max student of seeds[0] is one of the
+teacher arms and the start of every stage-2 run) and a crashed run resumes from its last checkpoint.
+Both tables come with per-query nDCG@10, from which the report computes each claim's statistic.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,12 @@ from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
-from ifsr.distill.trainsets import finetune_dataset, idf_path, limited
+from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.eval.evaluate import bm25_per_query, encode_corpus, judged_run
-from ifsr.eval.metrics import evaluate_run, paired_randomization_test, per_query, sparsity_row
+from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
 from ifsr.eval.retrieval import sparse_topk
 from ifsr.exp.config import ARMS, AblationConfig, arm_views
-from ifsr.exp.runs import trained_run
+from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_sparse_encoder
 
@@ -48,58 +53,74 @@ def evaluate_trained(cfg: AblationConfig, model_dir: str | Path, query_weights: 
     return rows
 
 
-def bm25_reference(cfg: AblationConfig) -> dict[str, dict[str, float]]:
-    """BM25's per-query nDCG@10 on each eval set ({dataset name: {qid: value}}), for paired tests."""
-    sets = [limited(load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir), cfg) for n in cfg.eval_datasets]
-    return {ds.name: bm25_per_query(ds) for ds in sets}
+def _stage_seconds(model_dir: Path) -> float:
+    """A trained stage's training wall time (the trainer's `train_runtime`, last row of its log.jsonl)."""
+    log = Path(model_dir).parent / "log.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return float(next((r["train_runtime"] for r in reversed(rows) if "train_runtime" in r), float("nan")))
 
 
-def _curve_row(r: dict[str, Any], arm: str, lam: float, bm25: dict[str, dict[str, float]], seed: int,
-               **extra: Any) -> dict[str, Any]:
-    """One curve.csv row: the evaluation's metrics and a paired randomization test against BM25."""
-    ref = bm25[r["dataset"]]
-    return {"dataset": r["dataset"], "arm": arm, "lambda": lam, **{m: r[m] for m in METRICS},
-            "bm25_nDCG@10": sum(ref.values()) / len(ref),
-            "p_value_vs_bm25": paired_randomization_test(r["per_query"], ref, seed=seed), **extra}
+def _rows(evals: list[dict[str, Any]], keys: dict[str, Any], run: TrainedRun | None, model: str) -> tuple[list, list]:
+    """(table rows, per-query rows) of one evaluated model: its metrics, and nDCG@10 per query."""
+    table, per_q = [], []
+    extra = {"student_temperature": float(run.train_config.student_temperature) if run else float("nan"),
+             "train_seconds": _stage_seconds(run.model_dir) if run else float("nan"), "model": model}
+    for r in evals:
+        table.append({"dataset": r["dataset"], **keys, **{m: r[m] for m in METRICS}, **extra})
+        per_q += [{"dataset": r["dataset"], **keys, "query_id": q, "nDCG@10": v} for q, v in sorted(r["per_query"].items())]
+    return table, per_q
 
 
-def idf_flops_sweep(cfg: AblationConfig) -> pd.DataFrame:
-    """curve.csv rows: one per (dataset, arm, lambda). Each arm of ARMS is evaluated with the query
-    weights it was trained with; the plain arm is also shown with IDF queries at inference
-    (`arm_views`). Every row has a paired randomization test against BM25 on the same queries."""
+def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage 2, the FLOPS vs IDF-aware FLOPS lambda sweep: (curve, per_query).
+
+    Every (arm, lambda, seed) fine-tunes from the same stage-1 student (min-max ensemble, seeds[0]) with
+    the min-max ensemble teacher. curve.csv: one row per (dataset, arm, lambda, seed), each arm evaluated
+    with the query weights it was trained with, the plain arm also with IDF queries (`arm_views`), and
+    the untrained start, the stage-1 start and BM25 on the same queries; per_query.csv: nDCG@10 of every
+    query of those rows, for the report's statistics (ifsr.report.stats)."""
     data = _lazy(lambda: finetune_dataset(cfg))
-    bm25 = bm25_reference(cfg)
-    rows = [_curve_row(r, "untrained", float("nan"), bm25, cfg.seed, model=cfg.train.student)  # the start, same settings
-            for r in evaluate_trained(cfg, cfg.train.student)]
+    pre = _lazy(lambda: pretrain_dataset(cfg))
+    table, per_q = _rows(evaluate_trained(cfg, cfg.train.student), {"arm": "untrained", "lambda": float("nan"),
+                                                                     "seed": -1}, None, cfg.train.student)
+    for name in cfg.eval_datasets:  # BM25 on the same queries: the reference of the headline model
+        ref = bm25_per_query(limited(load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir), cfg))
+        keys = {"dataset": name, "arm": "bm25", "lambda": float("nan"), "seed": -1}
+        table.append({**keys, "nDCG@10": sum(ref.values()) / len(ref), "model": "bm25"})
+        per_q += [{**keys, "query_id": q, "nDCG@10": v} for q, v in sorted(ref.items())]
+    start = start_config(cfg)
+    if start is not None:
+        run = pretrained_run(cfg, start, pre)
+        t, q = _rows(evaluate_trained(cfg, run.model_dir), {"arm": "stage-1 start", "lambda": cfg.teacher_lambda,
+                                                             "seed": start.seed}, run, str(run.model_dir))
+        table, per_q = table + t, per_q + q
     for arm in cfg.arms:
         for lam in cfg.lambdas:
-            tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam)
-            run = trained_run(cfg, tc, data)
-            for label, qw in arm_views(arm):
-                rows += [_curve_row(r, label, lam, bm25, cfg.seed, student_temperature=float(
-                    run.train_config.student_temperature), model=str(run.model_dir))
-                    for r in evaluate_trained(cfg, run.model_dir, qw)]
-    return pd.DataFrame(rows)
+            for seed in cfg.seeds:
+                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+                run = trained_run(cfg, tc, data, pre)
+                for label, qw in arm_views(arm):
+                    t, q = _rows(evaluate_trained(cfg, run.model_dir, qw), {"arm": label, "lambda": lam, "seed": seed},
+                                 run, str(run.model_dir))
+                    table, per_q = table + t, per_q + q
+    return pd.DataFrame(table), pd.DataFrame(per_q)
 
 
-def teacher_ablation(cfg: AblationConfig) -> pd.DataFrame:
-    """table.csv rows: one per (dataset, teacher), with a paired randomization test vs ensemble-minmax."""
-    data = _lazy(lambda: finetune_dataset(cfg))
-    results = {}
+def teacher_ablation(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage 1, the teacher ablation: (table, per_query), evaluated zero-shot.
+
+    Each teacher of `cfg.teachers` supervises pre-training on the shared pairs (IDF-aware FLOPS at
+    `teacher_lambda`) once per training seed; table.csv: one row per (dataset, teacher, seed), plus the
+    untrained start; per_query.csv: nDCG@10 of every query of those rows (the report's statistics)."""
+    pre = _lazy(lambda: pretrain_dataset(cfg))
+    table, per_q = _rows(evaluate_trained(cfg, cfg.train.student), {"teacher": "untrained", "seed": -1}, None,
+                         cfg.train.student)
     for teacher in cfg.teachers:
-        tc = dataclasses.replace(cfg.train, query_weights=ARMS["idf-flops"], teacher=teacher, lam=cfg.teacher_lambda)
-        run = trained_run(cfg, tc, data)
-        results[teacher] = (run, evaluate_trained(cfg, run.model_dir))
-    rows = []
-    for teacher, (run, evals) in results.items():
-        for r in evals:
-            ref = next((e for e in results.get("ensemble-minmax", (None, []))[1] if e["dataset"] == r["dataset"]), None)
-            p = paired_randomization_test(r["per_query"], ref["per_query"], seed=cfg.seed) if ref else float("nan")
-            rows.append({"dataset": r["dataset"], "teacher": teacher, "nDCG@10": r["nDCG@10"], "R@100": r["R@100"],
-                         "flops": r["flops"], "p_value_vs_ensemble_minmax": p,
-                         "student_temperature": float(run.train_config.student_temperature),
-                         "model": str(run.model_dir)})
-    return pd.DataFrame(rows)
+        for seed in cfg.seeds:
+            run = pretrained_run(cfg, pretrain_config(cfg, teacher, seed), pre)
+            t, q = _rows(evaluate_trained(cfg, run.model_dir), {"teacher": teacher, "seed": seed}, run, str(run.model_dir))
+            table, per_q = table + t, per_q + q
+    return pd.DataFrame(table), pd.DataFrame(per_q)
 
 
 class _lazy:

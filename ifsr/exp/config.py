@@ -172,10 +172,14 @@ class AblationConfig:
     lambdas: list[float] = field(default_factory=lambda: [0.0005, 0.002, 0.008, 0.03])
     arms: list[str] = field(default_factory=lambda: list(ARMS))  # of ARMS: idf-flops, flops
     teachers: list[str] = field(default_factory=lambda: list(TEACHER_MODES))
-    teacher_lambda: float = 0.002  # lambda of the teacher ablation
+    teacher_lambda: float = 0.002  # the pre-training stage's lambda (IDF-aware FLOPS), where the teacher ablation runs
     pretrain_pairs: int = 0  # >0: a pre-training stage on up to this many shared pairs per source
     pretrain_sources: list[str] | None = None  # pair files/sources to use (None: all)
     pretrain_steps: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds of every arm; seeds[0]'s min-max
+    #   pre-trained student is the start of every fine-tuning run (`seed` below fixes the data: sampling, negatives)
+    headline_lambda: float | None = None  # the IDF-aware lambda the report calls "the replication's model",
+    #   named before anything runs (never picked on test data); None: no headline model
     train: TrainConfig = field(default_factory=TrainConfig)
     idf_path: str | None = None  # default: <data_dir>/idf/msmarco_bert-base-uncased_idf.json
     data_dir: str | None = None
@@ -189,6 +193,10 @@ class AblationConfig:
             raise ValueError(f"arms must be a non-empty list from {list(ARMS)}, got {self.arms!r}")
         if not self.teachers or set(self.teachers) - set(TEACHER_MODES):
             raise ValueError(f"teachers must be a non-empty list from {TEACHER_MODES}, got {self.teachers!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(isinstance(s, int) for s in self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds!r}")
+        if self.headline_lambda is not None and self.headline_lambda not in self.lambdas:
+            raise ValueError(f"headline_lambda {self.headline_lambda} is not one of lambdas {self.lambdas}")
 
 
 # ----------------------------------------------------------------------------- baselines, latency
@@ -213,8 +221,7 @@ class BaselinesConfig:
     show_progress: bool = True
 
 
-PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "cpu-long": {}, "gpu": {},
-                                      "gpu-quick": {}}
+PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "gpu": {}, "gpu-quick": {}}
 
 
 def preset_config(preset: str, **overrides: Any) -> BaselinesConfig:

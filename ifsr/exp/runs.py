@@ -31,7 +31,7 @@ from ifsr.manifest import sha256_dir, sha256_file
 # holds (each run's own lambda / teacher / query weights are in its TrainConfig), evaluation-only
 # settings, and `train` (the preset's base TrainConfig; the run's own is hashed instead).
 NOT_TRAINING = frozenset({"preset", "data_dir", "cache_dir", "runs_dir", "idf_path", "device", "eval_max_length",
-                          "lambdas", "arms", "teachers", "teacher_lambda", "train"})
+                          "lambdas", "arms", "teachers", "seeds", "headline_lambda", "train"})
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,38 @@ def has_pretraining(cfg: AblationConfig) -> bool:
     return bool(cfg.pretrain_pairs and cfg.pretrain_steps)
 
 
+def pretrain_config(cfg: AblationConfig, teacher: str, seed: int) -> TrainConfig:
+    """Stage 1 (pre-training on the shared pairs): the preset's TrainConfig with the teacher under test,
+    IDF-aware FLOPS at `teacher_lambda`, `pretrain_steps` steps and this training seed."""
+    return dataclasses.replace(cfg.train, steps=cfg.pretrain_steps, teacher=teacher, lam=cfg.teacher_lambda,
+                               query_weights="idf", seed=seed)
+
+
+def start_config(cfg: AblationConfig) -> TrainConfig | None:
+    """The stage-1 run every fine-tuning run starts from (the min-max ensemble, seeds[0]); None without stage 1."""
+    return pretrain_config(cfg, "ensemble-minmax", cfg.seeds[0]) if has_pretraining(cfg) else None
+
+
 def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune") -> str:
     """The key of one stage ("pretrain" or "finetune") of a run: 16 hex digits.
 
-    A fine-tuning stage after pre-training is keyed by the same inputs plus the pre-training settings
-    (they are AblationConfig fields), not by the pre-trained directory's path."""
+    A fine-tuning stage after pre-training is keyed by the same inputs plus its start's key (the
+    stage-1 run of `start_config`), not by the pre-trained directory's path."""
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
     pretrain = has_pretraining(cfg)
+    start = start_config(cfg)
     root = data_dir(cfg.data_dir)
     sets = {"train": load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir).checksum(),
             **{f"eval:{n}": load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
                for n in sorted(cfg.eval_datasets)}}
     pairs = {p.name: sha256_file(p) for p in sorted((root / "pairs").glob("*.jsonl.gz"))} if pretrain else {}
     models = {m: sha256_dir(resolve_model_path(m)) for m in sorted({cfg.dense_teacher, cfg.sparse_teacher,
-                                                                     train_cfg.student})}
+                                                                     cfg.train.student})}
     parts = {
         "stage": stage,
         "pretrained": pretrain,
+        "start": run_key(cfg, start, "pretrain") if stage == "finetune" and start is not None else None,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING},
         "train": dataclasses.asdict(train_cfg),
         "inputs": {"beir": sets, "pairs": pairs, "idf": sha256_file(idf_path(cfg)), "models": models},
@@ -88,10 +102,32 @@ def _trained(run_dir: Path) -> TrainedRun | None:
     return TrainedRun(run_dir / "model", load_config(TrainConfig, run_dir / "train_config.yaml"))
 
 
-def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Callable[[], Any] | Any) -> TrainedRun:
-    """Train (or reuse) one student; the pre-training stage, if any, comes first (its own key).
+def _data(make: Callable[[], Any] | Any) -> Any:
+    return make() if callable(make) else make
 
-    `finetune_data`: the fine-tuning dataset, or a function making it (called only if training runs)."""
+
+def pretrained_run(cfg: AblationConfig, train_cfg: TrainConfig, pretrain_data: Callable[[], Any] | Any) -> TrainedRun:
+    """Train (or reuse) one stage-1 student (`pretrain_config`), under runs_dir/pre-<key>.
+
+    `pretrain_data`: the pre-training DatasetDict, or a function making it (called only if training runs)."""
+    if not has_pretraining(cfg):
+        raise ValueError(f"preset {cfg.preset!r} has no pre-training stage (pretrain_pairs and pretrain_steps > 0)")
+    run_dir = Path(cfg.runs_dir) / f"pre-{run_key(cfg, train_cfg, 'pretrain')}"
+    done = _trained(run_dir)
+    if done is None:
+        idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
+        _stage(cfg, train_cfg, _data(pretrain_data), idf, run_dir)
+        done = _trained(run_dir)
+    return done
+
+
+def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Callable[[], Any] | Any,
+                pretrain_data: Callable[[], Any] | Any | None = None) -> TrainedRun:
+    """Train (or reuse) one fine-tuned student; with a pre-training stage it starts from `start_config`'s
+    stage-1 student (trained first if it is not there yet).
+
+    `finetune_data` / `pretrain_data`: the datasets, or functions making them (called only if training
+    runs); `pretrain_data` None: `pretrain_dataset(cfg)`."""
     runs = Path(cfg.runs_dir)
     key = run_key(cfg, train_cfg)
     done = _trained(runs / key)
@@ -99,11 +135,9 @@ def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Call
         return done
     idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     fine_cfg = train_cfg
-    if has_pretraining(cfg):
-        pre_cfg = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps)
-        pre_dir = runs / f"pre-{run_key(cfg, pre_cfg, 'pretrain')}"
-        if _trained(pre_dir) is None:
-            _stage(cfg, pre_cfg, pretrain_dataset(cfg), idf, pre_dir)
-        fine_cfg = dataclasses.replace(train_cfg, student=str(pre_dir / "model"))
-    _stage(cfg, fine_cfg, finetune_data() if callable(finetune_data) else finetune_data, idf, runs / key)
+    start = start_config(cfg)
+    if start is not None:
+        pre = pretrained_run(cfg, start, (lambda: pretrain_dataset(cfg)) if pretrain_data is None else pretrain_data)
+        fine_cfg = dataclasses.replace(train_cfg, student=str(pre.model_dir))
+    _stage(cfg, fine_cfg, _data(finetune_data), idf, runs / key)
     return _trained(runs / key)

@@ -1,6 +1,7 @@
-"""Figures of the results: the FLOPS ablation's curve (nDCG@10 against FLOPS)."""
+"""Figures of the results: the sparsity-relevance curve, the teacher bars, the training curves."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -13,20 +14,93 @@ from matplotlib import ticker  # noqa: E402
 
 
 def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
-    """nDCG@10 against the FLOPS metric, one line per arm, one panel per dataset."""
+    """nDCG@10 against the FLOPS metric, one line per arm, one panel per dataset: each point the mean
+    over training seeds, its bars one standard deviation over seeds in both axes (none for one seed).
+    The untrained and stage-1 starts are single markers; BM25 (no FLOPS) is a dashed level."""
     sets = sorted(curve["dataset"].unique())
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.2), squeeze=False)
     for ax, name in zip(axes[0], sets):
-        for arm, part in curve[curve["dataset"] == name].groupby("arm"):
-            part = part.sort_values("flops")
-            ax.plot(part["flops"], part["nDCG@10"], marker="o", label=arm)
-            for _, r in part.dropna(subset=["lambda"]).iterrows():
-                ax.annotate(f"λ={r['lambda']:g}", (r["flops"], r["nDCG@10"]), fontsize=7, alpha=0.7)
+        part = curve[curve["dataset"] == name]
+        for arm, grp in part.groupby("arm", sort=True):
+            if arm == "bm25":
+                ax.axhline(grp["nDCG@10"].mean(), color="grey", ls="--", lw=1, label="bm25")
+                continue
+            g = grp.groupby("lambda", dropna=False).agg(x=("flops", "mean"), y=("nDCG@10", "mean"), xs=("flops", "std"),
+                                                        ys=("nDCG@10", "std"), n=("seed", "size")).reset_index()
+            g = g.sort_values("x")
+            single = arm in ("untrained", "stage-1 start")
+            ax.errorbar(g["x"], g["y"], xerr=g["xs"].fillna(0), yerr=g["ys"].fillna(0), marker="s" if single else "o",
+                        ls="none" if single else "-", capsize=3, label=f"{arm} (seeds: {int(g['n'].max())})")
+            for _, r in g.dropna(subset=["lambda"]).iterrows():
+                if not single:
+                    ax.annotate(f"λ={r['lambda']:g}", (r["x"], r["y"]), fontsize=7, alpha=0.7)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))  # narrow ranges: no 1.2x10^0 labels
         ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
-        ax.set(title=name, xlabel="FLOPS (Σ_j p_q(j)·p_d(j), log scale)", ylabel="nDCG@10")
-        ax.legend()
+        ax.set(title=name, xlabel="FLOPS (Σ_j p_q(j)·p_d(j), log scale)", ylabel="nDCG@10 (mean over seeds ± sd)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_teachers(table: pd.DataFrame, per_query: pd.DataFrame, path: str | Path) -> Path:
+    """The teacher ablation as bars: mean nDCG@10 over seeds and queries per teacher and dataset, with
+    the 95% interval of a two-level bootstrap over seeds and queries (ifsr.report.stats.paired_delta)."""
+    from ifsr.report.stats import paired_delta, seed_matrix
+    sets = sorted(table["dataset"].unique())
+    teachers = [t for t in dict.fromkeys(table["teacher"]) if t != "untrained"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        means, lows, highs = [], [], []
+        for t in teachers:
+            b = paired_delta([seed_matrix(per_query, name, teacher=t)], n_boot=2000)
+            means.append(b.delta)
+            lows.append(b.delta - b.low)
+            highs.append(b.high - b.delta)
+        ax.bar(range(len(teachers)), means, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
+        start = table[(table["dataset"] == name) & (table["teacher"] == "untrained")]["nDCG@10"]
+        if len(start):
+            ax.axhline(start.iloc[0], color="grey", ls="--", lw=1, label="untrained start")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xticks(range(len(teachers)), teachers, rotation=15)
+        lo = min(m - e for m, e in zip(means, lows)) if means else 0
+        ax.set_ylim(max(0.0, lo - 0.05), None)
+        ax.set(title=f"{name} (stage 1, zero-shot)", ylabel="nDCG@10 (mean, 95% CI over seeds and queries)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training(curve: pd.DataFrame, path: str | Path, lam: float | None = None) -> Path:
+    """Training curves from each run's log.jsonl: the ranking term, the FLOPS penalty (lambda_t x FLOPS)
+    and lambda_t per step, for the stage-1 start and, per arm, the first seed's run at `lam` (None: the
+    middle lambda of the sweep)."""
+    rows = curve[~curve["arm"].isin(["untrained", "bm25"]) & ~curve["arm"].str.endswith("+idf-query")]
+    lams = sorted(rows["lambda"].dropna().unique())
+    if lam is None and lams:
+        lam = lams[len(lams) // 2]
+    picks = {}
+    for _, r in rows.sort_values("seed").iterrows():
+        label = "stage-1 start" if r["arm"] == "stage-1 start" else f"{r['arm']} λ={r['lambda']:g} seed {r['seed']}"
+        if r["arm"] == "stage-1 start" or r["lambda"] == lam:
+            picks.setdefault(r["arm"], (label, Path(str(r["model"])).parent / "log.jsonl"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for label, log in picks.values():
+        if not log.is_file():
+            continue
+        hist = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        hist = [h for h in hist if "loss" in h]
+        steps = [h["step"] for h in hist]
+        for ax, key in zip(axes, ("rank", "flops_penalty", "lambda")):
+            vals = [h.get(key) for h in hist]
+            if any(v is not None for v in vals):
+                ax.plot(steps, vals, label=label)
+    for ax, title in zip(axes, ("ranking term (KL)", "FLOPS penalty λ_t·FLOPS", "λ_t")):
+        ax.set(title=title, xlabel="step")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -32,9 +32,10 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def write_table(table: pd.DataFrame, config: Any, out_dir: str | os.PathLike, name: str,
                 data: dict[str, str] | None = None, models: dict[str, str] | None = None, md_end: str = "",
-                **extra: Any) -> Path:
+                csvs: dict[str, pd.DataFrame] | None = None, **extra: Any) -> Path:
     """<name>.csv, <name>.md (without the `model` column: run directories stay in the CSV), config.yaml
     (the config dataclass) and manifest.json (commit, config, `data` and `models` checksums, `extra`).
+    `csvs`: further tables written as <key>.csv only (e.g. per-query values), before the manifest.
 
     `md_end`: text after the Markdown table (the ablation tables have always ended with a blank line).
     Returns the output directory."""
@@ -43,6 +44,8 @@ def write_table(table: pd.DataFrame, config: Any, out_dir: str | os.PathLike, na
     md = markdown_table(table.drop(columns=["model"], errors="ignore")) + md_end
     atomic_write(out / f"{name}.csv", table.to_csv(index=False).encode("utf-8"))
     atomic_write(out / f"{name}.md", md.encode("utf-8"))
+    for key, part in (csvs or {}).items():
+        atomic_write(out / f"{key}.csv", part.to_csv(index=False).encode("utf-8"))
     atomic_write(out / "config.yaml", dump_config(config).encode("utf-8"))
     manifest = Manifest(dataclasses.asdict(config))
     for k, v in (data or {}).items():

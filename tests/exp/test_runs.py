@@ -29,7 +29,7 @@ def test_key_ignores_how_the_data_dir_is_spelled(smoke, tmp_path):
         assert run_key(dataclasses.replace(smoke, data_dir=spelled), smoke.train) == key
     # nor where runs and caches go, nor the preset's grid or evaluation-only settings
     other = dataclasses.replace(smoke, runs_dir=str(tmp_path / "r"), cache_dir="elsewhere", preset="x",
-                                lambdas=[9.0], eval_max_length=17)
+                                lambdas=[9.0], headline_lambda=9.0, seeds=[0, 6], eval_max_length=17)
     assert run_key(other, smoke.train) == key
 
 
@@ -46,8 +46,11 @@ def test_key_follows_the_idf_files_content_at_the_same_path(smoke, tmp_path):
 def test_key_follows_pretraining_and_eval_sets(smoke):
     key = run_key(smoke, smoke.train)
     assert run_key(dataclasses.replace(smoke, pretrain_sources=["squad_dev"]), smoke.train) != key
-    assert run_key(dataclasses.replace(smoke, eval_datasets=["scifact", "cranfield"]), smoke.train) != key
-    assert run_key(dataclasses.replace(smoke, eval_split="train"), smoke.train) != key
+    assert run_key(dataclasses.replace(smoke, eval_datasets=["scifact"]), smoke.train) != key
+    assert run_key(dataclasses.replace(smoke, teacher_lambda=0.5), smoke.train) != key  # the stage-1 start changes
+    assert run_key(dataclasses.replace(smoke, seeds=[1, 0]), smoke.train) != key  # seeds[0]: the stage-1 start
+    one = dataclasses.replace(smoke, eval_datasets=["scifact"])  # Cranfield has no train split
+    assert run_key(dataclasses.replace(one, eval_split="train"), smoke.train) != run_key(one, smoke.train)
     assert run_key(smoke, dataclasses.replace(smoke.train, lam=0.5)) != key
     assert run_key(smoke, smoke.train, "pretrain") != key
     with pytest.raises(ValueError, match="stage"):

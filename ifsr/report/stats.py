@@ -1,0 +1,174 @@
+"""Each claim's statistic, over queries *and* training seeds: a two-level (hierarchical) bootstrap.
+
+A model trained once per seed is one draw of the training noise; a test set is one draw of queries.
+A paired test over queries on one seed (or on values averaged over seeds) measures the second only:
+a training seed that shifts a whole run looks, to it, like a real difference. Here every bootstrap
+replicate resamples both levels (Davison & Hinkley 1997, §3.8, resampling at each stage):
+  - seeds: each arm's seeds with replacement (an arm's seeds are independent runs); one draw per arm
+    serves every dataset and every lambda, since a seed's run is evaluated on all of them;
+  - queries: each dataset's queries with replacement, the same draw for both arms (paired).
+The statistic is recomputed on each replicate; the two-sided p-value is the bootstrap's
+p = min(1, 2 (1 + #{delta* <= 0 or >= 0, the smaller side}) / (1 + R)), and the 95% interval its
+percentiles. With 3 seeds the seed level is coarse (10 distinct draws) and slightly narrow, as
+every bootstrap of few units is; it is still the spread a query-only test leaves out.
+
+`paired_delta` compares two arms' mean nDCG@10 (Claims 2, 3, the headline vs BM25);
+`curve_gap` compares two sparsity-relevance curves over their common FLOPS range (Claim 1).
+Arrays are per dataset: the statistic of several datasets is the mean of their per-dataset values.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 10000
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """A statistic, its two-sided bootstrap p-value against 0, its 95% interval, and what it rests on."""
+
+    delta: float
+    p: float
+    low: float
+    high: float
+    seeds: int  # the fewest training seeds of the arms compared (1 for a fixed system such as BM25)
+    replicates: int  # replicates where the statistic was defined
+
+    def as_dict(self) -> dict[str, float]:
+        return {"delta": self.delta, "p": self.p, "ci_low": self.low, "ci_high": self.high, "seeds": self.seeds,
+                "replicates": self.replicates}
+
+
+def _summary(delta: float, reps: np.ndarray, seeds: int) -> Bootstrap:
+    reps = reps[np.isfinite(reps)]
+    if not np.isfinite(delta) or reps.size == 0:
+        return Bootstrap(float(delta), float("nan"), float("nan"), float("nan"), seeds, int(reps.size))
+    side = min(int(np.sum(reps <= 0)), int(np.sum(reps >= 0)))
+    p = min(1.0, 2 * (1 + side) / (1 + reps.size)) if np.any(reps != 0) else 1.0
+    low, high = np.percentile(reps, [2.5, 97.5])
+    return Bootstrap(float(delta), float(p), float(low), float(high), seeds, int(reps.size))
+
+
+def _check(arms: Sequence[Sequence[np.ndarray]]) -> None:
+    sizes = {len(a) for a in arms}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"every arm needs one array per dataset, got {[len(a) for a in arms]}")
+
+
+def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, n_boot: int = N_BOOT,
+                 seed: int = 0) -> Bootstrap:
+    """mean(a) - mean(b) over seeds and queries, averaged over datasets, with its two-level bootstrap.
+
+    a, b: per dataset, an array [seeds, queries] of per-query nDCG@10 (row s: the run of training seed
+    s; column q: the same query in both arms). b None: the statistic is mean(a) itself (its interval,
+    e.g. for error bars). Raises ValueError if the arms' query columns differ."""
+    arms = [list(a)] + ([list(b)] if b is not None else [])
+    _check(arms)
+    arrays = [[np.asarray(x, dtype=float) for x in arm] for arm in arms]
+    for d, xs in enumerate(zip(*arrays)):
+        if any(x.ndim != 2 or x.shape[0] == 0 for x in xs) or len({x.shape[1] for x in xs}) != 1:
+            raise ValueError(f"dataset {d}: arrays must be [seeds >= 1, queries] with the same queries, got "
+                             f"{[x.shape for x in xs]}")
+    sign = [1.0, -1.0]
+    delta = float(np.mean([sum(s * x.mean() for s, x in zip(sign, xs)) for xs in zip(*arrays)]))
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for start in range(0, n_boot, 1000):
+        m = min(1000, n_boot - start)
+        seed_draws = [rng.integers(0, arm[0].shape[0], size=(m, arm[0].shape[0])) for arm in arrays]  # [m, S]
+        total = np.zeros(m)
+        for xs in zip(*arrays):
+            q = rng.integers(0, xs[0].shape[1], size=(m, xs[0].shape[1]))  # [m, Q] shared by the arms
+            for s, x, draw in zip(sign, xs, seed_draws):
+                per_query = x[draw].mean(axis=1)  # [m, Q]: each query averaged over the drawn seeds
+                total += s * np.take_along_axis(per_query, q, axis=1).mean(axis=1)
+        reps[start:start + m] = total / len(arrays[0])
+    return _summary(delta, reps, min(arm[0].shape[0] for arm in arrays))
+
+
+def _gap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray, grid: int) -> float:
+    """Mean over the common x range of interp_a(x) - interp_b(x) (linear, points sorted by x)."""
+    lo, hi = max(xa.min(), xb.min()), min(xa.max(), xb.max())
+    if not lo < hi:
+        return float("nan")
+    x = np.linspace(lo, hi, grid)
+    ia, ib = np.argsort(xa, kind="stable"), np.argsort(xb, kind="stable")
+    return float(np.mean(np.interp(x, xa[ia], ya[ia]) - np.interp(x, xb[ib], yb[ib])))
+
+
+def curve_gap(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.ndarray, np.ndarray]],
+              n_boot: int = 2000, seed: int = 0, grid: int = 64) -> Bootstrap:
+    """Claim 1's statistic: curve a's nDCG@10 minus curve b's, averaged over their common FLOPS range.
+
+    a, b: per dataset, (flops [lambdas, seeds], ndcg [lambdas, seeds, queries]) of one arm. A curve's
+    point at lambda l is (mean over seeds of log FLOPS, mean over seeds and queries of nDCG@10); each
+    curve is interpolated linearly in log FLOPS, and the gap is averaged over `grid` points of the
+    overlap of the two curves' FLOPS ranges (no extrapolation). Replicates whose curves do not overlap
+    are left out (`replicates` counts the rest); no overlap at all gives delta and p NaN."""
+    _check([a, b])
+    arms = [[(np.log(np.asarray(f, dtype=float)), np.asarray(y, dtype=float)) for f, y in arm] for arm in (a, b)]
+    for d, ((fa, ya), (fb, yb)) in enumerate(zip(*arms)):
+        if fa.shape != ya.shape[:2] or fb.shape != yb.shape[:2] or ya.shape[2] != yb.shape[2]:
+            raise ValueError(f"dataset {d}: flops [L, S] and ndcg [L, S, Q] with the same queries, got "
+                             f"{fa.shape}, {ya.shape}, {fb.shape}, {yb.shape}")
+
+    def stat(draws: list[np.ndarray] | None, queries: list[np.ndarray] | None) -> float:
+        gaps = []
+        for d, ((fa, ya), (fb, yb)) in enumerate(zip(*arms)):
+            pts = []
+            for k, (f, y) in enumerate(((fa, ya), (fb, yb))):
+                s = draws[k] if draws is not None else np.arange(f.shape[1])
+                yq = y[:, s, :].mean(axis=1)  # [L, Q]
+                if queries is not None:
+                    yq = yq[:, queries[d]]
+                pts.append((f[:, s].mean(axis=1), yq.mean(axis=1)))
+            gaps.append(_gap(*pts[0], *pts[1], grid))
+        return float(np.mean(gaps))
+
+    delta = stat(None, None)
+    rng = np.random.default_rng(seed)
+    reps = np.full(n_boot, np.nan)
+    if np.isfinite(delta):
+        for r in range(n_boot):
+            draws = [rng.integers(0, arm[0][0].shape[1], size=arm[0][0].shape[1]) for arm in arms]
+            queries = [rng.integers(0, ya.shape[2], size=ya.shape[2]) for _, ya in arms[0]]
+            reps[r] = stat(draws, queries)
+    return _summary(delta, reps, min(arm[0][0].shape[1] for arm in arms))
+
+
+# ----------------------------------------------------------------------------- from the result tables
+
+def seed_matrix(per_query, dataset: str, queries: Sequence[str] | None = None, **where) -> np.ndarray:
+    """[seeds, queries] of per-query nDCG@10 from a per_query.csv table: the rows of `dataset` matching
+    `where` (e.g. teacher="dense", or arm="idf-flops", lambda=0.01), seeds in ascending order, queries
+    in `queries`' order (default: sorted). Raises ValueError if no row matches or a seed lacks a query."""
+    part = per_query[per_query["dataset"] == dataset]
+    for k, v in where.items():
+        part = part[np.isclose(part[k], v)] if isinstance(v, float) else part[part[k] == v]
+    if part.empty:
+        raise ValueError(f"per-query table: no rows for {dataset} {where}")
+    wide = part.pivot_table(index="seed", columns="query_id", values="nDCG@10", aggfunc="first").sort_index()
+    cols = sorted(wide.columns.astype(str)) if queries is None else list(queries)
+    wide.columns = wide.columns.astype(str)
+    missing = [q for q in cols if q not in wide.columns]
+    if missing or wide[cols].isna().any().any():
+        raise ValueError(f"per-query table: {dataset} {where}: a seed lacks queries (e.g. {missing[:3]})")
+    return wide[cols].to_numpy(dtype=float)
+
+
+def curve_arrays(curve, per_query, dataset: str, arm: str, queries: Sequence[str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(flops [lambdas, seeds], ndcg [lambdas, seeds, queries]) of one arm of the sweep, for `curve_gap`."""
+    part = curve[(curve["dataset"] == dataset) & (curve["arm"] == arm)]
+    lams = sorted(part["lambda"].unique())
+    if not lams:
+        raise ValueError(f"curve: no rows for {dataset} {arm}")
+    flops = np.stack([part[np.isclose(part["lambda"], lam)].sort_values("seed")["flops"].to_numpy(float)
+                      for lam in lams])
+    ndcg = np.stack([seed_matrix(per_query, dataset, queries, arm=arm, **{"lambda": float(lam)}) for lam in lams])
+    if flops.shape != ndcg.shape[:2]:
+        raise ValueError(f"curve: {dataset} {arm}: the FLOPS and per-query rows disagree on the seeds")
+    return flops, ndcg
