@@ -45,24 +45,22 @@ class WorkPlan:
 
 
 def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
-    """Each training stage of one notebook entry, as a hashable description (stage, config)."""
-    base = cfg.train
-    if entry.startswith("01_idf_flops"):
-        runs = [dataclasses.replace(base, query_weights=ARMS[a], teacher="ensemble-minmax", lam=lam)
-                for a in cfg.arms for lam in cfg.lambdas]
-    else:
-        runs = [dataclasses.replace(base, query_weights=ARMS["idf-flops"], teacher=t, lam=cfg.teacher_lambda)
-                for t in cfg.teachers]
-    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("train", "lambdas", "arms", "teachers",
-                                                                               "teacher_lambda", "preset")}
-    stages = []
-    for tc in runs:
-        fine = {"stage": "finetune", "ablation": shared, "train": dataclasses.asdict(tc)}
-        if cfg.pretrain_pairs and cfg.pretrain_steps:
-            pre = {"stage": "pretrain", "ablation": shared,
-                   "train": dataclasses.asdict(dataclasses.replace(tc, steps=cfg.pretrain_steps))}
-            stages.append(pre)
-        stages.append(fine)
+    """Each training stage of one notebook entry, as a hashable description (stage, config), built by the
+    functions that build the runs (ifsr.exp.runs): stage 1 per (teacher, seed) in the teachers notebook;
+    the stage-1 start, then stage 2 per (arm, lambda, seed) in the sweep."""
+    from ifsr.exp.runs import NOT_TRAINING, pretrain_config, start_config
+
+    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING}
+    pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": dataclasses.asdict(tc)}  # noqa: E731
+    if not entry.startswith("01_idf_flops"):
+        return [pre(pretrain_config(cfg, t, seed)) for t in cfg.teachers for seed in cfg.seeds]
+    start = start_config(cfg)
+    stages = [pre(start)] if start is not None else []
+    for arm in cfg.arms:
+        for lam in cfg.lambdas:
+            for seed in cfg.seeds:
+                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+                stages.append({"stage": "finetune", "ablation": shared, "train": dataclasses.asdict(tc)})
     return stages
 
 
@@ -132,7 +130,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                         n_queries * (1 + group))  # queries + candidates
         sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)
         untrained = ("untrained", tc.student, cfg.eval_max_length)
-        if entry.startswith("01_idf_flops") and untrained not in seen_enc:
+        if untrained not in seen_enc:
             seen_enc.add(untrained)
             totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
         for stage in _train_stages(cfg, entry):
@@ -143,8 +141,8 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
             t = stage["train"]
             totals[("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group,
                     False)] += t["steps"]
-            if stage["stage"] == "finetune":  # each trained student is evaluated on every eval set
-                totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
+            # each trained student is evaluated once on every eval set (encodings are cached by model content)
+            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
     items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense)
              for (k, m, length, u, b, g, dense), c in sorted(totals.items())]
     return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps))

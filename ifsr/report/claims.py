@@ -1,31 +1,49 @@
-"""The report's claim sections (Claims 1-4 and the Bars): each claim of the paper beside the numbers.
+"""Each claim of the paper as data: its comparison, the statistic over queries and seeds, the verdict.
 
-Each function turns a results table into Markdown lines with a verdict; `ifsr.report.report` puts
-them together.
+`claim_rows` reads a preset's protocol tables (teachers/ and idf_flops/, each with per_query.csv) and
+returns one row per (claim, dataset) plus the mean over datasets; `verdict` turns a row's statistic
+into its word. The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.report.stats.
 """
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
-from ifsr.report.compare import dominated_pairs, matched_flops_gaps
+from ifsr.report.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
 
 ALPHA = 0.05  # significance level of every verdict
 MIN_SEEDS = 3  # training seeds a "holds" / "reversed" needs in its statistic
+MEAN = "mean"  # the dataset label of the mean over datasets
+
+# The paper's side of each claim (SPEC.md; the paper body was not available, so the ablations give a
+# direction, not a number). Claim -> (what is compared, what the paper says).
+PAPER = {
+    "1": ("IDF-aware FLOPS vs plain FLOPS, nDCG@10 gap at equal FLOPS (stage 2)", "IDF-aware above plain"),
+    "2a": ("min-max ensemble vs dense teacher, zero-shot after stage 1", "ensemble above each single teacher"),
+    "2b": ("min-max ensemble vs sparse teacher, zero-shot after stage 1", "ensemble above each single teacher"),
+    "3": ("min-max ensemble vs raw-sum ensemble, zero-shot after stage 1", "normalization matters: min-max above raw"),
+    "H1": ("the replication's model (IDF-aware, λ named in the config) vs BM25", "SciFact .715 vs BM25 .690 "
+           "(doc-v2-distill; SPEC §5)"),
+    "H2": ("the replication's model vs its untrained start", "above its start (training helps)"),
+}
 
 
 def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
     """A claim's verdict word from its statistic, never from the sign of a difference alone.
 
-    p: two-sided p-value of a paired test over queries (per-query values averaged over seeds where
-    there are several); delta: the difference in the paper's direction (> 0: as the paper says);
-    seeds: training seeds per arm that entered the statistic.
-      "not distinguishable"  p >= alpha (query variance alone already covers the difference; seed
-                             variance could only widen it)
+    p: two-sided p-value of the claim's two-level bootstrap over seeds and queries (ifsr.report.stats);
+    delta: the difference in the paper's direction (> 0: as the paper says); seeds: the fewest training
+    seeds of the arms that entered the statistic.
+      "not distinguishable"  p >= alpha
       "holds" / "reversed"   p < alpha with delta > 0 / delta < 0, from at least `min_seeds` seeds
       "not judged: ..."      p < alpha from fewer seeds (the seed variance is not measured), or no p
     """
     if pd.isna(p):
-        return "not judged: no paired test"
+        return "not judged: no statistic (e.g. the curves' FLOPS ranges do not overlap)"
     if p >= alpha:
         return "not distinguishable"
     if seeds < min_seeds:
@@ -33,113 +51,95 @@ def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds:
     return "holds" if delta > 0 else "reversed"
 
 
-def idf_section(curve: pd.DataFrame | None, title: str = "## Claim 1: IDF-aware FLOPS gives better nDCG@10 than "
-                 "plain FLOPS at equal FLOPS") -> list[str]:
-    lines = [title, ""]
-    if curve is None:
-        return lines + ["Not run for this preset (no idf_flops/curve.csv).", ""]
-    for ds in sorted(curve["dataset"].unique()):
-        gaps = matched_flops_gaps(curve, ds)
-        lines.append(f"**{ds}** — points of the IDF-aware curve inside the plain curve's FLOPS range: {len(gaps)}")
-        for g in gaps:
-            lines.append(f"- λ={g['lambda']:g}, FLOPS {g['at_flops']:.3g}: IDF-aware {g['idf-flops']:.4f} vs plain "
-                         f"{g['flops']:.4f} (interpolated) → {g['gap']:+.4f}")
-        if gaps:
-            wins = sum(g["gap"] > 0 for g in gaps)
-            lines.append(f"- Verdict: not judged: the curve has no per-query nDCG@10, so its matched-FLOPS gaps "
-                         f"have no statistic over queries and seeds ({wins}/{len(gaps)} matched points above the "
-                         "plain curve).")
-        elif not (curve[curve["dataset"] == ds]["arm"] == "flops").any():
-            lines.append("- Verdict: not judged: only the IDF-aware arm ran here.")
-        else:
-            lines.append("- Verdict: cannot be judged: the two curves' FLOPS ranges do not overlap "
-                         "(see the Pareto lines and the best points below).")
-        for p in dominated_pairs(curve, ds):
-            w, lo = p["win"], p["lose"]
-            lines.append(f"- Pareto: {p['winner']} λ={w['lambda']:g} (FLOPS {w['flops']:.3g}, {w['nDCG@10']:.4f}) dominates "
-                         f"{lo['arm']} λ={lo['lambda']:g} (FLOPS {lo['flops']:.3g}, {lo['nDCG@10']:.4f}): no more FLOPS, "
-                         "no lower nDCG@10.")
-        part = curve[curve["dataset"] == ds]
-        for arm, grp in part.groupby("arm"):
-            best = grp.loc[grp["nDCG@10"].idxmax()]
-            at = "" if arm == "untrained" else f" at λ={best['lambda']:g}"
-            lines.append(f"- {'the start' if arm == 'untrained' else 'best'} {arm}: nDCG@10 {best['nDCG@10']:.4f}{at}, "
-                         f"FLOPS {best['flops']:.3g}")
-        lines.append("")
-    return lines
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, dtype={"query_id": str}) if path.is_file() else None
 
 
-def significance(p: float, alpha: float = 0.05) -> str:
-    return f"p = {p:.3g}, {'significant' if p < alpha else 'not significant'} at {alpha:g}"
+def _row(claim: str, dataset: str, here: str, stat: Bootstrap, seeds: int | None = None, **extra: Any) -> dict:
+    what, paper = PAPER[claim]
+    seeds = stat.seeds if seeds is None else seeds
+    return {"claim": claim, "compared": what, "paper": paper, "dataset": dataset, "here": here, **stat.as_dict(),
+            "seeds": seeds, "verdict": verdict(stat.p, stat.delta, seeds), **extra}
 
 
-def teacher_section(table: pd.DataFrame | None) -> list[str]:
-    lines = ["## Claims 2 and 3: the min-max ensemble beats each single teacher; normalization matters", ""]
-    if table is None:
-        return lines + ["Not run for this preset (no teachers/table.csv).", ""]
-    for ds in sorted(table["dataset"].unique()):
-        rows = table[table["dataset"] == ds]
-        pooled = rows.groupby("teacher")["p_value_vs_ensemble_minmax"].nunique(dropna=False)
-        if (pooled > 1).any():  # a row per seed carries the one test over queries and seeds, not its own
-            raise ValueError(f"teachers table, {ds}: the seed rows of {sorted(pooled[pooled > 1].index)} carry different "
-                             "p-values; a multi-seed table holds the pooled test on every row")
-        part = rows.groupby("teacher").mean(numeric_only=True)  # nDCG@10: the mean over seeds
-        seeds = int(rows.groupby("teacher").size().min())  # rows = training seeds
-        if "ensemble-minmax" not in part.index:
+def _both(datasets: list[str]) -> list[tuple[str, list[str]]]:
+    """(label, datasets) of each dataset alone, then of their mean when there are several."""
+    return [(d, [d]) for d in datasets] + ([(MEAN, datasets)] if len(datasets) > 1 else [])
+
+
+def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 10000) -> list[dict]:
+    """Claims 2a, 2b, 3: the min-max ensemble's mean nDCG@10 minus each other teacher's, over seeds and queries."""
+    out = []
+    datasets = sorted(table["dataset"].unique())
+    have = set(table["teacher"])
+    for claim, other in (("2a", "dense"), ("2b", "sparse"), ("3", "ensemble-raw")):
+        if not {"ensemble-minmax", other} <= have:
             continue
-        ens = part.loc["ensemble-minmax", "nDCG@10"]
-        lines.append(f"**{ds}** — ensemble-minmax nDCG@10 {ens:.4f}")
-        for t in ("dense", "sparse", "ensemble-raw"):
-            if t in part.index:
-                r = part.loc[t]
-                lines.append(f"- vs {t}: {r['nDCG@10']:.4f} (Δ {ens - r['nDCG@10']:+.4f}, paired randomization "
-                             f"p = {r['p_value_vs_ensemble_minmax']:.3g})")
-        singles = [t for t in ("dense", "sparse") if t in part.index]
-        if singles:
-            best = max(singles, key=lambda t: part.loc[t, "nDCG@10"])
-            p = part.loc[best, "p_value_vs_ensemble_minmax"]
-            word = verdict(p, ens - part.loc[best, "nDCG@10"], seeds)
-            lines.append(f"- Claim 2: {word} here (ensemble {ens:.4f} vs the best single teacher, {best}, "
-                         f"{part.loc[best, 'nDCG@10']:.4f}; {significance(p)}; {seeds} seed(s)).")
-        if "ensemble-raw" in part.index:
-            raw = part.loc["ensemble-raw", "nDCG@10"]
-            p = part.loc["ensemble-raw", "p_value_vs_ensemble_minmax"]
-            lines.append(f"- Claim 3: {verdict(p, ens - raw, seeds)} here (min-max {ens:.4f} vs raw sum {raw:.4f}; "
-                         f"{significance(p)}; {seeds} seed(s)).")
-        lines.append("")
-    return lines
+        for label, sets in _both(datasets):
+            a = [seed_matrix(per_query, d, teacher="ensemble-minmax") for d in sets]
+            b = [seed_matrix(per_query, d, teacher=other) for d in sets]
+            s = paired_delta(a, b, n_boot=n_boot)
+            ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
+            out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s))
+    return out
 
 
-def bars(curve: pd.DataFrame | None, base: pd.DataFrame | None,
-          title: str = "## Bars: the best IDF-aware student vs BM25 and the untrained inference-free start") -> list[str]:
-    lines = [title, ""]
-    if curve is None or base is None:
-        return lines + ["Needs both idf_flops/curve.csv and baselines/table.csv.", ""]
-    for ds in sorted(curve["dataset"].unique()):
-        idf = curve[(curve["dataset"] == ds) & (curve["arm"] == "idf-flops")]
-        b = base[base["dataset"] == ds].set_index("system")
-        if idf.empty or "bm25" not in b.index:
-            continue
-        top = idf.loc[idf["nDCG@10"].idxmax()]
-        best = top["nDCG@10"]
-        start = curve[(curve["dataset"] == ds) & (curve["arm"] == "untrained")]["nDCG@10"]
-        refs = [("bm25", b.loc["bm25", "nDCG@10"])]  # BM25 reads whole documents
-        if len(start):  # the start under the students' own evaluation settings (the same max length)
-            refs.append(("the untrained start (curve)", start.iloc[0]))
-        elif "inference-free-untrained" in b.index:
-            refs.append(("inference-free-untrained (baselines)", b.loc["inference-free-untrained", "nDCG@10"]))
-        for system, v in refs:
-            test = ""
-            if system == "bm25" and not pd.isna(top.get("p_value_vs_bm25", float("nan"))):
-                test = f"; paired randomization over the same queries: {significance(top['p_value_vs_bm25'])}"
-            lines.append(f"- {ds}: best IDF-aware {best:.4f} (λ={top['lambda']:g}) vs {system} {v:.4f}: "
-                         f"{best - v:+.4f}{test}; no verdict: the best of the sweep was picked on this test set")
-    return lines + [""]
+def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | None, n_boot: int = 10000,
+               n_boot_curve: int = 2000) -> list[dict]:
+    """Claim 1 (the curves' gap over their common FLOPS range) and the headline model's rows (H1, H2)."""
+    out = []
+    datasets = sorted(curve["dataset"].unique())
+    arms = set(curve["arm"])
+    if {"idf-flops", "flops"} <= arms:
+        for label, sets in _both(datasets):
+            a = [curve_arrays(curve, per_query, d, "idf-flops") for d in sets]
+            b = [curve_arrays(curve, per_query, d, "flops") for d in sets]
+            s = curve_gap(a, b, n_boot=n_boot_curve)
+            if len(sets) > 1:
+                span = "mean of the datasets' gaps"
+            else:  # the overlap of the two mean curves (geometric mean FLOPS over seeds per lambda)
+                ranges = [np.exp(np.log(f).mean(axis=1)) for f, _ in (a[0], b[0])]
+                lo, hi = max(r.min() for r in ranges), min(r.max() for r in ranges)
+                span = f"mean gap over FLOPS {lo:.3g}–{hi:.3g}" if lo < hi else "the FLOPS ranges do not overlap"
+            out.append(_row("1", label, span, s))
+    if headline is not None and "idf-flops" in arms:
+        for claim, ref in (("H1", "bm25"), ("H2", "untrained")):
+            if ref not in arms:
+                continue
+            for label, sets in _both(datasets):
+                a = [seed_matrix(per_query, d, arm="idf-flops", **{"lambda": float(headline)}) for d in sets]
+                b = [seed_matrix(per_query, d, arm=ref) for d in sets]
+                s = paired_delta(a, b, n_boot=n_boot)
+                ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
+                out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f} (λ={headline:g})", s, seeds=a[0].shape[0]))
+    return out
+
+
+def claim_rows(root: str | Path, headline: float | None = None, n_boot: int = 10000) -> pd.DataFrame:
+    """Every claim's rows for a preset's results folder (`root` = results/<preset>); empty if nothing ran."""
+    root = Path(root)
+    rows: list[dict] = []
+    teachers, tq = _read(root / "teachers" / "table.csv"), _read(root / "teachers" / "per_query.csv")
+    if teachers is not None and tq is not None:
+        rows += teacher_rows(teachers, tq, n_boot)
+    curve, cq = _read(root / "idf_flops" / "curve.csv"), _read(root / "idf_flops" / "per_query.csv")
+    if curve is not None and cq is not None:
+        rows += sweep_rows(curve, cq, headline, n_boot)
+    order = {c: i for i, c in enumerate(PAPER)}
+    return pd.DataFrame(sorted(rows, key=lambda r: (order[r["claim"]], r["dataset"] == MEAN, r["dataset"])))
+
+
+def latency_rows(table: pd.DataFrame) -> list[str]:
+    """Claim 4's lines: inference-free / BM25 p50 per corpus size on PISA; no verdict (one timing run)."""
+    bm25 = table[(table["system"] == "bm25") & (table["engine"] == "pisa")].set_index("docs")["p50_ms"]
+    free = table[(table["system"] == "inference-free") & (table["engine"] == "pisa")].set_index("docs")["p50_ms"]
+    ratios = (free / bm25).dropna()
+    return [f"{int(d):,} docs: {r:.2f}×" for d, r in ratios.items()]
 
 
 def latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = None,
-                     folder: str = "latency", model: str | None = None) -> list[str]:
-    title = "## Claim 4: inference-free latency is about 1.1× BM25 on an inverted index"
+                    folder: str = "latency", model: str | None = None) -> list[str]:
+    title = "### Claim 4: inference-free latency is about 1.1× BM25 on an inverted index"
     if folder != "latency":
         title = f"### Claim 4 again, `{folder}`"
     lines = [title, ""]
@@ -170,3 +170,7 @@ def latency_section(table: pd.DataFrame | None, quality: pd.DataFrame | None = N
                          f"agreement {r['top10_agreement']:.3f}, nDCG@10 {r['nDCG@10']:.4f} vs "
                          f"{r['reference_nDCG@10']:.4f} (Δ {r['delta_nDCG@10']:+.4f})")
     return lines + [""]
+
+
+def fmt_p(p: float) -> str:
+    return "–" if p is None or (isinstance(p, float) and math.isnan(p)) else (f"{p:.3g}" if p >= 0.001 else "< 0.001")

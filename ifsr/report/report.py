@@ -1,208 +1,213 @@
-"""results/REPORT.md: each claim of the paper beside what this preset's runs show, with numbers.
+"""results/<preset>/REPORT.md: the verdict table first, the figures under it, the why, then the details.
 
-Generated from the tables under results/<preset>/ (never typed by hand); a claim the runs do not
-support is reported as such.
+Generated from the protocol's tables under results/<preset>/ (never typed by hand): the verdicts from
+`ifsr.report.claims.claim_rows` (two-level bootstrap over seeds and queries), every other number from
+the tables and configs beside it. results/REPORT.md indexes the presets in a few lines.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from ifsr.exp.config import BaselinesConfig, LatencyConfig, load_config
-from ifsr.report.claims import bars, idf_section, latency_section, significance, teacher_section
-from ifsr.report.compare import across_sweeps, config_diff, read_config, seed_repeats
+from ifsr.report.claims import MEAN, claim_rows, fmt_p, latency_rows, latency_section
+from ifsr.report.compare import read_config
+
+FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's folders, the only ones read
+FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean ± sd over seeds"),
+           ("teachers/teachers.png", "teacher ablation (stage 1, zero-shot), 95% CI over seeds and queries"),
+           ("idf_flops/training.png", "training curves: loss terms and λ_t per step"),
+           ("latency/latency.png", "latency against corpus size"))
 
 
 def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _best_anywhere(root: Path, repeats: list[dict], sweeps: tuple[list, list]) -> list[str]:
-    """The best IDF-aware student of every sweep of this preset (the main one and its variants), against
-    BM25 and against its own seed repeat; then Claim 1 counted over every sweep that ran both arms."""
-    rows, lines = [], []
-    for sub in sorted(root.glob("idf_flops*/curve.csv")):
-        c = pd.read_csv(sub)
-        rows += [{**r, "folder": sub.parent.name} for r in c[c["arm"] == "idf-flops"].to_dict("records")]
-    matched, pareto = sweeps
-    for ds in sorted({r["dataset"] for r in rows}):
-        best = max((r for r in rows if r["dataset"] == ds), key=lambda r: r["nDCG@10"])
-        line = (f"- {ds}: the best IDF-aware student of any sweep here is `{best['folder']}` λ={best['lambda']:g}: "
-                f"nDCG@10 {best['nDCG@10']:.4f}, FLOPS {best['flops']:.3g}")
-        if not pd.isna(best.get("bm25_nDCG@10", float("nan"))):
-            line += (f"; vs BM25 {best['bm25_nDCG@10']:.4f}: {best['nDCG@10'] - best['bm25_nDCG@10']:+.4f}, "
-                     f"{significance(best['p_value_vs_bm25'])}")
-        seeds = {}  # training seed -> (folder, nDCG@10) of the same settings as the best run
-        for r in repeats:
-            if r["dataset"] == ds and r["arm"] == "idf-flops" and r["lambda"] == best["lambda"] \
-                    and best["folder"] in r["folders"]:
-                seeds.update({s: (f, v) for s, f, v in zip(r["seeds"], r["folders"], r["nDCG@10"])})
-        if seeds:
-            line += ("; the same settings by training seed: " + ", ".join(
-                f"{s}: {v:.4f} (`{f}`)" for s, (f, v) in sorted(seeds.items()))
-                + f", mean {sum(v for _, v in seeds.values()) / len(seeds):.4f}")
-        lines.append(line + ".")
-    if matched or pareto:
-        wins = sum(g["gap"] > 0 for g in matched)
-        won = sum(p["winner"] == "idf-flops" for p in pareto)
-        lines.append(f"- Claim 1 over every sweep with both arms: {wins}/{len(matched)} IDF-aware points above the plain "
-                     f"curve at matched FLOPS; {won} of {len(pareto)} Pareto pairs won by the IDF-aware arm.")
-    return lines + [""] if lines else []
+def _manifest(root: Path, folder: str) -> dict:
+    path = root / folder / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _variant_line(root: Path, folder: str) -> str:
-    """How a variant's configuration differs from the main sweep's (read from both config.yaml files)."""
-    a, b = read_config(root / "idf_flops" / "config.yaml"), read_config(root / folder / "config.yaml")
-    if a is None or b is None:
-        return f"- `{folder}`: no config.yaml to compare with the main sweep's.\n"
-    diff = [f"{k}: {x} → {y}" for k, x, y in config_diff(a, b)]
-    return f"- Settings that differ from the main sweep: {'; '.join(diff) or 'none'}.\n"
+def _verdicts(claims: pd.DataFrame, latency: pd.DataFrame | None) -> list[str]:
+    lines = ["## Verdicts", "",
+             "Each statistic is a difference of nDCG@10 in the paper's direction (> 0: as the paper says), with a "
+             "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.report.stats`). "
+             "holds / reversed: p < 0.05 from ≥ 3 seeds; not distinguishable: p ≥ 0.05.", "",
+             "| claim | compared | the paper | dataset | here | Δ (95% CI) | p | seeds | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    last = None
+    for r in claims.to_dict("records"):
+        same = r["claim"] == last
+        last = r["claim"]
+        ci = "–" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        delta = "–" if math.isnan(r["delta"]) else f"{r['delta']:+.4f}"
+        data = f"**{r['dataset']}**" if r["dataset"] == MEAN else r["dataset"]
+        lines.append(f"| {'' if same else r['claim']} | {'' if same else r['compared']} | {'' if same else r['paper']} "
+                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {r['seeds']} | {r['verdict']} |")
+    if claims.empty:
+        lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | |")
+    if latency is not None:
+        lines.append(f"| 4 | inference-free / BM25 p50 latency (PISA) | ≈ 1.1× | – | "
+                     f"{'; '.join(latency_rows(latency))} | – | – | – | no verdict: one timing run per size |")
+    return lines + [""]
 
 
-def _seed_repeats(repeats: list[dict]) -> list[str]:
+def _figures(root: Path) -> list[str]:
     lines = []
-    for r in repeats:
-        (fa, fb), (sa, sb), (va, vb), (xa, xb) = r["folders"], r["seeds"], r["nDCG@10"], r["flops"]
-        lines.append(f"- {r['dataset']} {r['arm']} λ={r['lambda']:g}: seed {sa} (`{fa}`) {va:.4f} (FLOPS {xa:.3g}), "
-                     f"seed {sb} (`{fb}`) {vb:.4f} (FLOPS {xb:.3g}): Δ {vb - va:+.4f} from the training seed alone; "
-                     f"mean of the two {(va + vb) / 2:.4f}.")
-    if not lines:
-        return []
-    return ["## Seed repeats: the same settings with another training seed", ""] + lines + [""]
+    for rel, what in FIGURES:
+        if (root / rel).is_file():
+            lines += [f"**{what}** (`{rel}`)", "", f"![{what}]({rel})", ""]
+    return lines
 
 
-def _why(root: Path, curve: pd.DataFrame | None, teachers: pd.DataFrame | None, base: pd.DataFrame | None,
-         repeats: list[dict], matched: list[dict]) -> list[str]:
-    """What these runs suggest about a claim the runs do not support, from the tables and configs (never typed)."""
-    lines = ["## Why a claim may not hold here (read from the tables and configs above)", ""]
-    cfg_path = root / "teachers" / "config.yaml"
-    cfg = read_config(cfg_path)
+def _mean_table(table: pd.DataFrame, keys: list[str]) -> list[str]:
+    """mean ± sd over seeds of nDCG@10 and FLOPS per `keys` (the seed rows of a protocol table)."""
+    g = table.groupby(keys, dropna=False, sort=False)
+    agg = g.agg(n=("nDCG@10", "size"), ndcg=("nDCG@10", "mean"), sd=("nDCG@10", "std"), flops=("flops", "mean"),
+                nnz=("doc_nnz", "mean")).reset_index()
+    head = "| " + " | ".join(keys) + " | seeds | nDCG@10 mean ± sd | FLOPS | doc non-zeros |"
+    lines = [head, "|" + "---|" * (len(keys) + 4)]
+    for r in agg.to_dict("records"):
+        sd = "" if pd.isna(r["sd"]) else f" ± {r['sd']:.4f}"
+        flops = "–" if pd.isna(r["flops"]) else f"{r['flops']:.3g}"
+        nnz = "–" if pd.isna(r["nnz"]) else f"{r['nnz']:.0f}"
+        vals = " | ".join("" if pd.isna(r[k]) else (f"{r[k]:g}" if isinstance(r[k], float) else str(r[k])) for k in keys)
+        lines.append(f"| {vals} | {r['n']} | {r['ndcg']:.4f}{sd} | {flops} | {nnz} |")
+    return lines + [""]
+
+
+def _why(teachers: pd.DataFrame | None, curve: pd.DataFrame | None, base: pd.DataFrame | None,
+         cfg: dict | None) -> list[str]:
+    """Short lines read from the tables and configs that bear on the verdicts (never typed numbers)."""
+    lines = ["## Why the verdicts may differ from the paper", ""]
+    spreads = []
+    for name, t, keys in (("teacher", teachers, ["dataset", "teacher"]), ("sweep", curve, ["dataset", "arm", "lambda"])):
+        if t is not None and "seed" in t:
+            sd = t[t["seed"] >= 0].groupby(keys, dropna=False)["nDCG@10"].std().dropna()
+            if len(sd):
+                spreads.append(f"{name} arms up to {sd.max():.4f} (median {sd.median():.4f})")
+    if spreads:
+        lines.append("- Seed noise: the sd of nDCG@10 over training seeds of one arm reaches " + "; ".join(spreads)
+                     + ". A gap smaller than that needs many queries and seeds to show.")
+    if teachers is not None:
+        start = teachers[teachers["teacher"] == "untrained"].set_index("dataset")
+        trained = teachers[teachers["teacher"] != "untrained"].groupby("dataset")[["flops", "nDCG@10"]].mean()
+        for ds in trained.index.intersection(start.index):
+            lines.append(f"- Stage 1 on {ds}: FLOPS {start.loc[ds, 'flops']:.3g} untrained → {trained.loc[ds, 'flops']:.3g} "
+                         f"(mean of every teacher arm), nDCG@10 {start.loc[ds, 'nDCG@10']:.4f} → "
+                         f"{trained.loc[ds, 'nDCG@10']:.4f}.")
     if base is not None:
         for ds in sorted(base["dataset"].unique()):
             b = base[base["dataset"] == ds].set_index("system")["nDCG@10"]
             if {"dense-teacher", "sparse-teacher", "ensemble-minmax"} <= set(b.index):
-                lines.append(f"- {ds}: as retrievers, the min-max ensemble of the teachers ({b['ensemble-minmax']:.4f}) is "
-                             f"above each teacher (dense {b['dense-teacher']:.4f}, sparse {b['sparse-teacher']:.4f}): the "
-                             "targets are better, so a student that does not gain from them is limited by what it "
-                             "learns from them in this budget, not by the targets.")
-    if cfg is not None and cfg.get("sparse_teacher") == cfg.get("train", {}).get("student"):
-        lines.append(f"- The sparse teacher (`{cfg['sparse_teacher']}`) is also the students' start: its half of the "
-                     "ensemble mostly restates what the student already scores, and the dense teacher is the only new "
-                     "signal (the paper's sparse teacher is a separate, stronger siamese model).")
-    if curve is not None and "student_temperature" in curve:
-        taus = curve.dropna(subset=["student_temperature"]).groupby("arm")["student_temperature"].first()
-        if taus.nunique() > 1:
-            lines.append("- The two FLOPS arms trained at different calibrated student temperatures ("
-                         + ", ".join(f"{a} τ {t:.3g}" for a, t in taus.items())
-                         + "), since their query weights give scores of different scale: each arm's λ buys a different "
-                         "FLOPS, and the arms are compared at matched FLOPS by interpolation, between few points.")
+                lines.append(f"- {ds}, the teachers as retrievers: min-max ensemble {b['ensemble-minmax']:.4f}, dense "
+                             f"{b['dense-teacher']:.4f}, sparse {b['sparse-teacher']:.4f}"
+                             + (f", raw sum {b['ensemble-raw']:.4f}" if "ensemble-raw" in b.index else "")
+                             + ": the targets' ranking quality, before any student learns from them.")
     if cfg is not None:
-        t = cfg.get("train", {})
-        noise = ""
-        if teachers is not None and "ensemble-minmax" in set(teachers["teacher"]):
-            ens = teachers[teachers["teacher"] == "ensemble-minmax"].set_index("dataset")["nDCG@10"]
-            gaps = [abs(ens[r["dataset"]] - r["nDCG@10"]) for _, r in teachers.iterrows()
-                    if r["teacher"] != "ensemble-minmax" and r["p_value_vs_ensemble_minmax"] >= 0.05]
-            if gaps:
-                noise = (f"; in the teacher table a gap of up to {max(gaps):.4f} nDCG@10 is not significant "
-                         "(paired randomization, p ≥ 0.05)")
-        lines.append(f"- Budget: {t.get('steps')} fine-tuning steps of {t.get('batch_size')} queries, "
-                     f"pre-training pairs per source: {cfg.get('pretrain_pairs', 0)}, one seed{noise}.")
-    spread = [abs(r["nDCG@10"][1] - r["nDCG@10"][0]) for r in repeats]
-    if spread:
-        gaps = [abs(g["gap"]) for g in matched]
-        small = (f"; {sum(g < max(spread) for g in gaps)} of the {len(gaps)} matched-FLOPS gaps between the arms, "
-                 "over every sweep, are smaller than that, so one seed per arm cannot order them") if gaps else ""
-        lines.append(f"- Seed noise: the training seed alone moved nDCG@10 by up to {max(spread):.4f} (seed repeats "
-                     f"above){small}.")
+        if cfg.get("sparse_teacher") == cfg.get("train", {}).get("student"):
+            lines.append(f"- The sparse teacher (`{cfg['sparse_teacher']}`) is also the students' start: its half of "
+                         "the ensemble mostly restates what the student already scores (the paper's sparse teacher is a "
+                         "separate, stronger siamese model).")
+        lines.append(f"- Scale: {cfg.get('pretrain_pairs')} pairs per source and {cfg.get('pretrain_steps')} stage-1 "
+                     f"steps, {cfg['train']['steps']} stage-2 steps of {cfg['train']['batch_size']} queries; the paper "
+                     "pre-trains on millions of pairs. Stage 2 trains on SciFact train: its SciFact rows are in-domain, "
+                     "its Cranfield rows zero-shot.")
     return lines + [""]
 
 
-def _caveats(root: Path, repeats: list[dict]) -> list[str]:
-    """What limits these runs, read from the configs written beside the tables."""
-    lines = ["## Reading these numbers", ""]
-    seeds = " (a repeat with another training seed is in the seed-repeats section)" if repeats else \
-        ": variation across seeds was not measured"
-    ab = root / "idf_flops" / "config.yaml"
-    bl = root / "baselines" / "config.yaml"
-    if ab.is_file():
-        c = read_config(ab)
-        t = c["train"]
-        lines.append(f"- Students: {t['student']}, {t['steps']} steps x {t['batch_size']} queries x (1 + {t['n_neg']}) "
-                     f"documents, training length {t['max_length']}, evaluation length {c['eval_max_length']}; "
-                     f"pre-training pairs per source: {c.get('pretrain_pairs', 0)}; student temperature "
-                     f"{t.get('student_temperature', 1.0)} (the value each run resolved is in the curve's "
-                     f"`student_temperature` column). One seed per arm{seeds}, "
-                     f"and the paired p-values show how small the differences are; a claim 'not distinguishable' at "
-                     f"this budget is weak evidence either way.")
-        lines.append("- The `untrained` row of the curve is the start under the students' own evaluation settings; "
-                     "compare students with it, not with the baselines table, when the lengths differ.")
-        t2 = read_config(root / "teachers" / "config.yaml")
-        if t2 is not None:
-            differ = [k for k, _, _ in config_diff(read_config(ab), t2)
-                      if k.startswith("train.") or k in ("eval_max_length", "teacher_lambda")]
-            if differ:
-                commit = json.loads((root / "teachers" / "manifest.json").read_text()).get("git", {}).get("commit", "?")
-                lines.append(f"- The teacher ablation is an earlier run (commit `{commit[:10]}`) with another recipe than "
-                             f"the λ sweep (differing: {', '.join(differ)}): {t2['train']['steps']} steps, "
-                             f"evaluation length {t2['eval_max_length']}, student temperature "
-                             f"{t2['train'].get('student_temperature', 1.0)}. Compare its arms with each other only.")
-    if bl.is_file() and ab.is_file():
-        b = load_config(BaselinesConfig, bl)
-        if b.max_length != c["eval_max_length"]:
-            lines.append(f"- The baselines were evaluated at length {b.max_length}, the students at "
-                         f"{c['eval_max_length']}: the Bars section compares across that difference.")
-    return lines + [""]
+def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve: pd.DataFrame | None,
+             base: pd.DataFrame | None) -> list[str]:
+    lines = ["## Details", ""]
+    if cfg is not None:
+        t = cfg["train"]
+        lines.append(f"- Protocol (`idf_flops/config.yaml`, `teachers/config.yaml`): student {t['student']}; stage 1: "
+                     f"{cfg.get('pretrain_pairs')} pairs per source, {cfg.get('pretrain_steps')} steps, IDF-aware FLOPS "
+                     f"λ {cfg.get('teacher_lambda')}, teachers {', '.join(cfg.get('teachers', []))}; stage 2: "
+                     f"{t['steps']} steps on {cfg.get('train_dataset')} train from the stage-1 min-max student of seed "
+                     f"{cfg['seeds'][0]}, λ {cfg.get('lambdas')}, arms {', '.join(cfg.get('arms', []))}; "
+                     f"{t['batch_size']} queries × (1 + {t['n_neg']}) documents per step, training length "
+                     f"{t['max_length']}, evaluation length {cfg.get('eval_max_length')} for every row; seeds "
+                     f"{cfg.get('seeds')}; the replication's model: IDF-aware λ {cfg.get('headline_lambda')} (named in the "
+                     "config before the runs).")
+    times = []
+    for folder in FOLDERS:
+        m = _manifest(root, folder)
+        if m.get("wall_seconds"):
+            times.append(f"{folder} {m['wall_seconds'] / 60:.1f} min")
+    for name, t in (("stage-1 training", teachers), ("stage-2 training", curve)):
+        if t is not None and "train_seconds" in t:
+            runs = t.dropna(subset=["train_seconds"]).drop_duplicates("model")
+            if name == "stage-2 training":
+                runs = runs[runs["arm"] != "stage-1 start"]
+            if len(runs):
+                times.append(f"{name} {runs['train_seconds'].sum() / 60:.1f} min over {len(runs)} runs")
+    if times:
+        lines.append("- Wall time (this run's manifests and training logs): " + "; ".join(times) + ".")
+    commits = {f: _manifest(root, f).get("git", {}).get("commit") for f in FOLDERS if _manifest(root, f)}
+    if commits:
+        distinct = sorted({(c or "?")[:10] for c in commits.values()})
+        lines.append(f"- Made at commit{'s' if len(distinct) > 1 else ''} " + ", ".join(f"`{c}`" for c in distinct)
+                     + ("" if len(distinct) == 1 else " (" + ", ".join(f"{f}: `{(c or '?')[:10]}`"
+                                                                     for f, c in commits.items()) + ")") + ".")
+    lines.append("")
+    if teachers is not None:
+        lines += ["### Stage 1: teachers (zero-shot)", ""] + _mean_table(teachers, ["dataset", "teacher"])
+    if curve is not None:
+        lines += ["### Stage 2: the λ sweep", ""] + _mean_table(curve, ["dataset", "arm", "lambda"])
+    if base is not None:
+        cols = [c for c in ("dataset", "system", "nDCG@10", "R@100", "flops") if c in base]
+        lines += ["### Baselines", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |"
+                  for r in base[cols].itertuples(index=False)] + [""]
+    return lines
 
 
-def write_report(results_root: str | Path, preset: str) -> Path:
+def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> Path:
     root = Path(results_root) / preset
-    curve = _read(root / "idf_flops" / "curve.csv")
-    teachers = _read(root / "teachers" / "table.csv")
-    base = _read(root / "baselines" / "table.csv")
-    latency = _read(root / "latency" / "table.csv")
-    quality = _read(root / "latency" / "quality" / "table.csv")
-    variants = []
-    for sub in sorted(root.glob("latency_*/table.csv")):  # the latency notebook again, other parameters
-        config = sub.parent / "config.yaml"
-        model = load_config(LatencyConfig, config).model if config.is_file() else None
-        variants += latency_section(pd.read_csv(sub), _read(sub.parent / "quality" / "table.csv"), sub.parent.name,
-                                     model)
-    for sub in sorted(root.glob("idf_flops_*/curve.csv")):  # the sweep again with other training settings
-        folder = sub.parent.name
-        curve_v = pd.read_csv(sub)
-        variants += idf_section(curve_v, f"### Claim 1 again, `{folder}`") + [_variant_line(root, folder)]
-        variants += bars(curve_v, base, f"### Bars again, `{folder}`")
-    commits = {}
-    for m in sorted(root.glob("*/manifest.json")):
-        commits[m.parent.name] = json.loads(m.read_text()).get("git", {}).get("commit")
+    cfg = read_config(root / "idf_flops" / "config.yaml") or read_config(root / "teachers" / "config.yaml")
+    claims = claim_rows(root, headline=(cfg or {}).get("headline_lambda"), n_boot=n_boot)
+    teachers, curve = _read(root / "teachers" / "table.csv"), _read(root / "idf_flops" / "curve.csv")
+    base, latency = _read(root / "baselines" / "table.csv"), _read(root / "latency" / "table.csv")
     lines = [f"# Replication report — preset `{preset}`", "",
-             "Generated by `ifsr.report.report.write_report` from the tables beside this file; every number below "
-             "comes from those files. Commits that produced them: "
-             + ", ".join(f"{k}: `{(v or '?')[:10]}`" for k, v in commits.items()), ""]
-    repeats, sweeps = seed_repeats(root), across_sweeps(root)  # read once, used by several sections
-    best_any = _best_anywhere(root, repeats, sweeps)
-    lines += (idf_section(curve) + teacher_section(teachers) + bars(curve, base) + best_any
-              + latency_section(latency, quality)
-             + variants + _seed_repeats(repeats) + _why(root, curve, teachers, base, repeats, sweeps[0])
-             + _caveats(root, repeats))
+             "Generated by `ifsr.report.report.write_report` from the tables beside this file (every number comes "
+             "from them); the run details are at the end.", ""]
+    lines += _verdicts(claims, latency) + _figures(root) + _why(teachers, curve, base, cfg)
+    lines += _details(root, cfg, teachers, curve, base)
+    if latency is not None:
+        lines += latency_section(latency, _read(root / "latency" / "quality" / "table.csv"))
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not claims.empty:
+        claims.to_csv(root / "verdicts.csv", index=False)
     write_index(results_root)
     return path
 
 
 def write_index(results_root: str | Path) -> Path:
-    """results/REPORT.md: every preset's report, real presets first (smoke checks plumbing only)."""
+    """results/REPORT.md: a few lines per preset (its verdicts in one line each), linking its report."""
     root = Path(results_root)
-    order = {"gpu": 0, "cpu": 1, "smoke": 9}
-    parts = sorted(root.glob("*/REPORT.md"), key=lambda p: (order.get(p.parent.name, 5), p.parent.name))
-    text = "\n\n".join(p.read_text(encoding="utf-8").replace("# Replication report", "## Replication report", 1)
-                       .replace("\n## ", "\n### ") for p in parts)
+    order = {"gpu": 0, "gpu-quick": 1, "cpu": 2, "smoke": 9}
+    lines = ["# ifsr replication reports", "",
+             "One report per preset; the `smoke` preset exercises the protocol on slices, its numbers are not a "
+             "replication.", ""]
+    for rep in sorted(root.glob("*/REPORT.md"), key=lambda p: (order.get(p.parent.name, 5), p.parent.name)):
+        lines.append(f"## [{rep.parent.name}]({rep.parent.name}/REPORT.md)")
+        lines.append("")
+        verdicts = rep.parent / "verdicts.csv"
+        if verdicts.is_file():
+            v = pd.read_csv(verdicts)
+            for claim, part in v.groupby("claim", sort=False):
+                per = "; ".join(f"{r['dataset']}: {r['verdict']} (Δ {r['delta']:+.4f}, p {fmt_p(r['p'])})"
+                                for r in part.to_dict("records"))
+                lines.append(f"- Claim {claim} ({part['compared'].iloc[0]}): {per}")
+        else:
+            lines.append("- no verdicts (no protocol tables)")
+        lines.append("")
     index = root / "REPORT.md"
-    index.write_text("# ifsr replication reports\n\nThe `smoke` preset exercises the code path on a slice; "
-                     "its numbers are not a replication.\n\n" + text, encoding="utf-8")
+    index.write_text("\n".join(lines), encoding="utf-8")
     return index

@@ -72,6 +72,9 @@ def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None,
         if any(x.ndim != 2 or x.shape[0] == 0 for x in xs) or len({x.shape[1] for x in xs}) != 1:
             raise ValueError(f"dataset {d}: arrays must be [seeds >= 1, queries] with the same queries, got "
                              f"{[x.shape for x in xs]}")
+    for arm in arrays:
+        if len({x.shape[0] for x in arm}) != 1:
+            raise ValueError(f"an arm must have the same seeds on every dataset, got {[x.shape[0] for x in arm]}")
     sign = [1.0, -1.0]
     delta = float(np.mean([sum(s * x.mean() for s, x in zip(sign, xs)) for xs in zip(*arrays)]))
     rng = np.random.default_rng(seed)

@@ -221,7 +221,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
 
 def model_from_curve(spec: str) -> str:
     """"<curve.csv>:<arm>:<lambda>" -> the trained student of that row of an ablation's curve (its
-    `model` column), e.g. "results/cpu/idf_flops/curve.csv:idf-flops:0.01"; the run must exist."""
+    `model` column), e.g. "results/cpu/idf_flops/curve.csv:idf-flops:0.01"; with several training seeds,
+    the lowest seed's run. The run must exist."""
     path, arm, lam = (spec.rsplit(":", 2) + ["", ""])[:3]
     if not Path(path).is_file() or not arm or not lam:
         raise ValueError(f"model_from {spec!r}: expected '<curve.csv>:<arm>:<lambda>' with an existing curve.csv")
@@ -230,7 +231,7 @@ def model_from_curve(spec: str) -> str:
     if rows.empty:
         known = sorted({(a, float(x)) for a, x in zip(curve["arm"], curve["lambda"])}, key=str)
         raise ValueError(f"{path}: no row with arm {arm!r} and lambda {lam}; rows: {known}")
-    model = str(rows["model"].iloc[0])
+    model = str((rows.sort_values("seed", kind="stable") if "seed" in rows else rows)["model"].iloc[0])
     if not (Path(model) / "modules.json").is_file():
         raise FileNotFoundError(f"{path}: the {arm} lambda={lam} student {model} is not on disk (re-run its notebook)")
     return model

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_preset_plans_with_declared_parameters():
     for preset in ("smoke", "cpu", "gpu"):
         steps = plan(preset, ROOT, data_dir="somewhere")
-        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "01_idf_flops", "02_teachers"]
+        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "02_teachers", "01_idf_flops"]  # stage 1, 2
         for notebook, out_dir, params in steps:
             assert params["preset"] == preset and params["data_dir"] == "somewhere"
             assert out_dir.parent == ROOT / "results" / preset

@@ -1,0 +1,121 @@
+"""Each claim's statistic (ifsr.report.stats): hand-computed micro-examples, known answers, and a check
+against a second formulation (the normal approximation of a mean over queries)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ifsr.eval.metrics import paired_randomization_test
+from ifsr.report.claims import verdict
+from ifsr.report.stats import curve_arrays, curve_gap, paired_delta, seed_matrix
+
+
+def test_paired_delta_by_hand():
+    a = [np.array([[1.0, 0.0], [0.0, 0.0]])]  # 2 seeds x 2 queries: mean 0.25
+    b = [np.array([[0.0, 0.0]])]
+    r = paired_delta(a, b, n_boot=500)
+    assert r.delta == pytest.approx(0.25)
+    assert r.seeds == 1
+    assert -1e-12 <= r.low <= r.delta <= r.high <= 1.0
+    two = paired_delta(a + [np.array([[0.5], [0.5]])], b + [np.array([[0.0]])], n_boot=50)  # mean of the datasets' deltas
+    assert two.delta == pytest.approx((0.25 + 0.5) / 2)
+
+
+def test_identical_arms_give_p_one():
+    x = np.random.default_rng(0).random((3, 40))
+    r = paired_delta([x], [x.copy()], n_boot=300)
+    assert r.delta == 0 and r.p == 1.0
+    assert verdict(r.p, r.delta, r.seeds) == "not distinguishable"
+
+
+def test_a_clear_gain_holds_and_a_clear_loss_is_reversed():
+    rng = np.random.default_rng(1)
+    base = rng.random((1, 300)).repeat(3, axis=0) + rng.normal(0, 0.01, (3, 300))
+    better = base + 0.05 + rng.normal(0, 0.01, (3, 300))
+    r = paired_delta([better], [base], n_boot=2000)
+    assert r.p < 0.01 and r.low > 0
+    assert verdict(r.p, r.delta, r.seeds) == "holds"
+    r = paired_delta([base], [better], n_boot=2000)
+    assert verdict(r.p, r.delta, r.seeds) == "reversed"
+
+
+def test_seed_noise_is_not_mistaken_for_a_difference():
+    """Every query moves with the training seed: a query-level test on seed means calls the +0.02 real
+    (p ~ 0), the two-level bootstrap sees that the three seeds disagree by far more than that."""
+    rng = np.random.default_rng(2)
+    queries = rng.random(300)
+    b = np.stack([queries + rng.normal(0, 0.002, 300) for _ in range(3)])
+    shifts = np.array([0.12, -0.08, 0.02])  # mean +0.02, spread 0.1 over seeds
+    a = np.stack([queries + s + rng.normal(0, 0.002, 300) for s in shifts])
+    qids = [str(i) for i in range(300)]
+    query_only = paired_randomization_test(dict(zip(qids, a.mean(0))), dict(zip(qids, b.mean(0))))
+    assert query_only < 0.001
+    r = paired_delta([a], [b], n_boot=4000)
+    assert r.delta == pytest.approx(0.02, abs=0.002)
+    assert r.p > 0.05 and r.low < 0 < r.high
+    assert verdict(r.p, r.delta, r.seeds) == "not distinguishable"
+
+
+def test_one_seed_matches_the_normal_approximation():
+    """A second formulation: with one seed per arm the bootstrap's 95% interval is the mean difference's
+    +- 1.96 standard errors over queries (large Q)."""
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.01, 0.2, 2000)
+    r = paired_delta([d[None, :]], [np.zeros((1, 2000))], n_boot=4000)
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    assert r.high - r.low == pytest.approx(2 * 1.96 * se, rel=0.08)
+    assert (r.low + r.high) / 2 == pytest.approx(d.mean(), abs=0.3 * se)
+
+
+def test_paired_delta_refuses_unpaired_queries():
+    with pytest.raises(ValueError, match="same queries"):
+        paired_delta([np.zeros((2, 5))], [np.zeros((2, 4))])
+    with pytest.raises(ValueError, match="same seeds"):  # an arm's runs are the same on every dataset
+        paired_delta([np.zeros((2, 5)), np.zeros((1, 3))], [np.zeros((1, 5)), np.zeros((1, 3))])
+    with pytest.raises(ValueError, match="one array per dataset"):
+        paired_delta([np.zeros((2, 5))], [])
+
+
+def test_curve_gap_by_hand():
+    """a: nDCG = ln FLOPS on ln FLOPS in [0, 2]; b: 0 on [1, 3]. Overlap [1, 2]: the gap is the mean of
+    ln FLOPS there, 1.5."""
+    q = 4
+    fa = np.exp(np.array([[0.0], [2.0]]))  # [L=2, S=1]
+    ya = np.array([[[0.0] * q], [[2.0] * q]])  # [2, 1, q]
+    fb = np.exp(np.array([[1.0], [3.0]]))
+    yb = np.zeros((2, 1, q))
+    r = curve_gap([(fa, ya)], [(fb, yb)], n_boot=100, grid=64)
+    assert r.delta == pytest.approx(1.5)
+    assert r.p < 0.05  # every replicate gives the same +1.5 (no query or seed varies)
+    far = curve_gap([(fa, ya)], [(np.exp(np.array([[5.0], [6.0]])), yb)], n_boot=10)
+    assert math.isnan(far.delta) and math.isnan(far.p)
+    assert verdict(far.p, far.delta, 3).startswith("not judged")
+
+
+def test_curve_gap_of_a_shifted_curve_and_of_equal_curves():
+    rng = np.random.default_rng(4)
+    flops = np.array([[1.0, 1.1, 0.9], [2.0, 2.1, 1.9], [4.0, 4.2, 3.8]])  # [L=3, S=3]
+    base = rng.random(200)
+    yb = np.stack([np.stack([base * 0.5 + 0.1 * k + rng.normal(0, 0.01, 200) for _ in range(3)]) for k in range(3)])
+    up = curve_gap([(flops, yb + 0.03)], [(flops, yb)], n_boot=500)
+    assert up.delta == pytest.approx(0.03, abs=1e-9) and up.p < 0.05
+    same = curve_gap([(flops, yb)], [(flops, yb.copy())], n_boot=200)
+    assert same.delta == pytest.approx(0.0, abs=1e-12) and same.p > 0.5  # seeds drawn per arm: replicates vary
+
+
+def test_arrays_from_the_result_tables():
+    per_query = pd.DataFrame(
+        [{"dataset": "d", "arm": arm, "lambda": lam, "seed": s, "query_id": q, "nDCG@10": v}
+         for arm, lam, s, q, v in [("x", 0.1, 1, "q2", 0.2), ("x", 0.1, 0, "q1", 0.3), ("x", 0.1, 1, "q1", 0.4),
+                                   ("x", 0.1, 0, "q2", 0.5), ("x", 0.2, 0, "q1", 0.6), ("x", 0.2, 0, "q2", 0.7),
+                                   ("x", 0.2, 1, "q1", 0.8), ("x", 0.2, 1, "q2", 0.9)]])
+    m = seed_matrix(per_query, "d", arm="x", **{"lambda": 0.1})
+    assert m.tolist() == [[0.3, 0.5], [0.4, 0.2]]  # seeds ascending, queries sorted
+    curve = pd.DataFrame([{"dataset": "d", "arm": "x", "lambda": lam, "seed": s, "flops": f}
+                          for lam, s, f in [(0.2, 1, 1.5), (0.1, 0, 3.0), (0.2, 0, 1.0), (0.1, 1, 2.0)]])
+    flops, ndcg = curve_arrays(curve, per_query, "d", "x")
+    assert flops.tolist() == [[3.0, 2.0], [1.0, 1.5]]
+    assert ndcg.shape == (2, 2, 2) and ndcg[1].tolist() == [[0.6, 0.7], [0.8, 0.9]]
+    with pytest.raises(ValueError, match="lacks queries"):
+        seed_matrix(per_query.iloc[1:], "d", arm="x", **{"lambda": 0.1})
