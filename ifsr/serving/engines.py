@@ -1,4 +1,4 @@
-"""Vector engines behind one interface (`ifsr.serving.base.Engine`): the exact scorer, PISA, Seismic; registry.
+"""Vector engines behind one interface (`ifsr.serving.base.Engine`): the exact scorer, PISA, Seismic, BMP; registry.
 
 `ENGINES` maps each name to its class; `ENGINES[name].is_available()` says whether its optional
 package is installed, and `ENGINES[name].from_docs(docs, k, **options).search_ids(ids, weights)`
@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from ifsr.eval.retrieval import SparseIndex
 from ifsr.serving.base import Engine
+from ifsr.serving.blockmax import BmpImpactIndex
 from ifsr.serving.pisa import PisaImpactIndex
 from ifsr.serving.seismic import SeismicImpactIndex
 
@@ -49,7 +50,8 @@ class ExactEngine(Engine):
         return rows[0][hit], scores[0][hit]
 
 
-ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "seismic": SeismicImpactIndex}
+ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "seismic": SeismicImpactIndex,
+                                    "bmp": BmpImpactIndex}
 
 
 def check_engines(names: Iterable[str]) -> None:
