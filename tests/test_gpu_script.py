@@ -52,7 +52,8 @@ def test_dry_run_prints_the_plan_and_the_estimate(data_root):
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     lines = res.stdout.splitlines()
     train = [line for line in lines if line.startswith("train ")]
-    assert train and train[0].split()[1] == "splade-tiny" and int(train[0].split()[4]) == 21  # 14 stages, 21 steps
+    # 12 stage-1 runs (4 teachers x 3 seeds) and 12 stage-2 runs (2 arms x 2 lambdas x 3 seeds) of 2 steps each
+    assert train and train[0].split()[1] == "splade-tiny" and int(train[0].split()[4]) == 48
     assert any(line.startswith("estimated device time") for line in lines)
 
 

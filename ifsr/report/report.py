@@ -161,7 +161,7 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
     if base is not None:
         cols = [c for c in ("dataset", "system", "nDCG@10", "R@100", "flops") if c in base]
         lines += ["### Baselines", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |"
+        lines += ["| " + " | ".join(("–" if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v) for v in r) + " |"
                   for r in base[cols].itertuples(index=False)] + [""]
     return lines
 
