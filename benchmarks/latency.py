@@ -1,9 +1,13 @@
-"""Latency benchmark: inference-free vs BM25 vs siamese on the same engine, per corpus size.
+"""Latency benchmark: inference-free vs BM25 vs siamese per engine setting and corpus size, and the levers.
 
-    python benchmarks/latency.py --sizes scifact real 1000000 --n-queries 300 --cache-dir ~/.cache/ifsr
+    python benchmarks/latency.py --sizes scifact real 1000000 --n-queries 300 \
+        --engines pisa "pisa(algorithm=block_max_wand)" bmp "bmp(bsize=64,alpha=0.9)" \
+        --levers none query-top-k=8 doc-top-k=64 --lever-engine bmp --lever-size real
 
-Prints the table, then for every corpus size the p50 ratios inference-free / BM25 (same engine:
-PISA) and siamese / inference-free. The paper's target: inference-free <= 1.1x BM25.
+Prints the table, then per corpus size and engine setting: inference-free / BM25 p50 on the same engine,
+inference-free / the fastest BM25 of that size (95% intervals over queries), siamese / inference-free,
+top-10 agreement with exact scoring and the nDCG@10 change; then the best ratio among settings that
+agree >= 0.99; then each lever's nDCG@10 change and p50. The paper's target: inference-free ~ 1.1x BM25.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ifsr.serving.engines import ENGINES  # noqa: E402
-from ifsr.serving.latency import SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.serving.engines import parse_engine  # noqa: E402
+from ifsr.serving.latency import SYSTEMS, best_ratio, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.serving.levers import lever_plot, lever_table, parse_levers  # noqa: E402
 
 
 def size_arg(text: str) -> str | int:
@@ -29,6 +34,14 @@ def size_arg(text: str) -> str | int:
     return value
 
 
+def engine_arg(text: str) -> str:
+    try:
+        parse_engine(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="default $IFSR_DATA_DIR or data (ifsr.data.beir.data_dir)")
@@ -36,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="'scifact', 'real' (all real passages) or N (resampled, see --resample-from)")
     ap.add_argument("--n-queries", type=int, default=300)
     ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or .cache/ifsr)")
-    ap.add_argument("--engines", nargs="+", choices=list(ENGINES), default=["pisa"])
+    ap.add_argument("--engines", nargs="+", type=engine_arg, default=["pisa"],
+                    help="engine settings: name or name(key=value,...), e.g. 'bmp(bsize=64,alpha=0.9)'")
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--model", default="splade-tiny")
     ap.add_argument("--max-length", type=int, default=256)
@@ -56,10 +70,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed time; cpu: thread CPU time (steadier on a loaded shared machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--levers", nargs="+", default=[], help="'none' first, then e.g. query-top-k=8 query-min-idf=3 "
+                    "doc-top-k=64 (timed on --lever-engine over --lever-size)")
+    ap.add_argument("--lever-engine", type=engine_arg, default=None)
+    ap.add_argument("--lever-size", type=size_arg, default="scifact")
+    ap.add_argument("--lever-out", default=None, help="write the lever table as CSV")
     ap.add_argument("--out", default=None, help="write the table as CSV")
     ap.add_argument("--plot", default=None, help="write p50 vs corpus size as PNG")
     args = ap.parse_args(argv)
 
+    try:
+        levers = parse_levers(args.levers)
+    except ValueError as e:
+        ap.error(str(e))
+    if levers and not args.lever_engine:
+        ap.error("--levers needs --lever-engine")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, max_passages=args.max_passages,
@@ -69,24 +94,38 @@ def main(argv: list[str] | None = None) -> None:
                          max_query_terms=args.max_query_terms, fold_idf=args.fold_idf, repeats=args.repeats,
                          clock=args.clock)
     other = "cpu_p50_ms" if args.clock == "wall" else "wall_p50_ms"
-    cols = ["engine", "system", "docs", "resampled", "p50_ms", "p90_ms", "p99_ms", "qps", other, "top10_agreement",
-            "postings_per_query"]
+    cols = ["engine", "system", "docs", "distinct_docs", "p50_ms", "p90_ms", "p99_ms", "qps", "qps_2threads", other,
+            "top10_agreement", "delta_nDCG@10", "index_mb"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print()
-    print(f"clock: {args.clock} (p50/p90/p99/qps); {other}: the other clock")
-    for _, row in latency_ratios(df).iterrows():
-        parts = [f"{row['engine']:8s} docs={int(row['docs']):>9,}"]
-        if "if_over_bm25" in row:
-            bm25 = "BM25" if row["engine"] == "pisa" else "PISA BM25"
-            parts.append(f"inference-free/{bm25} p50 = {row['if_over_bm25']:.2f}x")
-        if "siamese_over_if" in row:
-            parts.append(f"siamese/inference-free p50 = {row['siamese_over_if']:.2f}x")
-        print("  ".join(parts))
+    print(f"clock: {args.clock} (p50/p90/p99/qps); {other}: the other clock; intervals: 95% bootstrap over queries")
+    ci = lambda r, c: f"{r[c]:.2f}x [{r[c + '_lo']:.2f}, {r[c + '_hi']:.2f}]" if r[c] == r[c] else "-"  # noqa: E731
+    for _, r in latency_ratios(df).iterrows():
+        print(f"{r['engine']:28s} docs={int(r['docs']):>9,}  IF/BM25 (same engine) {ci(r, 'if_over_bm25')}  "
+              f"IF/fastest BM25 ({r['best_bm25_engine']}) {ci(r, 'if_over_best_bm25')}  "
+              f"siamese/IF {r['siamese_over_if']:.1f}x  top-10 agreement {r['top10_agreement']:.3f}  "
+              f"nDCG@10 change {r['delta_nDCG@10']:+.4f}")
+    best = best_ratio(df)
+    print("best (top-10 agreement >= 0.99, largest corpus): " + ("none" if best is None else
+          f"{best['engine']} at {int(best['docs']):,} docs: {ci(best, 'if_over_best_bm25')} the fastest BM25 "
+          f"({best['best_bm25_engine']}), {ci(best, 'if_over_bm25')} BM25 on its own engine"))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
     if args.plot:
         latency_plot(df, args.plot)
+    if levers:
+        lev = lever_table(levers, args.lever_engine, args.lever_size, args.data_dir, args.model, cache,
+                          args.max_length, args.n_queries, args.seed, args.repeats)
+        print()
+        for _, r in lev.iterrows():
+            print(f"lever {r['lever']:14s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "
+                  f"({r['delta scifact']:+.4f})  Cranfield {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f})  "
+                  f"p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / lev['p50_ms'].iloc[0]:.2f}x unpruned)")
+        if args.lever_out:
+            Path(args.lever_out).parent.mkdir(parents=True, exist_ok=True)
+            lev.to_csv(args.lever_out, index=False)
+            lever_plot(lev, Path(args.lever_out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

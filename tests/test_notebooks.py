@@ -37,7 +37,8 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     for folder in ("notebooks", "configs"):
         shutil.copytree(ROOT / folder, root / folder)
     executed = replicate("smoke", root=root, data_dir=str(data_root.resolve()))
-    assert {p.name for p in executed} >= {"00_baselines.ipynb", "01_idf_flops.ipynb", "02_teachers.ipynb"}
+    assert {p.name for p in executed} >= {"00_baselines.ipynb", "01_idf_flops.ipynb", "02_teachers.ipynb",
+                                          "03_latency.ipynb"}
     res = root / "results" / "smoke"
     curve = pd.read_csv(res / "idf_flops" / "curve.csv")
     assert set(curve["arm"]) == {"untrained", "bm25", "stage-1 start", "idf-flops", "flops", "flops+idf-query"}
@@ -65,7 +66,15 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     verdicts = pd.read_csv(res / "verdicts.csv")
     assert {"1", "2a", "2b", "3", "H1", "H2"} <= set(verdicts["claim"].astype(str))
     assert (verdicts["seeds"] == 3).all() and verdicts["verdict"].notna().all()
-    for sub in ("baselines", "idf_flops", "teachers"):
+    latency = pd.read_csv(res / "latency" / "table.csv")
+    assert set(latency["docs"]) == {300, 900} and set(latency["system"]) == {"inference-free", "bm25", "siamese"}
+    assert latency["engine"].nunique() == 4 and latency["top10_agreement"].between(0, 1).all()
+    assert (res / "latency" / "ratios.csv").is_file() and (res / "latency" / "latency.png").stat().st_size > 1000
+    levers = pd.read_csv(res / "latency" / "levers" / "table.csv")
+    assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k"] and levers.loc[0, "delta scifact"] == 0
+    assert (levers["doc_nnz"].iloc[2] <= 16) and (res / "latency" / "levers" / "levers.png").stat().st_size > 1000
+    assert "Best ratio reached" in (res / "REPORT.md").read_text() or "No setting reached" in (res / "REPORT.md").read_text()
+    for sub in ("baselines", "idf_flops", "teachers", "latency", "latency/levers"):
         manifest = json.loads((res / sub / "manifest.json").read_text())
         assert manifest["data"] and manifest["models"] and manifest["wall_seconds"] > 0.5  # the whole notebook
         assert (res / sub / "config.yaml").is_file()

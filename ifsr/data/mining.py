@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import bm25s
 import numpy as np
+import scipy.sparse as sp
 import Stemmer
 from tqdm.auto import tqdm
 
@@ -70,6 +71,26 @@ class Bm25Index:
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
         return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+    def impact_matrix(self) -> sp.csr_matrix:
+        """BM25 as learned-sparse vectors: CSR [n_docs, vocabulary], entry (d, t) = the BM25 score term t
+        contributes to document d (idf and length normalization folded in; what bm25s precomputes). A
+        query's scores are this matrix times `query_vector(text)`, which any vector engine can serve."""
+        if self._bm25 is None:
+            raise ValueError("index not built: call build(doc_texts) first")
+        s = self._bm25.scores
+        return sp.csc_matrix((np.asarray(s["data"], np.float32), s["indices"], s["indptr"]),
+                             shape=(self.n_docs, len(s["indptr"]) - 1)).tocsr()
+
+    def query_vector(self, query_text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(vocabulary ids ascending, float32 counts) of one query's indexed tokens: `scores` equals
+        `impact_matrix() @ counts` (a repeated term counts once per repeat, as in `scores`)."""
+        if self._bm25 is None:
+            raise ValueError("index not built: call build(doc_texts) first")
+        vocab, width = self._bm25.vocab_dict, len(self._bm25.scores["indptr"]) - 1  # bm25s may add "" past it
+        ids, counts = np.unique(np.asarray([vocab[t] for t in self._tokenize([query_text])[0]
+                                            if vocab.get(t, width) < width], dtype=np.int64), return_counts=True)
+        return ids, counts.astype(np.float32)
 
     def search(self, query_texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query: (indices int64 [nq, k'], scores float32 [nq, k']), k' = min(k, n_docs),

@@ -10,7 +10,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -247,7 +247,22 @@ class LatencyConfig:
     max_passages: int | None = None  # cap on pair passages in "real"
     resample_from: str = "real"  # what the int sizes resample: "real" or "scifact"
     seed: int = 0
+    repeats: int = 1  # timed passes over the queries
+    max_length: int = 256  # document tokens the encoder reads
+    levers: list[str] = field(default_factory=list)  # "none", "query-top-k=8", "query-min-idf=3", "doc-top-k=64"
+    lever_engine: str | None = None  # the engine setting the levers are timed on (None: no lever study)
+    lever_size: str | int = "scifact"  # the latency corpus the levers are timed on
+
+    LEVER_FIELDS: ClassVar[tuple[str, ...]] = ("levers", "lever_engine", "lever_size")
 
     def measure_kwargs(self) -> dict[str, Any]:
-        """The keywords of `measure_latency` (every field but the preset)."""
-        return {k: v for k, v in to_dict(self).items() if k != "preset"}
+        """The keywords of `measure_latency` (every field but the preset and the lever study's)."""
+        return {k: v for k, v in to_dict(self).items() if k != "preset" and k not in self.LEVER_FIELDS}
+
+    def lever_kwargs(self) -> dict[str, Any]:
+        """The keywords of `ifsr.serving.levers.lever_table` (levers parsed; ValueError on a bad one)."""
+        from ifsr.serving.levers import parse_levers
+
+        return {"levers": parse_levers(self.levers), "engine": self.lever_engine, "size": self.lever_size,
+                "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
+                "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats}

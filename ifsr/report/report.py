@@ -19,7 +19,8 @@ FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's fo
 FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean ± sd over seeds"),
            ("teachers/teachers.png", "teacher ablation (stage 1, zero-shot), 95% CI over seeds and queries"),
            ("idf_flops/training.png", "training curves: loss terms and λ_t per step"),
-           ("latency/latency.png", "latency against corpus size"))
+           ("latency/latency.png", "latency against corpus size, per engine setting and system"),
+           ("latency/levers/levers.png", "pruning levers: nDCG@10 against p50"))
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -50,7 +51,7 @@ def _verdicts(claims: pd.DataFrame, latency: pd.DataFrame | None) -> list[str]:
     if claims.empty:
         lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | |")
     if latency is not None:
-        lines.append(f"| 4 | inference-free / BM25 p50 latency (PISA) | ≈ 1.1× | – | "
+        lines.append(f"| 4 | inference-free / fastest BM25, p50 latency (top-10 agreement ≥ 0.99) | ≈ 1.1× | – | "
                      f"{'; '.join(latency_rows(latency))} | – | – | – | no verdict: one timing run per size |")
     return lines + [""]
 
@@ -178,7 +179,7 @@ def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> 
     lines += _verdicts(claims, latency) + _figures(root) + _why(teachers, curve, base, cfg)
     lines += _details(root, cfg, teachers, curve, base)
     if latency is not None:
-        lines += latency_section(latency, _read(root / "latency" / "quality" / "table.csv"))
+        lines += latency_section(latency, _read(root / "latency" / "levers" / "table.csv"))
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ The registry of vector engines is `ifsr.serving.engines.ENGINES`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import os
 import sys
@@ -52,7 +53,21 @@ class EngineBase(ABC):
 
 
 class Engine(EngineBase):
-    """An index over learned-sparse document vectors, searched one query at a time."""
+    """An index over learned-sparse document vectors, searched one query at a time.
+
+    `query_options` names the options that act at query time only (e.g. BMP's alpha, beta): an index
+    built once serves every value of them through `with_query_options` (a copy; the index is shared)."""
+
+    query_options: ClassVar[tuple[str, ...]] = ()
+
+    def with_query_options(self, **options) -> Engine:
+        """A copy of this engine searching with other query-time options (ValueError for any other)."""
+        unknown = sorted(set(options) - set(self.query_options))
+        if unknown:
+            raise ValueError(f"{self.name}: {unknown} are not query-time options; those are {list(self.query_options)}")
+        other = copy.copy(self)
+        other.__dict__.update(options)
+        return other
 
     @classmethod
     @abstractmethod

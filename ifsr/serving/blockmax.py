@@ -30,6 +30,7 @@ class BmpImpactIndex(Engine):
     """BMP over the document vectors (CSR [n, V]); one query at a time."""
 
     name, requires, package = "bmp", "bmp", "bmp"
+    query_options = ("alpha", "beta")
 
     def __init__(self, docs: sp.csr_matrix, k: int = 10, bsize: int = 32, alpha: float = 1.0, beta: float = 1.0,
                  compress_range: bool = False):
@@ -56,6 +57,12 @@ class BmpImpactIndex(Engine):
         self.present = np.zeros(docs.shape[1], dtype=bool)
         self.present[docs.indices] = True
         self.k, self.alpha, self.beta, self.bsize = k, alpha, beta, bsize
+
+    def with_query_options(self, **options) -> BmpImpactIndex:
+        alpha, beta = options.get("alpha", self.alpha), options.get("beta", self.beta)
+        if not (0 < alpha <= 1 and 0 < beta <= 1):
+            raise ValueError(f"alpha and beta must be in (0, 1] (1: safe), got {alpha}, {beta}")
+        return super().with_query_options(**options)
 
     @classmethod
     def from_docs(cls, docs: sp.csr_matrix, k: int = 10, **options) -> BmpImpactIndex:

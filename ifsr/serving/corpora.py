@@ -39,6 +39,8 @@ class LatencyCorpus:
     texts: list[str]
     vectors: sp.csr_matrix  # [n, V] document weights, row i <-> texts[i]
     resampled: bool
+    doc_ids: list[str] | None = None  # row i's id for qrels (SciFact ids; other rows never relevant)
+    distinct: int | None = None  # rows that are distinct real documents (the rest are resampled copies)
 
 
 def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, model: str, weights: str,
@@ -72,7 +74,11 @@ def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
         rows = np.sort(rng.choice(n, size=n_docs, replace=False))
     else:
         rows = np.concatenate([np.arange(n), rng.integers(0, n, size=n_docs - n)])
-    return LatencyCorpus(f"resampled-{n_docs}-seed{seed}", [corpus.texts[i] for i in rows], corpus.vectors[rows], True)
+    ids = None
+    if corpus.doc_ids is not None:  # a copy is a distractor: its own id, never relevant
+        ids = [corpus.doc_ids[r] if i < n else f"{corpus.doc_ids[r]}#copy{i}" for i, r in enumerate(rows.tolist())]
+    return LatencyCorpus(f"resampled-{n_docs}-seed{seed}", [corpus.texts[i] for i in rows], corpus.vectors[rows], True,
+                         ids, min(n, n_docs))
 
 
 def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike, model: str, weights: str,
@@ -81,27 +87,33 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
     at hand), SciFact first; `max_passages` keeps the first that many passages (named "real[:n]")."""
     if which not in ("scifact", "real"):
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
-    texts = load_beir("scifact", "test", data_dir=data_dir, download=False).doc_texts()
+    ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
+    texts = ds.doc_texts()
     vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
     if which == "scifact":
-        return LatencyCorpus("scifact", texts, vectors, False)
+        return LatencyCorpus("scifact", texts, vectors, False, list(ds.doc_ids), len(texts))
     seen = set(texts)
     passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
     name = "real" if max_passages is None or max_passages >= len(passages) else f"real[:{max_passages}]"
     passages = passages[:max_passages]
     extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
-    return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False)
+    ids = list(ds.doc_ids) + [f"passage:{i}" for i in range(len(passages))]
+    return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False, ids,
+                         len(ids))
 
 
-def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0) -> list[str]:
-    """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept)."""
+def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0,
+                    with_qrels: bool = False) -> list[str] | tuple[list[str], list[str], dict[str, dict[str, int]]]:
+    """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept);
+    with_qrels: (query ids, texts, qrels of those queries)."""
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
-    queries = [ds.queries[q] for q in ds.query_ids]
-    if n is not None and n < len(queries):
+    qids = list(ds.query_ids)
+    if n is not None and n < len(qids):
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
-        queries = [queries[i] for i in np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False))]
-    return queries
+        qids = [qids[i] for i in np.sort(np.random.default_rng(seed).choice(len(qids), n, replace=False))]
+    texts = [ds.queries[q] for q in qids]
+    return (qids, texts, {q: dict(ds.qrels[q]) for q in qids}) if with_qrels else texts
 
 
 def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from ifsr.eval.retrieval import SparseIndex
 from ifsr.serving.base import Engine
 from ifsr.serving.blockmax import BmpImpactIndex
+from ifsr.serving.lucene import LuceneImpactIndex
 from ifsr.serving.pisa import PisaImpactIndex
 from ifsr.serving.seismic import SeismicImpactIndex
 
@@ -44,6 +45,11 @@ class ExactEngine(Engine):
         """Top-k of many queries at once: (rows int64 [nq, k], scores float32 [nq, k]), -1 / -inf padding."""
         return self.index.search(self.query_matrix(queries), self.k)
 
+    def size_bytes(self) -> int:
+        """The index's size (in memory: CSR data, indices and row pointers)."""
+        m = self.index.index  # [V, n] posting lists
+        return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
+
     def search_ids(self, ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, scores = self.search_many([(ids, weights)])
         hit = rows[0] >= 0
@@ -51,12 +57,40 @@ class ExactEngine(Engine):
 
 
 ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "seismic": SeismicImpactIndex,
-                                    "bmp": BmpImpactIndex}
+                                    "bmp": BmpImpactIndex, "lucene": LuceneImpactIndex}
+
+
+def _value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_engine(spec: str) -> tuple[str, dict[str, int | float | str]]:
+    """An engine setting as the latency study names it: "bmp" or "bmp(bsize=64,alpha=0.9)" ->
+    ("bmp", {"bsize": 64, "alpha": 0.9}); values are ints, floats or strings ("pisa(algorithm=maxscore)").
+    The options are those of the engine's `from_docs` (PISA: algorithm, doc_scale, query_scale)."""
+    text = spec.replace(" ", "")
+    name, paren, rest = text.partition("(")
+    if paren and not rest.endswith(")"):
+        raise ValueError(f"engine setting {spec!r}: expected name or name(key=value,...)")
+    options: dict[str, int | float | str] = {}
+    for part in filter(None, rest[:-1].split(",")) if paren else ():
+        key, eq, value = part.partition("=")
+        if not eq or not key.isidentifier() or not value or key in options:
+            raise ValueError(f"engine setting {spec!r}: {part!r} is not a new key=value")
+        options[key] = _value(value)
+    if name not in ENGINES:
+        raise ValueError(f"engine setting {spec!r}: unknown engine {name!r}; known: {sorted(ENGINES)}")
+    return name, options
 
 
 def check_engines(names: Iterable[str]) -> None:
-    """ValueError naming every unknown engine (and the known ones)."""
-    unknown = sorted(set(names) - set(ENGINES))
+    """ValueError naming every unknown engine (and the known ones); settings ("bmp(alpha=0.9)") allowed."""
+    unknown = sorted({n for n in names if n.partition("(")[0].strip() not in ENGINES})
     if unknown:
         raise ValueError(f"unknown engines {unknown}; known: {sorted(ENGINES)}")
 

@@ -1,24 +1,35 @@
-"""Client-side query latency on one engine: inference-free vs BM25 vs siamese (SPEC §4).
+"""Client-side query latency on inverted-index engines: inference-free vs BM25 vs siamese (SPEC §4).
 
-`measure_latency(...)` returns one row per (engine, system, corpus size) with COLUMNS first;
+`measure_latency(...)` returns one row per (engine setting, system, corpus size) with COLUMNS first;
 `latency_ratios(df)` and `latency_plot(df, path)` summarise it. What is timed, per query, single
-thread (torch and PISA at 1 thread), top-k, after a warm-up pass over every query:
-- inference-free: tokenize + IDF lookup (no model) -> PISA weighted query on the impact index;
-- bm25: raw text -> PISA's own tokenizer, porter2, stopwords -> BM25 over the same documents' text;
-- siamese: the document encoder encodes the query on CPU -> the same impact index.
-Systems are interleaved per query in rotating order, so background load hits them alike. Engines are those of
-`ifsr.serving.engines.ENGINES`: PISA runs all three systems, the others (exact, Seismic) the vector two.
+thread (torch and every engine at 1 thread), top-k, after a warm-up pass over every query:
+- inference-free: tokenize + IDF lookup (no model) -> the engine's index of the document vectors;
+- bm25: on PISA, raw text -> PISA's own tokenizer, porter2, stopwords -> PISA's BM25; on every vector
+  engine, BM25 as impact vectors (`Bm25Index.impact_matrix`: the BM25 score of each (document, term)
+  precomputed, idf folded in) with the query's token counts, i.e. the same engine doing the same work;
+- siamese: the document encoder encodes the query on CPU -> the same index as inference-free.
+Engines are settings of `ifsr.serving.engines.ENGINES`, e.g. "pisa(algorithm=block_max_wand)",
+"bmp(bsize=64,alpha=0.9)" (`parse_engine`). Systems are interleaved per query in rotating order, so
+background load hits them alike. Each row also has: 2-thread throughput (queries/s with two client
+threads), index size, top-10 agreement with exact scoring of the same function (inference-free and
+siamese: ifsr's exact scorer of the unpruned vectors; PISA BM25: its exhaustive ranked_or; BM25
+impacts: the exact scorer of those impacts), nDCG@10 on the SciFact qrels and its change from that
+reference, and, on inference-free rows, p50 ratios to BM25 on the same engine and to the fastest BM25
+of the corpus with 95% intervals from a bootstrap over queries (paired: one query, every system).
 
 Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
-distinct passages of pairs/*.jsonl.gz); a scale series resampled from those (text and vector together,
-so BM25 and the sparse index see the same corpus; flagged `resampled`). Query sides: `ifsr.serving.queryside`.
+distinct passages of pairs/*.jsonl.gz); a scale series that holds every real document once and resamples
+the rest from that whole pool (text and vector together; `distinct_docs` says how many are real, copies are
+distractors for the qrels).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,153 +40,276 @@ from tqdm.auto import tqdm
 
 from ifsr.core.encoder import resolve_model_path
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
+from ifsr.data.mining import Bm25Index
+from ifsr.eval.metrics import evaluate_run
+from ifsr.eval.retrieval import to_run
 from ifsr.serving.base import vocab_terms
 from ifsr.serving.corpora import (LatencyCorpus, load_encoders, provenance, real_corpus, resample,
                                   resolve_cache_dir, scifact_queries)
-from ifsr.serving.engines import ENGINES, ExactEngine, topk_agreement
+from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
 from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
 
-COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "top10_agreement"]
+COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "qps_2threads", "top10_agreement",
+           "delta_nDCG@10", "index_mb"]
 SYSTEMS = ("inference-free", "bm25", "siamese")
+PISA_OPTIONS = ("algorithm", "doc_scale", "query_scale")
 
 
 # --------------------------------------------------------------------------------------- timing
 def _index_path(workdir: str | os.PathLike, corpus: LatencyCorpus, kind: str) -> Path:
     """Index folder for a corpus, keyed by its content (indexes are reused across calls)."""
-    parts = [corpus.name, len(corpus.texts), corpus.vectors.nnz, corpus.texts[0], corpus.texts[-1]]
+    parts = [corpus.name, len(corpus.texts), corpus.vectors.nnz, corpus.vectors.data[:1000].sum(), corpus.texts[0],
+             corpus.texts[-1]]
     key = hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:16]
     return Path(workdir) / f"pisa-{kind}-{key}"
 
 
-def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[str], workdir: Path, tokenizer,
-               idf: np.ndarray, doc_encoder, o: dict, show_progress: bool) -> dict[tuple[str, str], tuple]:
-    """(engine, system) -> (text -> top-k rows: the whole client-side pipeline, for one corpus;
-    text -> index terms it reads, or None; posting-list lengths of that index, or None)."""
-    out: dict[tuple[str, str], tuple] = {}
-    terms = vocab_terms(tokenizer)
-    if_query = inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"])
-    siamese = siamese_query(doc_encoder) if "siamese" in systems else None
-    def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> PisaImpactIndex:
-        path = _index_path(workdir, corpus, f"{kind}{o['doc_scale']:g}")
-        if index_built(path):  # reused: the vectors are not even computed
-            return PisaImpactIndex(path, terms, o["algorithm"], o["k"], o["query_scale"])
-        return PisaImpactIndex.from_docs(vectors(), o["k"], path=path, terms=terms, doc_scale=o["doc_scale"],
-                                         algorithm=o["algorithm"], query_scale=o["query_scale"], reuse=True,
-                                         show_progress=show_progress)
+@dataclass
+class _Pipe:
+    run: Callable[[str], np.ndarray]  # text -> top-k rows: the whole client-side pipeline
+    reference: str  # which exact top-k it is compared with (a key of `_reference`)
+    size_bytes: float = float("nan")
+    terms_of: Callable[[str], object] | None = None  # text -> index terms read (PISA), for postings_per_query
+    lengths: dict[str, int] | None = None  # posting-list lengths of that index
 
-    if "pisa" in engines and "inference-free" in systems:
+
+class _Bm25Impacts:
+    """BM25 as impact vectors over one corpus, built on first use (`Bm25Index.impact_matrix`)."""
+
+    def __init__(self, texts: Sequence[str]):
+        self.texts, self._index, self._matrix = texts, None, None
+
+    @property
+    def index(self) -> Bm25Index:
+        if self._index is None:
+            self._index = Bm25Index().build(list(self.texts))
+        return self._index
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        if self._matrix is None:
+            self._matrix = self.index.impact_matrix()
+        return self._matrix
+
+
+def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence[str], workdir: Path, tokenizer,
+                idf: np.ndarray, siamese, o: dict, show_progress: bool) -> dict[tuple[str, str], _Pipe]:
+    unknown = sorted(set(opts) - set(PISA_OPTIONS))
+    if unknown:
+        raise ValueError(f"engine setting {label!r}: unknown PISA options {unknown}; known: {list(PISA_OPTIONS)}")
+    algorithm = str(opts.get("algorithm", o["algorithm"]))
+    doc_scale, query_scale = float(opts.get("doc_scale", o["doc_scale"])), float(opts.get("query_scale", o["query_scale"]))
+    terms = vocab_terms(tokenizer)
+
+    def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> PisaImpactIndex:
+        path = _index_path(workdir, corpus, f"{kind}{doc_scale:g}")
+        if index_built(path):  # reused (one folder per corpus and doc_scale; the algorithm is a query option)
+            return PisaImpactIndex(path, terms, algorithm, o["k"], query_scale)
+        return PisaImpactIndex.from_docs(vectors(), o["k"], path=path, terms=terms, doc_scale=doc_scale,
+                                         algorithm=algorithm, query_scale=query_scale, reuse=True,
+                                         show_progress=show_progress)
+    out = {}
+    if "inference-free" in systems:
         fold = o["fold_idf"]  # idf_j * w_j(d) stored as the impact: the query is binary, scores unchanged
         pisa = impact_index("impactidf" if fold else "impact",
                             lambda: (corpus.vectors @ sp.diags(np.asarray(idf, np.float32))).tocsr() if fold
                             else corpus.vectors)
-        pisa_if = pisa_idf_query(tokenizer, idf, o["query_scale"], o["min_query_idf"], o["max_query_terms"], fold)
-        out[("pisa", "inference-free")] = (lambda t: pisa.search_prepared(pisa_if(t))[0], pisa_if,
-                                           posting_lengths(pisa.path))
-    if "pisa" in engines and siamese is not None:
+        query = pisa_idf_query(tokenizer, idf, query_scale, o["min_query_idf"], o["max_query_terms"], fold)
+        out[(label, "inference-free")] = _Pipe(lambda t: pisa.search_prepared(query(t))[0], "if-exact",
+                                               pisa.size_bytes(), query, posting_lengths(pisa.path))
+    if siamese is not None:
         plain = impact_index("impact", lambda: corpus.vectors)
-        out[("pisa", "siamese")] = (lambda t: plain.search_ids(*siamese(t))[0],
-                                    lambda t: plain.query_dict(*siamese(t)),
-                                    posting_lengths(plain.path))
-    if "pisa" in engines and "bm25" in systems:
+        out[(label, "siamese")] = _Pipe(lambda t: plain.search_ids(*siamese(t))[0], "siamese-exact", plain.size_bytes(),
+                                        lambda t: plain.query_dict(*siamese(t)), posting_lengths(plain.path))
+    if "bm25" in systems:
         path = _index_path(workdir, corpus, "bm25")
-        bm25 = PisaBM25Index.from_texts(corpus.texts, o["k"], path=path, algorithm=o["algorithm"], reuse=True,
+        bm25 = PisaBM25Index.from_texts(corpus.texts, o["k"], path=path, algorithm=algorithm, reuse=True,
                                         show_progress=show_progress)
-        out[("pisa", "bm25")] = (lambda t: bm25.search(t)[0], bm25.query_terms, posting_lengths(path))
-    others = [e for e in ENGINES if e in engines and e != "pisa"] if set(systems) - {"bm25"} else []
-    for name in others:  # any other registered engine: built from the vectors, searched by ids and weights
-        engine = ENGINES[name].from_docs(corpus.vectors, o["k"], **(o["options"].get(name) or {}))
-        if "inference-free" in systems:
-            out[(name, "inference-free")] = (lambda t, e=engine: e.search_ids(*if_query(t))[0], None, None)
-        if siamese is not None:
-            out[(name, "siamese")] = (lambda t, e=engine: e.search_ids(*siamese(t))[0], None, None)
+        out[(label, "bm25")] = _Pipe(lambda t: bm25.search(t)[0], "bm25-pisa", bm25.size_bytes(), bm25.query_terms,
+                                     posting_lengths(path))
     return out
 
 
-def _references(corpus: LatencyCorpus, queries: Sequence[str], systems: set[str], tokenizer, idf, doc_encoder,
-                workdir: Path, k: int) -> dict[str, list[np.ndarray]]:
-    """Exact top-k per system: the exact engine on the unpruned query vector (float32, ties by row);
-    bm25: PISA's exhaustive ranked_or over the same BM25 index."""
-    ref = {}
-    exact = ExactEngine.from_docs(corpus.vectors, k) if systems - {"bm25"} else None
-    if "inference-free" in systems:
-        full = inference_free_query(tokenizer, idf)
-        ref["inference-free"] = [exact.search_ids(*full(q))[0] for q in queries]
-    if "siamese" in systems:
-        siamese = siamese_query(doc_encoder)
-        ref["siamese"] = [exact.search_ids(*siamese(q))[0] for q in queries]
-    if "bm25" in systems:
+def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[str], workdir: Path, tokenizer,
+               idf: np.ndarray, doc_encoder, bm25: _Bm25Impacts, o: dict,
+               show_progress: bool) -> dict[tuple[str, str], _Pipe]:
+    """(engine setting, system) -> its pipeline, for one corpus."""
+    out: dict[tuple[str, str], _Pipe] = {}
+    built: dict[tuple, object] = {}
+    if_query = inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"])
+    siamese = siamese_query(doc_encoder) if "siamese" in systems else None
+    for spec in engines:
+        name, opts = parse_engine(spec)
+        label = spec.replace(" ", "")
+        if name == "pisa":
+            out.update(_pisa_pipes(corpus, label, opts, systems, workdir, tokenizer, idf, siamese, o, show_progress))
+            continue
+        cls = ENGINES[name]
+        size = lambda e: float(e.size_bytes()) if hasattr(e, "size_bytes") else float("nan")  # noqa: E731
+        index_opts = {k: v for k, v in opts.items() if k not in cls.query_options}
+        query_opts = {k: v for k, v in opts.items() if k in cls.query_options}
+
+        def build(kind: str, vectors: Callable[[], sp.csr_matrix]):
+            """One index per (engine, index-time options, vectors), shared by its query-time settings."""
+            key = (name, tuple(sorted(index_opts.items())), kind)
+            if key not in built:
+                built[key] = cls.from_docs(vectors(), o["k"], **index_opts)
+            return built[key].with_query_options(**query_opts) if query_opts else built[key]
+        if set(systems) - {"bm25"}:  # any other registered engine: built from the vectors, searched by ids and weights
+            engine = build("vectors", lambda: corpus.vectors)
+            if "inference-free" in systems:
+                out[(label, "inference-free")] = _Pipe(lambda t, e=engine: e.search_ids(*if_query(t))[0], "if-exact",
+                                                       size(engine))
+            if siamese is not None:
+                out[(label, "siamese")] = _Pipe(lambda t, e=engine: e.search_ids(*siamese(t))[0], "siamese-exact",
+                                                size(engine))
+        if "bm25" in systems:
+            engine = build("bm25", lambda: bm25.matrix)
+            out[(label, "bm25")] = _Pipe(lambda t, e=engine: e.search_ids(*bm25.index.query_vector(t))[0],
+                                         "bm25-impacts", size(engine))
+    return out
+
+
+def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenizer, idf, doc_encoder,
+               bm25: _Bm25Impacts, workdir: Path, k: int) -> list[np.ndarray]:
+    """Exact top-k rows per query for one reference: the exact engine on the unpruned inference-free
+    or siamese query; PISA's exhaustive ranked_or over its BM25 index; the exact engine on BM25 impacts."""
+    if key == "bm25-pisa":
         exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", k)
-        ref["bm25"] = [exhaustive.search(q)[0] for q in queries]
-    return ref
+        return [exhaustive.search(q)[0] for q in queries]
+    if key == "bm25-impacts":
+        exact = ExactEngine.from_docs(bm25.matrix, k)
+        return [exact.search_ids(*bm25.index.query_vector(q))[0] for q in queries]
+    exact = ExactEngine.from_docs(corpus.vectors, k)
+    encode = inference_free_query(tokenizer, idf) if key == "if-exact" else siamese_query(doc_encoder)
+    return [exact.search_ids(*encode(q))[0] for q in queries]
+
+
+def _ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
+          qrels: Mapping[str, Mapping[str, int]], k: int) -> float:
+    """nDCG@10 of per-query top-k rows (rank order is the score)."""
+    rows = np.full((len(found), k), -1, dtype=np.int64)
+    for i, r in enumerate(found):
+        rows[i, : min(k, len(r))] = np.asarray(r, dtype=np.int64)[:k]
+    scores = np.where(rows >= 0, np.arange(k, 0, -1, dtype=np.float32)[None, :], -np.inf).astype(np.float32)
+    return evaluate_run(to_run(list(query_ids), doc_ids, rows, scores), qrels, ("nDCG@10",))["nDCG@10"]
+
+
+def _median_ratio(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """median(a) / median(b) and its 95% percentile interval, queries resampled in pairs."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    boot = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
+    return float(np.median(a) / np.median(b)), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], tokenizer, idf: np.ndarray, doc_encoder,
                   workdir: str | os.PathLike, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
                   k: int = 10, algorithm: str = "maxscore", doc_scale: float = 100.0, query_scale: float = 10.0,
                   min_query_idf: float = 0.0, max_query_terms: int | None = None, fold_idf: bool = True,
-                  repeats: int = 1, clock: str = "wall", seismic: dict | None = None,
+                  repeats: int = 1, clock: str = "wall", query_ids: Sequence[str] | None = None,
+                  qrels: Mapping[str, Mapping[str, int]] | None = None, n_boot: int = 2000, seed: int = 0,
                   show_progress: bool = True) -> pd.DataFrame:
-    """Time every (engine, system) on every corpus; one row each (COLUMNS first, then details).
+    """Time every (engine setting, system) on every corpus; one row each (COLUMNS first, then details).
 
-    A warm-up pass runs every pipeline on every query (its results give top10_agreement against
-    `_references`); then `repeats` timed passes, systems interleaved per query in rotating order.
-    Pruning options (min_query_idf, max_query_terms) apply to the inference-free query only.
-    fold_idf: the inference-free system queries an index of idf_j * w_j(d) impacts with weight-1
-    terms (exact same scores; no query weights to pass); otherwise the plain index with integer
-    query weights round(idf * query_scale). The siamese system always uses the plain index.
-    clock="wall" times elapsed time (what a client sees); clock="cpu" times the thread's CPU time,
-    which on a loaded shared machine leaves out the time the process waited for a core. Both are
-    recorded: the other clock's median is the column `<other>_p50_ms`.
+    A warm-up pass runs every pipeline on every query (its results give top10_agreement and nDCG@10);
+    then `repeats` timed passes, systems interleaved per query in rotating order; then one pass with two
+    client threads (qps_2threads). Pruning options (min_query_idf, max_query_terms) apply to the
+    inference-free query only, and its agreement is against the unpruned query. algorithm, doc_scale,
+    query_scale: PISA's defaults where a setting names none. fold_idf: PISA's inference-free index
+    holds idf_j * w_j(d) and the query is binary (same scores); otherwise the plain index with integer
+    query weights round(idf * query_scale). clock="wall" times elapsed time (what a client sees);
+    clock="cpu" the thread's CPU time; the other clock's median is `<other>_p50_ms`. nDCG@10 needs
+    `query_ids` (aligned with `queries`), `qrels` and the corpus's doc_ids, else NaN.
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
-    bad = [e for e in engines if e not in ENGINES] + [s for s in systems if s not in SYSTEMS]
-    if bad or not queries or repeats <= 0:
-        raise ValueError(f"unknown engines/systems {bad}, or no queries, or repeats={repeats} (engines: "
-                         f"{list(ENGINES)}, systems: {SYSTEMS})")
+    bad = [s for s in systems if s not in SYSTEMS]
+    for spec in engines:
+        parse_engine(spec)  # ValueError for an unknown engine or a malformed setting
+    if bad or not queries or repeats <= 0 or len(set(engines)) != len(engines):
+        raise ValueError(f"unknown systems {bad}, or no queries, or repeats={repeats}, or repeated engines "
+                         f"{list(engines)} (engines: {list(ENGINES)}, systems: {SYSTEMS})")
     if doc_encoder is None and "siamese" in systems:
         raise ValueError("the siamese system needs a doc_encoder")
+    if query_ids is not None and len(query_ids) != len(queries):
+        raise ValueError(f"{len(query_ids)} query ids for {len(queries)} queries")
     o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
-         "options": {"seismic": seismic},
          "min_query_idf": min_query_idf, "max_query_terms": max_query_terms, "fold_idf": fold_idf}
+    other = "cpu" if clock == "wall" else "wall"
     rows = []
     with torch_threads(1):
         for corpus in corpora:
-            pipes = _pipelines(corpus, engines, systems, Path(workdir), tokenizer, idf, doc_encoder, o, show_progress)
-            runs = {key: pipe[0] for key, pipe in pipes.items()}
-            found = {key: [run(q) for q in queries] for key, run in runs.items()}  # warm-up pass
-            postings = {key: np.mean([sum(lengths.get(t, 0) for t in terms_of(q)) for q in queries])
-                        if terms_of else np.nan for key, (_, terms_of, lengths) in pipes.items()}
-            ref = _references(corpus, queries, {s for _, s in runs}, tokenizer, idf, doc_encoder, Path(workdir), k)
-            times, keys = {key: {"wall": [], "cpu": []} for key in runs}, list(runs)
+            bm25 = _Bm25Impacts(corpus.texts)
+            pipes = _pipelines(corpus, engines, systems, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
+                               show_progress)
+            found = {key: [p.run(q) for q in queries] for key, p in pipes.items()}  # warm-up pass
+            refs = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir), k)
+                    for r in dict.fromkeys(p.reference for p in pipes.values())}
+            judged = query_ids is not None and qrels is not None and corpus.doc_ids is not None
+            ndcg = (lambda hits: _ndcg(hits, query_ids, corpus.doc_ids, qrels, k)) if judged else (lambda hits: np.nan)
+            ref_ndcg = {r: ndcg(hits) for r, hits in refs.items()}
+            times = {key: {"wall": np.zeros((repeats, len(queries))), "cpu": np.zeros((repeats, len(queries)))}
+                     for key in pipes}
+            keys = list(pipes)
             bar = tqdm(total=repeats * len(queries), desc=f"time {corpus.name} ({len(corpus.texts):,} docs)",
                        disable=not show_progress)
             for rep in range(repeats):
                 for qi, text in enumerate(queries):
                     shift = (qi + rep) % len(keys)  # rotate the order: no system always runs first
                     for key in keys[shift:] + keys[:shift]:
+                        run = pipes[key].run
                         c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
-                        runs[key](text)  # client side: query encoding + retrieval
+                        run(text)  # client side: query encoding + retrieval
                         w1, c1 = time.perf_counter_ns(), time.thread_time_ns()
-                        times[key]["wall"].append(w1 - w0)
-                        times[key]["cpu"].append(c1 - c0)
+                        times[key]["wall"][rep, qi] = (w1 - w0) / 1e6
+                        times[key]["cpu"][rep, qi] = (c1 - c0) / 1e6
                     bar.update(1)
             bar.close()
-            for (engine, system), both in times.items():
-                ms = np.asarray(both[clock], dtype=np.float64) / 1e6
-                other = "cpu" if clock == "wall" else "wall"
-                rows.append({"engine": engine, "system": system, "docs": len(corpus.texts),
-                             "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
-                             "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(),
-                             "top10_agreement": topk_agreement(found[(engine, system)], ref[system], k),
-                             f"{other}_p50_ms": np.percentile(np.asarray(both[other]) / 1e6, 50),
-                             "postings_per_query": postings[(engine, system)],
-                             "corpus": corpus.name, "resampled": corpus.resampled, "n_queries": len(queries),
-                             "repeats": repeats, "clock": clock, "algorithm": algorithm, "doc_scale": doc_scale,
-                             "query_scale": query_scale, "fold_idf": fold_idf, "min_query_idf": min_query_idf,
-                             "max_query_terms": max_query_terms})
-    return pd.DataFrame(rows)
+            qps2 = {}
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for key, pipe in pipes.items():
+                    t0 = time.perf_counter()
+                    list(pool.map(pipe.run, queries))
+                    qps2[key] = len(queries) / (time.perf_counter() - t0)
+            per_query = {key: np.median(both[clock], axis=0) for key, both in times.items()}  # [nq] ms
+            bm25_keys = [key for key in pipes if key[1] == "bm25"]
+            fastest = min(bm25_keys, key=lambda key: np.median(per_query[key])) if bm25_keys else None
+            for key, pipe in pipes.items():
+                engine, system = key
+                ms = times[key][clock].ravel()
+                hits = found[key]
+                row = {"engine": engine, "system": system, "docs": len(corpus.texts),
+                       "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
+                       "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(), "qps_2threads": qps2[key],
+                       "top10_agreement": topk_agreement(hits, refs[pipe.reference], k),
+                       "delta_nDCG@10": ndcg(hits) - ref_ndcg[pipe.reference], "index_mb": pipe.size_bytes / 2**20,
+                       "nDCG@10": ndcg(hits), "reference": pipe.reference,
+                       f"{other}_p50_ms": np.percentile(times[key][other], 50),
+                       "postings_per_query": np.mean([sum(pipe.lengths.get(t, 0) for t in pipe.terms_of(q))
+                                                      for q in queries]) if pipe.lengths is not None else np.nan,
+                       "corpus": corpus.name, "resampled": corpus.resampled,
+                       "distinct_docs": corpus.distinct if corpus.distinct is not None else len(corpus.texts),
+                       "n_queries": len(queries), "repeats": repeats, "clock": clock}
+                if system == "inference-free":
+                    pairs = {"bm25": (engine, "bm25") if (engine, "bm25") in pipes else None, "best_bm25": fastest,
+                             "siamese": (engine, "siamese") if (engine, "siamese") in pipes else None}
+                    for name, other_key in pairs.items():
+                        if other_key is None:
+                            continue
+                        a, b = (per_query[other_key], per_query[key]) if name == "siamese" else (per_query[key],
+                                                                                               per_query[other_key])
+                        col = "siamese_over_if" if name == "siamese" else f"if_over_{name}"
+                        row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _median_ratio(a, b, n_boot, seed)
+                    if fastest is not None:
+                        row["best_bm25_engine"] = fastest[0]
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    for name, value in {"algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
+                        "fold_idf": fold_idf, "min_query_idf": min_query_idf, "max_query_terms": max_query_terms}.items():
+        table[name] = value
+    return table
 
 
 # ----------------------------------------------------------------------------------- entry point
@@ -185,7 +319,7 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
                     cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                     max_passages: int | None = None, resample_from: str = "real", seed: int = 0,
                     show_progress: bool = True, **options) -> pd.DataFrame:
-    """The latency table for the notebook: one row per (engine, system, corpus size).
+    """The latency table for the notebook: one row per (engine setting, system, corpus size).
 
     model: "splade-tiny", an MLM path (with `idf_path`, default the MS MARCO table) or a saved ifsr
     model (SparseEncoder / OpenSearch layout, its own IDF). sizes: "scifact" (5,183 docs), "real"
@@ -194,7 +328,7 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     `max_passages` caps the pair passages in "real" (a quicker, partial corpus).
     Queries: `n_queries` SciFact test queries drawn with `seed`. `options` go to `latency_table`
     (k, algorithm, doc_scale, query_scale, min_query_idf, max_query_terms, fold_idf, repeats, clock,
-    seismic). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
+    n_boot); engine options go in the settings ("bmp(alpha=0.9)"). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
     data and model checksums for the manifest.
     """
     data_dir = resolve_data_dir(data_dir)
@@ -204,7 +338,7 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
             raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
     if resample_from not in ("scifact", "real"):
         raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
-    queries = scifact_queries(data_dir, n_queries, seed)
+    query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
     idf_path = idf_path or default_idf_path(data_dir)
     doc_encoder, query_encoder, weights = load_encoders(model, idf_path, max_length)
     needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
@@ -213,7 +347,8 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     corpora = [base[s] if isinstance(s, str) else resample(base[resample_from], s, seed) for s in sizes]
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     table = latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
-                          engines, systems, show_progress=show_progress, **options)
+                          engines, systems, query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress,
+                          **options)
     data, models = provenance(data_dir, resolve_model_path(model), idf_path)
     table.attrs["provenance"] = {"data": data, "models": models}  # for write_table(..., **table.attrs[...])
     return table
@@ -237,36 +372,53 @@ def model_from_curve(spec: str) -> str:
     return model
 
 
-def latency_ratios(df: pd.DataFrame, stat: str = "p50_ms") -> pd.DataFrame:
-    """Per (engine, docs): inference-free / BM25 (BM25 on PISA, the same engine for PISA rows) and
-    siamese / inference-free ratios of `stat`."""
-    table = df.pivot_table(index=["engine", "docs"], columns="system", values=stat, aggfunc="first")
-    bm25 = df[(df["system"] == "bm25") & (df["engine"] == "pisa")].set_index("docs")[stat]
-    out = pd.DataFrame(index=table.index)
-    if "inference-free" in table:
-        out["if_over_bm25"] = [table.loc[i, "inference-free"] / bm25.get(i[1], np.nan) for i in table.index]
-        if "siamese" in table:
-            out["siamese_over_if"] = table["siamese"] / table["inference-free"]
-    return out.reset_index()
+RATIO_COLUMNS = ["engine", "docs", "distinct_docs", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi",
+                 "best_bm25_engine", "if_over_best_bm25", "if_over_best_bm25_lo", "if_over_best_bm25_hi",
+                 "siamese_over_if", "top10_agreement", "delta_nDCG@10"]
+
+
+def latency_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (engine setting, corpus size), from its inference-free row: p50 ratios to BM25 on the same
+    engine and to the fastest BM25 of that corpus (95% intervals over queries), siamese / inference-free,
+    top-10 agreement with exact scoring and the nDCG@10 change that costs."""
+    free = df[df["system"] == "inference-free"]
+    return free.reindex(columns=RATIO_COLUMNS).reset_index(drop=True)
+
+
+def best_ratio(df: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series | None:
+    """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
+    those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
+    free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]
+    if "if_over_best_bm25" not in free:
+        return None
+    ok = free[free["top10_agreement"] >= min_agreement].dropna(subset=["if_over_best_bm25"])
+    return None if ok.empty else ok.sort_values("if_over_best_bm25", kind="stable").iloc[0]
+
+
+STYLES = {"inference-free": "-", "bm25": "--", "siamese": ":"}
 
 
 def latency_plot(df: pd.DataFrame, path: str | os.PathLike, stat: str = "p50_ms") -> None:
-    """`stat` vs corpus size (log x), one line per (engine, system); resampled sizes drawn hollow."""
+    """`stat` vs corpus size (log-log), a colour per engine setting, a line style per system (solid:
+    inference-free, dashed: BM25, dotted: siamese); sizes with resampled documents drawn hollow."""
     if stat not in df.columns:
         raise ValueError(f"no column {stat!r} in the latency table")
-    fig = Figure(figsize=(6, 4))  # no pyplot: no backend is selected or changed
+    fig = Figure(figsize=(7.5, 4.8))  # no pyplot: no backend is selected or changed
     ax = fig.subplots()
-    for (engine, system), part in df.sort_values("docs").groupby(["engine", "system"], sort=True):
-        line, = ax.plot(part["docs"], part[stat], marker="o", label=f"{system} ({engine})")
+    colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(df["engine"]))}
+    for (engine, system), part in df.sort_values("docs").groupby(["engine", "system"], sort=False):
+        ax.plot(part["docs"], part[stat], STYLES.get(system, "-."), marker="o", color=colors[engine],
+                label=f"{system} · {engine}")
         if "resampled" in part:
             res = part[part["resampled"].astype(bool)]
-            ax.plot(res["docs"], res[stat], "o", mfc="white", color=line.get_color())
+            ax.plot(res["docs"], res[stat], "o", mfc="white", color=colors[engine])
     ax.set_xscale("log")
-    ax.set_xlabel("documents (hollow: resampled corpus)")
+    ax.set_yscale("log")
+    ax.set_xlabel("documents (hollow: with resampled copies)")
     ax.set_ylabel(f"{stat.replace('_ms', '')} latency per query (ms)")
     ax.set_title("Client-side latency, single thread, top-10")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)

@@ -48,6 +48,14 @@ def posting_lengths(path: str | Path) -> dict[str, int]:
     return lengths
 
 
+def index_bytes(path: str | Path) -> int:
+    """Bytes of what PISA searches: the compressed index, block-max (wand) data and lexicons; not the
+    uncompressed binary collection it was built from (inv.*) nor the plain-text forward files."""
+    skip = ("inv.", "fwd.documents", "fwd.terms", "fwd.frequencies", "fwd.sizes", "fwd.docs")
+    files = [f for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(skip)]
+    return int(sum(f.stat().st_size for f in files))
+
+
 def index_built(path: str | Path) -> bool:
     """Whether `path` holds a finished PISA index (its pt_meta.json is written last)."""
     return (Path(path) / "pt_meta.json").is_file()
@@ -148,6 +156,9 @@ class PisaImpactIndex(Engine):
         (path / "pt_meta.json").write_text(json.dumps(meta))
         return path
 
+    def size_bytes(self) -> int:
+        return index_bytes(self.path)
+
     def query_dict(self, ids: np.ndarray, values: np.ndarray) -> dict[str, float]:
         """Integer PISA weights {term: round(value * query_scale)}; terms rounding to 0 are dropped."""
         scaled = np.rint(np.asarray(values, dtype=np.float64) * self.query_scale)
@@ -197,6 +208,9 @@ class PisaBM25Index(TextEngine):
         with silenced_native_output(not show_progress):
             pp.PisaIndex(str(path), text_field="text", stemmer="porter2", threads=1, overwrite=True).index(docs)
         return path
+
+    def size_bytes(self) -> int:
+        return index_bytes(self.path)
 
     def search(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         return self.searcher.run(text, pretokenised=False)

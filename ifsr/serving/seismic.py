@@ -11,6 +11,7 @@ class SeismicImpactIndex(Engine):
     """Seismic (approximate: pruned, clustered posting lists) over the same CSR vectors."""
 
     name, requires, package = "seismic", "seismic", "pyseismic-lsr"
+    query_options = ("query_cut", "heap_factor")
 
     def __init__(self, docs: sp.csr_matrix, k: int = 10, n_postings: int = 3500, centroid_fraction: float = 0.1,
                  summary_energy: float = 0.4, query_cut: int = 64, heap_factor: float = 0.9, verbose: bool = False):

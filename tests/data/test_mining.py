@@ -36,6 +36,24 @@ def test_bm25_scores_match_hand_computation():
     np.testing.assert_allclose(sc[1], [want[i] for i in idx[1]], rtol=1e-5)
 
 
+def test_bm25_impact_matrix_is_the_index_as_vectors():
+    ix = Bm25Index().build(DOCS)
+    m = ix.impact_matrix()
+    assert m.shape[0] == len(DOCS) and m.dtype == np.float32
+    vocab = ix._bm25.vocab_dict
+    assert m[1, vocab["appl"]] == pytest.approx(bm25_by_hand(2, 2, 3), rel=1e-5)  # the stemmed "apple", tf 2
+    for q in ["apple", "cherry date", "date date cherry", "the of", "zebra", "apple apple"]:
+        ids, counts = ix.query_vector(q)
+        assert np.all(np.diff(ids) > 0) and counts.dtype == np.float32
+        dense = np.zeros(m.shape[1], np.float32)
+        dense[ids] = counts
+        np.testing.assert_allclose(m @ dense, ix.scores(q), rtol=1e-6, atol=1e-7)  # repeats count, as in scores
+    assert ix.query_vector("date date cherry")[1].tolist() == [1.0, 2.0] or \
+        ix.query_vector("date date cherry")[1].tolist() == [2.0, 1.0]
+    with pytest.raises(ValueError):
+        Bm25Index().impact_matrix()
+
+
 def test_bm25_stopwords_stemming_and_empty_queries():
     ix = Bm25Index().build(DOCS)
     np.testing.assert_array_equal(ix.scores("the apples of"), ix.scores("apple"))

@@ -120,23 +120,38 @@ def test_one_seed_is_not_judged(tmp_path):
     assert words and not {"holds", "reversed"} & set(words)
 
 
-def test_latency_row_and_section_ratios_by_hand(tmp_path):
+def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     root = tmp_path / "results"
     rows = []
-    for docs, free, bm25, siam, res in [(100, 0.30, 0.25, 6.0, False), (1000, 0.50, 0.50, 9.0, True)]:
-        for system, ms in [("inference-free", free), ("bm25", bm25), ("siamese", siam)]:
-            rows.append({"engine": "pisa", "system": system, "docs": docs, "p50_ms": ms, "resampled": res,
-                         "top10_agreement": 0.99})
+    # (engine, docs, IF p50, same-engine BM25 p50, agreement, ratio to the fastest BM25 with its interval)
+    for engine, docs, free, bm25, agree, best in [("pisa", 100, 0.30, 0.25, 0.995, (1.50, 1.40, 1.60)),
+                                                  ("bmp", 100, 0.24, 0.20, 0.999, (1.20, 1.10, 1.30)),
+                                                  ("pisa", 1000, 0.50, 0.50, 0.990, (1.25, 1.20, 1.30)),
+                                                  ("bmp(alpha=0.5)", 1000, 0.30, 0.40, 0.900, (0.75, 0.70, 0.80)),
+                                                  ("bmp", 1000, 0.44, 0.40, 0.999, (1.10, 1.00, 1.20))]:
+        rows.append({"engine": engine, "system": "inference-free", "docs": docs, "p50_ms": free, "qps_2threads": 3000,
+                     "top10_agreement": agree, "delta_nDCG@10": -0.001, "index_mb": 12.5, "distinct_docs": 100,
+                     "if_over_bm25": free / bm25, "if_over_best_bm25": best[0], "if_over_best_bm25_lo": best[1],
+                     "if_over_best_bm25_hi": best[2], "best_bm25_engine": "bmp", "siamese_over_if": 20.0})
+        rows.append({"engine": engine, "system": "bm25", "docs": docs, "p50_ms": bm25, "qps_2threads": 3000,
+                     "top10_agreement": 1.0, "delta_nDCG@10": 0.0, "index_mb": 3.0, "distinct_docs": 100})
     _csv(root / "p" / "latency" / "table.csv", rows)
-    _csv(root / "p" / "latency" / "quality" / "table.csv", [
-        {"engine": "pisa", "system": "inference-free", "reference": "ifsr-exact", "nDCG@10": 0.62,
-         "reference_nDCG@10": 0.63, "delta_nDCG@10": -0.01, "top10_agreement": 0.995}])
+    _csv(root / "p" / "latency" / "levers" / "table.csv", [
+        {"lever": "none", "value": float("nan"), "nDCG@10 scifact": 0.62, "delta scifact": 0.0, "nDCG@10 cranfield": 0.30,
+         "delta cranfield": 0.0, "p50_ms": 0.5, "top10_agreement": 1.0, "doc_nnz": 120, "query_terms": 9.5,
+         "engine": "bmp", "docs": 1000},
+        {"lever": "query-top-k", "value": 4, "nDCG@10 scifact": 0.60, "delta scifact": -0.02, "nDCG@10 cranfield": 0.29,
+         "delta cranfield": -0.01, "p50_ms": 0.3, "top10_agreement": 1.0, "doc_nnz": 120, "query_terms": 4.0,
+         "engine": "bmp", "docs": 1000}])
     text = write_report(root, "p").read_text()
-    assert lines_with(text, "| 4 |", "100 docs: 1.20×", "1,000 docs: 1.00×", "no verdict")
-    assert lines_with(text, "pisa", "ifsr-exact", "0.995", "0.6200", "0.6300", "-0.0100")
-    assert "| pisa | 100 | False | 0.300 | 0.250 | 6.00 | 1.20× | 20.0× | 0.990 |" in text  # 0.30/0.25, 6/0.3
-    assert "| pisa | 1,000 | True | 0.500 | 0.500 | 9.00 | 1.00× | 18.0× |" in text
-    assert lines_with(text, "from 1.00× to 1.20×", "No verdict") and "holds" not in text.split("## Why")[1]
+    # per size the fastest setting that agrees >= 0.99: bmp at 100 (1.20), bmp at 1,000 (1.10; alpha 0.5 agrees 0.90)
+    assert lines_with(text, "| 4 |", "100 docs: 1.20× [1.10, 1.30] (bmp vs bmp)", "1,000 docs: 1.10× [1.00, 1.20]",
+                      "no verdict")
+    assert lines_with(text, "Best ratio reached at 1,000 documents", "900 of them resampled", "`bmp` at 0.440 ms",
+                      "1.10× [1.00, 1.20] the fastest BM25", "1.10× BM25 on its own engine", "0.999")
+    assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
+    assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 120 | 4.0 |" in text
+    assert "holds" not in text.split("## Why")[1]
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):

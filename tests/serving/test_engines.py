@@ -27,8 +27,8 @@ def test_missing_dependency_is_reported_not_raised():
     assert Missing.is_available() is False
     with pytest.raises(ImportError, match="pip install no-such-package"):
         Missing.dependency()
-    with pytest.raises(ValueError, match=r"unknown engines \['lucene'\]"):
-        check_engines(["exact", "lucene"])
+    with pytest.raises(ValueError, match=r"unknown engines \['no-such-engine'\]"):
+        check_engines(["exact", "no-such-engine"])
 
 
 def brute_force(dense: np.ndarray, ids: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,3 +101,54 @@ def test_bmp_engine_is_exact_when_safe_and_prunes_when_not():
     assert safe.size_bytes() > 0
     with pytest.raises(ValueError, match="alpha and beta"):
         ENGINES["bmp"].from_docs(docs, alpha=0.0)
+
+
+def test_engine_settings_parse_and_refuse_malformed_ones():
+    from ifsr.serving.engines import parse_engine
+
+    assert parse_engine("bmp") == ("bmp", {})
+    assert parse_engine("bmp(bsize=64, alpha=0.9)") == ("bmp", {"bsize": 64, "alpha": 0.9})
+    assert parse_engine("pisa(algorithm=block_max_wand)") == ("pisa", {"algorithm": "block_max_wand"})
+    for bad, match in [("lucy", "unknown engine"), ("bmp(bsize=64", "expected"), ("bmp(bsize)", "key=value"),
+                       ("bmp(a=1,a=2)", "new key"), ("bmp(=3)", "key=value")]:
+        with pytest.raises(ValueError, match=match):
+            parse_engine(bad)
+    check_engines(["bmp(alpha=0.5)", "exact"])
+    with pytest.raises(ValueError, match="unknown engines"):
+        check_engines(["bmp(alpha=0.5)", "lucy(x=1)"])
+
+
+def test_bm25_impacts_on_a_vector_engine_match_bm25(data_root):
+    """BM25 served by a vector engine (`Bm25Index.impact_matrix`, binary-count queries): the exact engine
+    gives BM25's own ranking; BMP's safe setting agrees with it like it does on learned impacts."""
+    from ifsr.data.beir import load_beir
+    from ifsr.data.mining import Bm25Index
+
+    ds = load_beir("scifact", "test", data_dir=data_root, download=False)
+    texts, queries = ds.doc_texts()[:600], [ds.queries[q] for q in ds.query_ids[:60]]
+    bm25 = Bm25Index().build(texts)
+    matrix = bm25.impact_matrix()
+    exact = ENGINES["exact"].from_docs(matrix, k=10)
+    want_rows, want_scores = bm25.search(queries, 10)
+    for q, rows, scores in zip(queries, want_rows, want_scores):
+        got_rows, got_scores = exact.search_ids(*bm25.query_vector(q))
+        positive = scores > 0  # bm25s ranks zero-score documents too; engines return only scores > 0
+        np.testing.assert_allclose(got_scores, scores[positive], rtol=1e-5)
+        assert got_rows.tolist() == rows[positive].tolist() or np.allclose(np.sort(got_scores), np.sort(scores[positive]))
+    if ENGINES["bmp"].is_available():
+        bmp = ENGINES["bmp"].from_docs(matrix, k=10)
+        found = [bmp.search_ids(*bm25.query_vector(q))[0] for q in queries]
+        reference = [exact.search_ids(*bm25.query_vector(q))[0] for q in queries]
+        assert topk_agreement(found, reference) >= 0.93
+
+
+def test_query_time_options_share_one_index():
+    need_module("bmp", "bmp")
+    docs = zipf_corpus(500, 100, seed=6)
+    safe = ENGINES["bmp"].from_docs(docs, k=10, bsize=16)
+    fast = safe.with_query_options(alpha=0.5)
+    assert fast.searcher is safe.searcher and (fast.alpha, safe.alpha) == (0.5, 1.0)
+    with pytest.raises(ValueError, match="query-time"):
+        safe.with_query_options(bsize=8)
+    with pytest.raises(ValueError, match="alpha and beta"):
+        safe.with_query_options(beta=2.0)

@@ -7,39 +7,61 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import need_module
-from serving_helpers import exact_rows, real_bits  # noqa: F401
+from serving_helpers import real_bits  # noqa: F401
 
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.corpora import LatencyCorpus, encode_cached, provenance, resample
-from ifsr.serving.engine_check import COLUMNS as CHECK_COLUMNS, engine_rows
-from ifsr.serving.engines import ENGINES
-from ifsr.serving.latency import COLUMNS, SYSTEMS, latency_plot, latency_table, measure_latency
+from ifsr.serving.engines import ENGINES, ExactEngine
+from ifsr.serving.latency import (COLUMNS, SYSTEMS, best_ratio, latency_plot, latency_ratios, latency_table,
+                                  measure_latency)
 from ifsr.serving.queryside import inference_free_query
 
 need_module("pyterrier_pisa", "pyterrier-pisa")
 
 
 def test_latency_table_columns(tmp_path: Path, real_bits):
-    encoder, query_encoder, _, texts, docs, queries = real_bits
-    corpus = LatencyCorpus("tiny", texts[:80], docs[:80], False)
+    encoder, query_encoder, ids, texts, docs, queries = real_bits
+    corpus = LatencyCorpus("tiny", texts[:80], docs[:80], False, list(ids[:80]), 80)
     bigger = resample(corpus, 150, seed=0)
-    assert bigger.resampled and len(bigger.texts) == 150 and bigger.vectors.shape[0] == 150
-    engines = [name for name in ("pisa", "exact", "seismic") if ENGINES[name].is_available()]
+    assert bigger.resampled and len(bigger.texts) == 150 and bigger.vectors.shape[0] == 150 and bigger.distinct == 80
+    assert bigger.doc_ids[:80] == list(ids[:80]) and all("#copy" in d for d in bigger.doc_ids[80:])
+    engines = ["pisa", "pisa(algorithm=block_max_wand)", "exact"] + [
+        name for name in ("seismic", "bmp", "bmp(alpha=0.5)") if ENGINES[name.partition("(")[0]].is_available()]
+    top1 = ExactEngine.from_docs(docs[:80], 1)
+    encode = inference_free_query(encoder.tokenizer, query_encoder.idf)
+    qrels = {f"q{i}": {ids[int(top1.search_ids(*encode(q))[0][0])]: 1} for i, q in enumerate(queries[:8])}
     df = latency_table([corpus, bigger], queries[:8], encoder.tokenizer, query_encoder.idf, encoder,
-                               tmp_path, engines=engines, show_progress=False)
+                       tmp_path, engines=engines, query_ids=[f"q{i}" for i in range(8)], qrels=qrels,
+                       n_boot=200, show_progress=False)
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     assert set(df["system"]) == set(SYSTEMS) and set(df["docs"]) == {80, 150}
-    assert (df["p50_ms"] > 0).all() and (df["p50_ms"] <= df["p99_ms"]).all()
-    pisa = df[(df["engine"] == "pisa") & (df["system"] != "bm25")]
+    assert set(df["engine"]) == set(engines) and len(df) == 2 * 3 * len(engines)
+    assert (df["p50_ms"] > 0).all() and (df["p50_ms"] <= df["p99_ms"]).all() and (df["qps_2threads"] > 0).all()
+    pisa = df[df["engine"].str.startswith("pisa") & (df["system"] != "bm25")]
     assert (pisa["top10_agreement"] >= 0.9).all()
     exact = df[df["engine"] == "exact"]
-    assert set(exact["system"]) == {"inference-free", "siamese"} and (exact["top10_agreement"] == 1.0).all()
+    assert (exact["top10_agreement"] == 1.0).all() and (exact["delta_nDCG@10"] == 0).all()
+    # each query's one relevant document is its exact top-1, read through the corpus's doc ids
+    assert (exact.loc[exact["system"] == "inference-free", "nDCG@10"] == 1.0).all()
     assert (df.loc[df["engine"] == "pisa", "postings_per_query"] > 0).all()
+    assert (df.loc[df["engine"].isin(["pisa", "exact", "bmp"]), "index_mb"] > 0).all()
+    ratios = latency_ratios(df)
+    assert len(ratios) == 2 * len(engines) and ratios["best_bm25_engine"].isin(engines).all()
+    assert (ratios["if_over_bm25_lo"] <= ratios["if_over_bm25"]).all()
+    assert (ratios["if_over_bm25"] <= ratios["if_over_bm25_hi"]).all()
+    free = df[(df["system"] == "inference-free") & (df["docs"] == 150)]
+    fastest = df[(df["system"] == "bm25") & (df["docs"] == 150)].sort_values("p50_ms")["engine"]
+    assert set(free["best_bm25_engine"]) == {fastest.iloc[0]} or len(fastest) > 1
+    best = best_ratio(df, min_agreement=0.0)
+    assert best is not None and best["docs"] == 150 and best["if_over_best_bm25"] == free["if_over_best_bm25"].min()
     latency_plot(df, tmp_path / "latency.png")
     assert (tmp_path / "latency.png").stat().st_size > 0
     with pytest.raises(ValueError):
         latency_table([corpus], queries[:2], encoder.tokenizer, query_encoder.idf, encoder, tmp_path,
-                              systems=("dense",))
+                      systems=("dense",))
+    with pytest.raises(ValueError, match="unknown PISA options"):
+        latency_table([corpus], queries[:2], encoder.tokenizer, query_encoder.idf, encoder, tmp_path,
+                      engines=["pisa(bits=8)"], show_progress=False)
     with pytest.raises(ValueError, match="sizes take"):
         measure_latency(sizes=("tiny",))
     with pytest.raises(ValueError, match="resample_from"):
@@ -78,22 +100,3 @@ def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_pa
     (saved / "idf.json").write_text("{}")
     data, _ = provenance(data_root, saved, idf_file)
     assert "idf" not in data  # a saved model's own IDF is hashed with the model, not the default table
-
-
-def test_engine_rows_compare_each_engine_with_its_reference(tmp_path: Path, real_bits):
-    encoder, query_encoder, ids, texts, docs, queries = real_bits
-    qs = {f"q{i}": q for i, q in enumerate(queries[:30])}
-    full = inference_free_query(encoder.tokenizer, query_encoder.idf)
-    tops = exact_rows(docs, [full(text) for text in qs.values()], 2)
-    qrels = {q: {ids[int(r)]: 1 for r in top} for q, top in zip(qs, tops)}  # exact nDCG@10 is then 1
-    df = engine_rows(ids, texts, docs, qs, qrels, encoder.tokenizer, query_encoder.idf, tmp_path)
-    assert list(df.columns) == CHECK_COLUMNS
-    by = df.set_index(["engine", "system"])
-    exact = by.loc[("ifsr-exact", "inference-free")]
-    assert exact["top10_agreement"] == 1.0 and exact["delta_nDCG@10"] == 0.0 and exact["nDCG@10"] == pytest.approx(1.0)
-    pisa = by.loc[("pisa", "inference-free")]
-    assert pisa["top10_agreement"] >= 0.95 and abs(pisa["delta_nDCG@10"]) <= 0.05
-    assert pisa["nDCG@10"] - pisa["reference_nDCG@10"] == pytest.approx(pisa["delta_nDCG@10"])
-    assert by.loc[("bm25s", "bm25"), "top10_agreement"] == 1.0 and ("pisa", "bm25") in by.index
-    with pytest.raises(ValueError, match="unknown engines"):
-        engine_rows(ids, texts, docs, qs, qrels, encoder.tokenizer, query_encoder.idf, tmp_path, engines=("lucene",))

@@ -1,0 +1,181 @@
+"""Model-side latency levers and what they cost in relevance: query pruning and document pruning.
+
+The inference-free query's weights are fixed (IDF), so pruning it is free at query time; a document's
+weights can be pruned once, at index time. Each lever setting gets one row: nDCG@10 on SciFact test and
+Cranfield by exact scoring of the pruned vectors (the function itself, no engine), its change from the
+unpruned model, and the single-thread p50 of the inference-free pipeline on one engine setting over
+one corpus of the latency study (`ifsr.serving.latency.latency_table`, its top-10 agreement measured
+against exact scoring of the same pruned documents with the unpruned query).
+Levers: "query-top-k" (keep the k highest-IDF tokens), "query-min-idf" (drop tokens with IDF below a
+threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
+from ifsr.eval.metrics import evaluate_run
+from ifsr.eval.retrieval import to_run
+from ifsr.core.encoder import resolve_model_path
+from ifsr.serving.corpora import (encode_cached, load_encoders, provenance, real_corpus, resample, resolve_cache_dir,
+                                  scifact_queries)
+from ifsr.serving.engines import ExactEngine, parse_engine
+from ifsr.serving.latency import latency_table
+from ifsr.serving.queryside import inference_free_query
+
+LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k")
+COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "nDCG@10 cranfield", "delta cranfield",
+           "p50_ms", "top10_agreement", "doc_nnz", "query_terms"]
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One setting: `kind` in LEVERS and its value (k, or an IDF threshold; None for "none")."""
+
+    kind: str
+    value: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in LEVERS:
+            raise ValueError(f"lever must be one of {LEVERS}, got {self.kind!r}")
+        if (self.kind == "none") != (self.value is None):
+            raise ValueError(f"lever {self.kind!r} takes {'no value' if self.kind == 'none' else 'a value'}")
+        if self.kind in ("query-top-k", "doc-top-k") and not (float(self.value).is_integer() and self.value > 0):
+            raise ValueError(f"lever {self.kind!r} takes a positive integer k, got {self.value!r}")
+
+    @property
+    def query_options(self) -> dict:
+        return {"max_terms": int(self.value) if self.kind == "query-top-k" else None,
+                "min_idf": float(self.value) if self.kind == "query-min-idf" else 0.0}
+
+    def docs(self, vectors: sp.csr_matrix) -> sp.csr_matrix:
+        return prune_docs(vectors, int(self.value)) if self.kind == "doc-top-k" else vectors
+
+
+def parse_levers(specs: Sequence[str]) -> list[Lever]:
+    """["none", "query-top-k=8", "doc-top-k=64", ...] -> Levers (ValueError on a malformed one)."""
+    out = []
+    for spec in specs:
+        kind, eq, value = str(spec).partition("=")
+        try:
+            out.append(Lever(kind, float(value) if eq else None))
+        except ValueError as e:
+            raise ValueError(f"lever {spec!r}: {e} (e.g. 'none', 'query-top-k=8', 'query-min-idf=3', "
+                             "'doc-top-k=64')") from None
+    return out
+
+
+def prune_docs(vectors: sp.csr_matrix, top_k: int) -> sp.csr_matrix:
+    """Each row's `top_k` largest weights (ties: lower vocabulary id first), the rest dropped."""
+    if top_k <= 0:
+        raise ValueError(f"top_k must be positive, got {top_k}")
+    m = sp.csr_matrix(vectors, dtype=np.float32, copy=True)
+    m.sort_indices()
+    lengths = np.diff(m.indptr)
+    row = np.repeat(np.arange(m.shape[0]), lengths)
+    order = np.lexsort((m.indices, -m.data, row))  # by row, weight desc, id asc
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order)) - np.repeat(m.indptr[:-1], lengths)
+    m.data[rank >= top_k] = 0
+    m.eliminate_zeros()
+    return m
+
+
+def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str], qrels, encode, k: int = 10) -> float:
+    qids = list(queries)
+    rows, scores = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
+    return evaluate_run(to_run(qids, list(doc_ids), rows, scores), qrels, ("nDCG@10",))["nDCG@10"]
+
+
+def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
+                model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
+                n_queries: int = 300, seed: int = 0, repeats: int = 1, show_progress: bool = True) -> pd.DataFrame:
+    """One row per lever (COLUMNS): relevance by exact scoring on SciFact test and Cranfield, and the
+    inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or a resampled int)."""
+    parse_engine(engine)
+    if not levers or levers[0].kind != "none":
+        raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
+    data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
+    idf_path = default_idf_path(data_dir)
+    doc, query, weights = load_encoders(model, idf_path, max_length)
+    sets = {}
+    for name in ("scifact", "cranfield"):
+        ds = load_beir(name, "test", data_dir=data_dir, download=False)
+        vectors = encode_cached(doc, ds.doc_texts(), cache_dir, model, weights, show_progress=show_progress)
+        sets[name] = (vectors, ds.doc_ids, {q: ds.queries[q] for q in ds.query_ids}, {q: ds.qrels[q] for q in ds.query_ids})
+    base = real_corpus(data_dir, doc, cache_dir, model, weights, "real" if size == "real" or isinstance(size, int)
+                       else "scifact", show_progress=show_progress)
+    corpus = resample(base, size, seed) if isinstance(size, int) else base
+    query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
+    workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
+    rows, reference = [], {}
+    for lever in levers:
+        encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
+        row = {"lever": lever.kind, "value": lever.value}
+        for name, (vectors, doc_ids, qs, qr) in sets.items():
+            row[f"nDCG@10 {name}"] = _ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
+            reference.setdefault(name, row[f"nDCG@10 {name}"])
+            row[f"delta {name}"] = row[f"nDCG@10 {name}"] - reference[name]
+        pruned = replace(corpus, name=f"{corpus.name}-{lever.kind}{lever.value or ''}", vectors=lever.docs(corpus.vectors))
+        timed = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
+                              ("inference-free",), min_query_idf=lever.query_options["min_idf"],
+                              max_query_terms=lever.query_options["max_terms"], repeats=repeats,
+                              query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress).iloc[0]
+        row.update({"p50_ms": timed["p50_ms"], "top10_agreement": timed["top10_agreement"],
+                    "doc_nnz": pruned.vectors.nnz / pruned.vectors.shape[0],
+                    "query_terms": float(np.mean([len(encode(q)[0]) for q in queries])),
+                    "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name})
+        rows.append(row)
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["engine", "docs", "corpus"])
+    data, models = provenance(data_dir, resolve_model_path(model), idf_path)
+    data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
+    table.attrs["provenance"] = {"data": data, "models": models}
+    return table
+
+
+def lever_plot(levers: pd.DataFrame, path: str | os.PathLike, dataset: str = "scifact") -> None:
+    """nDCG@10 on `dataset` against inference-free p50, one marker style per lever, values annotated."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
+    for i, (kind, part) in enumerate(levers.groupby("lever", sort=False)):
+        ax.plot(part["p50_ms"], part[f"nDCG@10 {dataset}"], "os^Dv"[i % 5] + "-", label=kind, color=f"C{i}")
+        for _, r in part.iterrows():
+            if r["value"] == r["value"]:  # not NaN
+                ax.annotate(f"{r['value']:g}", (r["p50_ms"], r[f"nDCG@10 {dataset}"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+    engine = levers["engine"].iloc[0] if "engine" in levers else "?"
+    docs = int(levers["docs"].iloc[0]) if "docs" in levers else 0
+    ax.set_xlabel(f"inference-free p50 (ms), {engine}, {docs:,} docs")
+    ax.set_ylabel(f"nDCG@10 ({dataset}, exact scoring)")
+    ax.set_title("Pruning levers: relevance against latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+
+
+def lever_study(config, out_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The latency notebook's lever section: `lever_table` of a LatencyConfig's levers (None when it names
+    none), written to <out_dir>/levers/ (table, levers.png, config and manifest with the data checksums)."""
+    from ifsr.report.tables import write_table
+
+    if not config.levers:
+        return None
+    if not config.lever_engine:
+        raise ValueError("levers need lever_engine: the engine setting they are timed on")
+    table = lever_table(**config.lever_kwargs())
+    out = Path(out_dir) / "levers"
+    lever_plot(table, out / "levers.png")
+    write_table(table, config, out, "table", **table.attrs["provenance"])
+    return table
+

@@ -1,0 +1,43 @@
+"""Latency levers: document pruning by hand, lever parsing, and the lever table on a tiny corpus."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ifsr.serving.levers import Lever, parse_levers, prune_docs
+
+
+def test_prune_docs_keeps_each_rows_top_k_ties_by_id():
+    m = sp.csr_matrix(np.array([[0.5, 3.0, 0.0, 2.0, 2.0],
+                                [0.0, 0.0, 0.0, 0.0, 0.0],
+                                [1.0, 0.0, 4.0, 0.0, 0.0]], dtype=np.float32))
+    got = prune_docs(m, 2).toarray()
+    # row 0: 3.0 kept, then 2.0 at id 3 before the tie at id 4; row 2 has only two weights
+    np.testing.assert_array_equal(got, [[0, 3.0, 0, 2.0, 0], [0, 0, 0, 0, 0], [1.0, 0, 4.0, 0, 0]])
+    assert (prune_docs(m, 10) != m).nnz == 0 and (m.toarray()[0] == [0.5, 3.0, 0.0, 2.0, 2.0]).all()  # input kept
+    with pytest.raises(ValueError):
+        prune_docs(m, 0)
+
+
+def test_prune_docs_agrees_with_a_dense_argsort():
+    rng = np.random.default_rng(0)
+    dense = rng.random((40, 30)).astype(np.float32) * (rng.random((40, 30)) < 0.4)
+    for k in (1, 3, 7):
+        want = np.zeros_like(dense)
+        for i, row in enumerate(dense):
+            nz = np.flatnonzero(row)
+            keep = nz[np.lexsort((nz, -row[nz]))][:k]
+            want[i, keep] = row[keep]
+        np.testing.assert_array_equal(prune_docs(sp.csr_matrix(dense), k).toarray(), want)
+
+
+def test_levers_parse_and_refuse_bad_settings():
+    levers = parse_levers(["none", "query-top-k=8", "query-min-idf=2.5", "doc-top-k=64"])
+    assert [l.kind for l in levers] == ["none", "query-top-k", "query-min-idf", "doc-top-k"]
+    assert levers[1].query_options == {"max_terms": 8, "min_idf": 0.0}
+    assert levers[2].query_options == {"max_terms": None, "min_idf": 2.5}
+    for bad in ("query-top-k", "query-top-k=2.5", "doc-top-k=0", "none=3", "fast"):
+        with pytest.raises(ValueError, match="lever"):
+            parse_levers([bad])
+    assert Lever("none").docs(sp.eye(3, format="csr")).nnz == 3
