@@ -74,7 +74,9 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k"] and levers.loc[0, "delta scifact"] == 0
     assert (levers["doc_nnz"].iloc[2] <= 16) and (res / "latency" / "levers" / "levers.png").stat().st_size > 1000
     assert "Best ratio reached" in (res / "REPORT.md").read_text() or "No setting reached" in (res / "REPORT.md").read_text()
-    for sub in ("baselines", "idf_flops", "teachers", "latency", "latency/levers"):
+    levers_manifest = json.loads((res / "latency" / "levers" / "manifest.json").read_text())
+    assert levers_manifest["data"]["cranfield-test"] and levers_manifest["models"]
+    for sub in ("baselines", "idf_flops", "teachers", "latency"):
         manifest = json.loads((res / sub / "manifest.json").read_text())
         assert manifest["data"] and manifest["models"] and manifest["wall_seconds"] > 0.5  # the whole notebook
         assert (res / sub / "config.yaml").is_file()
