@@ -90,5 +90,5 @@ def test_index_out_is_a_file(splade_tiny_path, idf_file, tiny, tmp_path):
 
 def test_search_on_a_folder_that_is_not_an_index(tmp_path):
     assert_one_line_error(ifsr("search", "--index", tmp_path, "--query", "x"), "search", "index.json")
-    (tmp_path / "index.json").write_text(json.dumps({"engine": "lucene"}))
+    (tmp_path / "index.json").write_text(json.dumps({"engine": "no-such-engine"}))
     assert_one_line_error(ifsr("search", "--index", tmp_path, "--query", "x"), "search", "no known engine")
