@@ -72,6 +72,7 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert (res / "latency" / "ratios.csv").is_file() and (res / "latency" / "latency.png").stat().st_size > 1000
     levers = pd.read_csv(res / "latency" / "levers" / "table.csv")
     assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k"] and levers.loc[0, "delta scifact"] == 0
+    assert (levers["if_over_bm25_lo"] <= levers["if_over_bm25"]).all() and (levers["bm25_p50_ms"] > 0).all()
     assert (levers["doc_nnz"].iloc[2] <= 16) and (res / "latency" / "levers" / "levers.png").stat().st_size > 1000
     assert "Best ratio reached" in (res / "REPORT.md").read_text() or "No setting reached" in (res / "REPORT.md").read_text()
     levers_manifest = json.loads((res / "latency" / "levers" / "manifest.json").read_text())

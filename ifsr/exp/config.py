@@ -249,6 +249,7 @@ class LatencyConfig:
     seed: int = 0
     repeats: int = 1  # timed passes over the queries
     max_length: int = 256  # document tokens the encoder reads
+    max_docs: dict[str, int] = field(default_factory=dict)  # engine name or setting -> largest corpus it is timed on
     levers: list[str] = field(default_factory=list)  # "none", "query-top-k=8", "query-min-idf=3", "doc-top-k=64"
     lever_engine: str | None = None  # the engine setting the levers are timed on (None: no lever study)
     lever_size: str | int = "scifact"  # the latency corpus the levers are timed on

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from ifsr.cache import texts_sha256
 from ifsr.core.encoder import resolve_model_path
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
 from ifsr.data.mining import Bm25Index
@@ -53,14 +54,18 @@ from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese
 COLUMNS = ["engine", "system", "docs", "p50_ms", "p90_ms", "p99_ms", "qps", "qps_2threads", "top10_agreement",
            "delta_nDCG@10", "index_mb"]
 SYSTEMS = ("inference-free", "bm25", "siamese")
-PISA_OPTIONS = ("algorithm", "doc_scale", "query_scale")
+PISA_OPTIONS = ("algorithm", "doc_scale", "bits", "query_scale")
 
 
 # --------------------------------------------------------------------------------------- timing
-def _index_path(workdir: str | os.PathLike, corpus: LatencyCorpus, kind: str) -> Path:
-    """Index folder for a corpus, keyed by its content (indexes are reused across calls)."""
-    parts = [corpus.name, len(corpus.texts), corpus.vectors.nnz, corpus.vectors.data[:1000].sum(), corpus.texts[0],
-             corpus.texts[-1]]
+def _index_path(workdir: str | os.PathLike, corpus: LatencyCorpus, kind: str, vectors: sp.csr_matrix | None = None) -> Path:
+    """Index folder keyed by content, never by name: the texts (sha256), and for a vector index the
+    vectors it holds (`vectors`, default the corpus's: shape, nnz, sums of data and indices). Indexes are
+    reused across calls, so a query-side lever times the very index of its unpruned row."""
+    parts = [kind, texts_sha256(corpus.texts)]
+    if vectors is not None:
+        m = sp.csr_matrix(vectors)
+        parts += [m.shape, m.nnz, float(np.asarray(m.data, np.float64).sum()), int(m.indices.sum(dtype=np.int64))]
     key = hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:16]
     return Path(workdir) / f"pisa-{kind}-{key}"
 
@@ -93,20 +98,35 @@ class _Bm25Impacts:
         return self._matrix
 
 
-def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence[str], workdir: Path, tokenizer,
-                idf: np.ndarray, siamese, o: dict, show_progress: bool) -> dict[tuple[str, str], _Pipe]:
+def _check_pisa(label: str, opts: Mapping[str, object]) -> None:
+    """ValueError for PISA options that are unknown, or doc_scale with bits, or bits not in 1..32."""
     unknown = sorted(set(opts) - set(PISA_OPTIONS))
     if unknown:
         raise ValueError(f"engine setting {label!r}: unknown PISA options {unknown}; known: {list(PISA_OPTIONS)}")
+    if "bits" in opts and "doc_scale" in opts:
+        raise ValueError(f"engine setting {label!r}: give doc_scale or bits, not both")
+    bits = opts.get("bits")
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 32):
+        raise ValueError(f"engine setting {label!r}: bits must be an integer in 1..32, got {bits!r}")
+
+
+def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence[str], workdir: Path, tokenizer,
+                idf: np.ndarray, siamese, o: dict, show_progress: bool) -> dict[tuple[str, str], _Pipe]:
+    _check_pisa(label, opts)
+    bits = opts.get("bits")
     algorithm = str(opts.get("algorithm", o["algorithm"]))
     doc_scale, query_scale = float(opts.get("doc_scale", o["doc_scale"])), float(opts.get("query_scale", o["query_scale"]))
     terms = vocab_terms(tokenizer)
 
     def impact_index(kind: str, vectors: Callable[[], sp.csr_matrix]) -> PisaImpactIndex:
-        path = _index_path(workdir, corpus, f"{kind}{doc_scale:g}")
-        if index_built(path):  # reused (one folder per corpus and doc_scale; the algorithm is a query option)
+        """One folder per (corpus, vectors, doc_scale or bits); the algorithm is a query-time option.
+        bits: the scale that maps the largest weight to 2**bits - 1 (impacts of `bits` bits)."""
+        m = vectors()
+        scale = (2**bits - 1) / float(m.data.max()) if bits is not None and m.nnz else doc_scale
+        path = _index_path(workdir, corpus, f"{kind}{f'-b{bits}' if bits is not None else f'{doc_scale:g}'}", m)
+        if index_built(path):
             return PisaImpactIndex(path, terms, algorithm, o["k"], query_scale)
-        return PisaImpactIndex.from_docs(vectors(), o["k"], path=path, terms=terms, doc_scale=doc_scale,
+        return PisaImpactIndex.from_docs(m, o["k"], path=path, terms=terms, doc_scale=scale,
                                          algorithm=algorithm, query_scale=query_scale, reuse=True,
                                          show_progress=show_progress)
     out = {}
@@ -210,7 +230,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                   min_query_idf: float = 0.0, max_query_terms: int | None = None, fold_idf: bool = True,
                   repeats: int = 1, clock: str = "wall", query_ids: Sequence[str] | None = None,
                   qrels: Mapping[str, Mapping[str, int]] | None = None, n_boot: int = 2000, seed: int = 0,
-                  show_progress: bool = True) -> pd.DataFrame:
+                  max_docs: Mapping[str, int] | None = None, show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine setting, system) on every corpus; one row each (COLUMNS first, then details).
 
     A warm-up pass runs every pipeline on every query (its results give top10_agreement and nDCG@10);
@@ -221,16 +241,30 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     holds idf_j * w_j(d) and the query is binary (same scores); otherwise the plain index with integer
     query weights round(idf * query_scale). clock="wall" times elapsed time (what a client sees);
     clock="cpu" the thread's CPU time; the other clock's median is `<other>_p50_ms`. nDCG@10 needs
-    `query_ids` (aligned with `queries`), `qrels` and the corpus's doc_ids, else NaN.
+    `query_ids` (aligned with `queries`), `qrels` and the corpus's doc_ids, else NaN. max_docs: the
+    largest corpus an engine is timed on, by setting ("bmp(bsize=64)") or by name ("lucene"), e.g. to
+    leave out engines whose build does not fit the machine's time at 1M documents (unnamed: every corpus).
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     bad = [s for s in systems if s not in SYSTEMS]
     for spec in engines:
-        parse_engine(spec)  # ValueError for an unknown engine or a malformed setting
+        name, opts = parse_engine(spec)  # ValueError for an unknown engine or a malformed setting
+        if name == "pisa":
+            _check_pisa(spec, opts)
     if bad or not queries or repeats <= 0 or len(set(engines)) != len(engines):
         raise ValueError(f"unknown systems {bad}, or no queries, or repeats={repeats}, or repeated engines "
                          f"{list(engines)} (engines: {list(ENGINES)}, systems: {SYSTEMS})")
+    limits = dict(max_docs or {})
+    bad_limits = {e: v for e, v in limits.items() if e not in ENGINES and e.replace(" ", "") not in
+                  [x.replace(" ", "") for x in engines] or not isinstance(v, int) or v <= 0}
+    if bad_limits:
+        raise ValueError(f"max_docs {bad_limits}: keys are engine names or settings of `engines`, values positive ints")
+
+    def timed_on(spec: str, n: int) -> bool:
+        label = spec.replace(" ", "")
+        limit = next((v for e, v in limits.items() if e.replace(" ", "") == label), limits.get(parse_engine(spec)[0]))
+        return limit is None or n <= limit
     if doc_encoder is None and "siamese" in systems:
         raise ValueError("the siamese system needs a doc_encoder")
     if query_ids is not None and len(query_ids) != len(queries):
@@ -242,7 +276,10 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     with torch_threads(1):
         for corpus in corpora:
             bm25 = _Bm25Impacts(corpus.texts)
-            pipes = _pipelines(corpus, engines, systems, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
+            active = [e for e in engines if timed_on(e, len(corpus.texts))]
+            if not active:
+                continue
+            pipes = _pipelines(corpus, active, systems, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
                                show_progress)
             found = {key: [p.run(q) for q in queries] for key, p in pipes.items()}  # warm-up pass
             refs = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir), k)

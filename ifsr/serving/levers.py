@@ -5,7 +5,8 @@ weights can be pruned once, at index time. Each lever setting gets one row: nDCG
 Cranfield by exact scoring of the pruned vectors (the function itself, no engine), its change from the
 unpruned model, and the single-thread p50 of the inference-free pipeline on one engine setting over
 one corpus of the latency study (`ifsr.serving.latency.latency_table`, its top-10 agreement measured
-against exact scoring of the same pruned documents with the unpruned query).
+against exact scoring of the same pruned documents with the unpruned query), timed beside BM25 on the
+same engine (p50 ratio with its 95% bootstrap interval over queries; BM25 is never pruned).
 Levers: "query-top-k" (keep the k highest-IDF tokens), "query-min-idf" (drop tokens with IDF below a
 threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id).
 """
@@ -32,7 +33,7 @@ from ifsr.serving.queryside import inference_free_query
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k")
 COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "nDCG@10 cranfield", "delta cranfield",
-           "p50_ms", "top10_agreement", "doc_nnz", "query_terms"]
+           "p50_ms", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
 
 
 @dataclass(frozen=True)
@@ -124,16 +125,19 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
             reference.setdefault(name, row[f"nDCG@10 {name}"])
             row[f"delta {name}"] = row[f"nDCG@10 {name}"] - reference[name]
         pruned = replace(corpus, name=f"{corpus.name}-{lever.kind}{lever.value or ''}", vectors=lever.docs(corpus.vectors))
-        timed = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
-                              ("inference-free",), min_query_idf=lever.query_options["min_idf"],
-                              max_query_terms=lever.query_options["max_terms"], repeats=repeats,
-                              query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress).iloc[0]
+        both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
+                             ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],
+                             max_query_terms=lever.query_options["max_terms"], repeats=repeats,
+                             query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress)
+        timed = both[both["system"] == "inference-free"].iloc[0]
         row.update({"p50_ms": timed["p50_ms"], "top10_agreement": timed["top10_agreement"],
+                    **{c: timed[c] for c in ("if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi")},
+                    "bm25_p50_ms": both.loc[both["system"] == "bm25", "p50_ms"].iloc[0],
                     "doc_nnz": pruned.vectors.nnz / pruned.vectors.shape[0],
                     "query_terms": float(np.mean([len(encode(q)[0]) for q in queries])),
                     "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name})
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["engine", "docs", "corpus"])
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "engine", "docs", "corpus"])
     data, models = provenance(data_dir, resolve_model_path(model), idf_path)
     data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
     table.attrs["provenance"] = {"data": data, "models": models}

@@ -81,7 +81,7 @@ def test_latency_config_is_measure_latencys_keywords():
     assert cfg.measure_kwargs() == {"sizes": ["scifact", 1000], "n_queries": 100, "engines": ["pisa"],
                                     "model": "splade-tiny", "cache_dir": ".cache/ifsr", "data_dir": None,
                                     "max_passages": None, "resample_from": "real", "seed": 0, "repeats": 1,
-                                    "max_length": 256}
+                                    "max_length": 256, "max_docs": {}}
     levers = load_config(LatencyConfig, levers=["none", "doc-top-k=64"], lever_engine="bmp").lever_kwargs()
     assert [l.kind for l in levers["levers"]] == ["none", "doc-top-k"] and levers["engine"] == "bmp"
     with pytest.raises(ValueError, match="lever"):

@@ -61,11 +61,39 @@ def test_latency_table_columns(tmp_path: Path, real_bits):
                       systems=("dense",))
     with pytest.raises(ValueError, match="unknown PISA options"):
         latency_table([corpus], queries[:2], encoder.tokenizer, query_encoder.idf, encoder, tmp_path,
-                      engines=["pisa(bits=8)"], show_progress=False)
+                      engines=["pisa(rounds=8)"], show_progress=False)
     with pytest.raises(ValueError, match="sizes take"):
         measure_latency(sizes=("tiny",))
     with pytest.raises(ValueError, match="resample_from"):
         measure_latency(sizes=(1000,), resample_from="marco")
+
+
+def test_bits_max_docs_and_content_keyed_indexes(tmp_path: Path, real_bits):
+    encoder, query_encoder, ids, texts, docs, queries = real_bits
+    small = LatencyCorpus("small", texts[:60], docs[:60], False, list(ids[:60]), 60)
+    big = LatencyCorpus("big", texts[:90], docs[:90], False, list(ids[:90]), 90)
+    args = (queries[:6], encoder.tokenizer, query_encoder.idf, None, tmp_path)
+    df = latency_table([small, big], *args, engines=["pisa", "pisa(bits=12)", "pisa(bits=4)", "exact"],
+                       systems=("inference-free",), max_docs={"pisa(bits=4)": 60, "exact": 60}, n_boot=50,
+                       show_progress=False)
+    assert set(df.loc[df["docs"] == 60, "engine"]) == {"pisa", "pisa(bits=12)", "pisa(bits=4)", "exact"}
+    assert set(df.loc[df["docs"] == 90, "engine"]) == {"pisa", "pisa(bits=12)"}  # the capped ones left out
+    free = df.set_index(["engine", "docs"])["top10_agreement"]
+    assert free[("pisa(bits=12)", 90)] >= 0.95  # 12-bit impacts rank as exact scoring does, or nearly
+    assert free[("pisa(bits=4)", 60)] <= free[("pisa(bits=12)", 60)]  # 4 bits: ties and rounding cost agreement
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert sum("-b12-" in f for f in folders) == 2 and sum("-b4-" in f for f in folders) == 1
+    # the cache key is the content, never the name: a renamed corpus reuses its index folders
+    renamed = LatencyCorpus("renamed", small.texts, small.vectors, False, small.doc_ids, 60)
+    latency_table([renamed], *args, engines=["pisa(bits=12)"], systems=("inference-free",), n_boot=50,
+                  show_progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == folders
+    with pytest.raises(ValueError, match="not both"):
+        latency_table([small], *args, engines=["pisa(bits=8,doc_scale=10)"], show_progress=False)
+    with pytest.raises(ValueError, match="bits must be"):
+        latency_table([small], *args, engines=["pisa(bits=0.5)"], show_progress=False)
+    with pytest.raises(ValueError, match="max_docs"):
+        latency_table([small], *args, engines=["pisa"], max_docs={"bmp(bsize=8)": 10}, show_progress=False)
 
 
 def test_encode_cached_resumes_by_chunk(tmp_path: Path):
