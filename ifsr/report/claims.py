@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ifsr.report.tables import read_table
 from ifsr.report.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
 
 ALPHA = 0.05  # significance level of every verdict
@@ -49,10 +50,6 @@ def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds:
     if seeds < min_seeds:
         return f"not judged: significant over queries, but {seeds} training seed(s) (needs {min_seeds})"
     return "holds" if delta > 0 else "reversed"
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, dtype={"query_id": str}) if path.is_file() else None
 
 
 def _row(claim: str, dataset: str, here: str, stat: Bootstrap, seeds: int | None = None, **extra: Any) -> dict:
@@ -119,10 +116,10 @@ def claim_rows(root: str | Path, headline: float | None = None, n_boot: int = 10
     """Every claim's rows for a preset's results folder (`root` = results/<preset>); empty if nothing ran."""
     root = Path(root)
     rows: list[dict] = []
-    teachers, tq = _read(root / "teachers" / "table.csv"), _read(root / "teachers" / "per_query.csv")
+    teachers, tq = read_table(root / "teachers" / "table.csv"), read_table(root / "teachers" / "per_query.csv")
     if teachers is not None and tq is not None:
         rows += teacher_rows(teachers, tq, n_boot)
-    curve, cq = _read(root / "idf_flops" / "curve.csv"), _read(root / "idf_flops" / "per_query.csv")
+    curve, cq = read_table(root / "idf_flops" / "curve.csv"), read_table(root / "idf_flops" / "per_query.csv")
     if curve is not None and cq is not None:
         rows += sweep_rows(curve, cq, headline, n_boot)
     order = {c: i for i, c in enumerate(PAPER)}

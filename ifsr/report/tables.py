@@ -18,6 +18,12 @@ from ifsr.exp.config import dump_config
 from ifsr.manifest import Manifest, atomic_write, sha256_file
 
 
+def read_table(path: str | os.PathLike) -> pd.DataFrame | None:
+    """A results CSV written by `write_table` (query ids kept as strings), or None when it is absent."""
+    path = Path(path)
+    return pd.read_csv(path, dtype={"query_id": str}) if path.is_file() else None
+
+
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub markdown table (floats rounded, NaN shown as –)."""
     def cell(v: Any) -> str:

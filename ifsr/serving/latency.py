@@ -206,9 +206,10 @@ def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenize
     return [exact.search_ids(*encode(q))[0] for q in queries]
 
 
-def _ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
-          qrels: Mapping[str, Mapping[str, int]], k: int) -> float:
-    """nDCG@10 of per-query top-k rows (rank order is the score)."""
+def ranked_ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
+                qrels: Mapping[str, Mapping[str, int]], k: int = 10) -> float:
+    """nDCG@10 of per-query top-k rows in rank order (the rank is the score, so the engine's own tie
+    order is kept; -1 pads a short list)."""
     rows = np.full((len(found), k), -1, dtype=np.int64)
     for i, r in enumerate(found):
         rows[i, : min(k, len(r))] = np.asarray(r, dtype=np.int64)[:k]
@@ -285,7 +286,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
             refs = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir), k)
                     for r in dict.fromkeys(p.reference for p in pipes.values())}
             judged = query_ids is not None and qrels is not None and corpus.doc_ids is not None
-            ndcg = (lambda hits: _ndcg(hits, query_ids, corpus.doc_ids, qrels, k)) if judged else (lambda hits: np.nan)
+            ndcg = (lambda hits: ranked_ndcg(hits, query_ids, corpus.doc_ids, qrels, k)) if judged else (lambda hits: np.nan)
             ref_ndcg = {r: ndcg(hits) for r, hits in refs.items()}
             times = {key: {"wall": np.zeros((repeats, len(queries))), "cpu": np.zeros((repeats, len(queries)))}
                      for key in pipes}

@@ -22,13 +22,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
-from ifsr.eval.metrics import evaluate_run
-from ifsr.eval.retrieval import to_run
 from ifsr.core.encoder import resolve_model_path
 from ifsr.serving.corpora import (encode_cached, load_encoders, provenance, real_corpus, resample, resolve_cache_dir,
                                   scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
-from ifsr.serving.latency import latency_table
+from ifsr.serving.latency import latency_table, ranked_ndcg
 from ifsr.serving.queryside import inference_free_query
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k")
@@ -90,9 +88,10 @@ def prune_docs(vectors: sp.csr_matrix, top_k: int) -> sp.csr_matrix:
 
 
 def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str], qrels, encode, k: int = 10) -> float:
+    """nDCG@10 of exact scoring (ties by row) of `vectors` for the encoded queries."""
     qids = list(queries)
-    rows, scores = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
-    return evaluate_run(to_run(qids, list(doc_ids), rows, scores), qrels, ("nDCG@10",))["nDCG@10"]
+    rows, _ = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
+    return ranked_ndcg(list(rows), qids, list(doc_ids), qrels, k)
 
 
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
