@@ -7,6 +7,9 @@ import scipy.sparse as sp
 from ifsr.serving.base import Engine, silenced_native_output
 
 
+LARGEST_SMALL_DIM = 2**16  # vocabulary sizes the plain (16-bit component) build holds
+
+
 class SeismicImpactIndex(Engine):
     """Seismic (approximate: pruned, clustered posting lists) over the same CSR vectors."""
 
@@ -18,11 +21,14 @@ class SeismicImpactIndex(Engine):
         seismic = self.dependency()
         docs = sp.csr_matrix(docs, dtype=np.float32)
         docs.sort_indices()
-        data = seismic.SeismicDataset(dim=docs.shape[1])
+        # the plain build holds component ids in 16 bits; the "LV" (large vocabulary) build in 32, e.g. for
+        # BM25's vocabulary over a real corpus (101k terms over the 49,656 real passages here)
+        large = docs.shape[1] > LARGEST_SMALL_DIM
+        data = (seismic.SeismicDatasetLV if large else seismic.SeismicDataset)(dim=docs.shape[1])
         data.add_documents_by_id([str(i) for i in range(docs.shape[0])], docs.indices.astype(np.int64),
                                  docs.data.astype(np.float32), docs.indptr.astype(np.int64))
         with silenced_native_output(not verbose):  # Seismic prints its build log to stdout
-            self.index = seismic.SeismicIndex.build_from_dataset(
+            self.index = (seismic.SeismicIndexLV if large else seismic.SeismicIndex).build_from_dataset(
                 data, n_postings=n_postings, centroid_fraction=centroid_fraction, summary_energy=summary_energy)
         self.k, self.query_cut, self.heap_factor = k, query_cut, heap_factor
         self.dtype = seismic.get_seismic_string()

@@ -79,6 +79,11 @@ def test_seismic_engine_agrees():
     docs = zipf_corpus(2000, 300, seed=2)
     index = ENGINES["seismic"].from_docs(docs, k=10)
     assert agreement_with_exact(index, docs, zipf_queries(100, 300, seed=3)) >= 0.95  # approximate by design
+    # a vocabulary beyond 16-bit component ids (BM25 over a real corpus) takes Seismic's large-vocabulary build
+    wide = sp.hstack([sp.csr_matrix((docs.shape[0], 70_000 - docs.shape[1]), dtype=np.float32), docs]).tocsr()
+    big = ENGINES["seismic"].from_docs(wide, k=10)
+    shifted = [(ids + 70_000 - docs.shape[1], w) for ids, w in zipf_queries(100, 300, seed=3)]
+    assert agreement_with_exact(big, wide, shifted) >= 0.95
 
 
 def test_bmp_engine_is_exact_when_safe_and_prunes_when_not():
