@@ -266,4 +266,5 @@ class LatencyConfig:
 
         return {"levers": parse_levers(self.levers), "engine": self.lever_engine, "size": self.lever_size,
                 "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
-                "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats}
+                "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats,
+                "resample_from": self.resample_from, "max_passages": self.max_passages}

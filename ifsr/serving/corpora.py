@@ -102,6 +102,29 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
                          len(ids))
 
 
+def check_sizes(sizes: Sequence[str | int], resample_from: str = "real") -> None:
+    """ValueError unless every size is "scifact", "real" or a positive int, and `resample_from` is
+    "scifact" or "real" (checked before anything is loaded)."""
+    for size in sizes:
+        if not (size in ("scifact", "real") or (isinstance(size, int) and not isinstance(size, bool) and size > 0)):
+            raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
+    if resample_from not in ("scifact", "real"):
+        raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
+
+
+def latency_corpora(sizes: Sequence[str | int], data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLike,
+                    model: str, weights: str, resample_from: str = "real", max_passages: int | None = None,
+                    seed: int = 0, show_progress: bool = True) -> list[LatencyCorpus]:
+    """The corpus of each size: "scifact", "real" (`real_corpus`), or an int: that many documents
+    resampled (`resample`, with `seed`) from `resample_from`. Only the base corpora a size needs are
+    encoded. The one corpus builder of the latency table and the lever study."""
+    check_sizes(sizes, resample_from)
+    needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
+    base = {w: real_corpus(data_dir, encoder, cache_dir, model, weights, w, max_passages, show_progress)
+            for w in ("scifact", "real") if w in needed}
+    return [base[s] if isinstance(s, str) else resample(base[resample_from], s, seed) for s in sizes]
+
+
 def scifact_queries(data_dir: str | os.PathLike, n: int | None = None, seed: int = 0,
                     with_qrels: bool = False) -> list[str] | tuple[list[str], list[str], dict[str, dict[str, int]]]:
     """SciFact test queries (those with qrels), or `n` of them drawn with `seed` (file order kept);

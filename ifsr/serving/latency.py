@@ -45,7 +45,7 @@ from ifsr.data.mining import Bm25Index
 from ifsr.eval.metrics import evaluate_run
 from ifsr.eval.retrieval import to_run
 from ifsr.serving.base import vocab_terms
-from ifsr.serving.corpora import (LatencyCorpus, load_encoders, provenance, real_corpus, resample,
+from ifsr.serving.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
@@ -369,20 +369,14 @@ def measure_latency(data_dir: str | os.PathLike | None = None, sizes: Sequence[s
     n_boot); engine options go in the settings ("bmp(alpha=0.9)"). Vectors and indexes are cached under `cache_dir`. `table.attrs["provenance"]` holds the
     data and model checksums for the manifest.
     """
+    check_sizes(sizes, resample_from)
     data_dir = resolve_data_dir(data_dir)
     cache_dir = resolve_cache_dir(cache_dir)
-    for size in sizes:
-        if not (size in ("scifact", "real") or (isinstance(size, int) and size > 0)):
-            raise ValueError(f"sizes take 'scifact', 'real' or positive ints, got {size!r}")
-    if resample_from not in ("scifact", "real"):
-        raise ValueError(f"resample_from must be 'scifact' or 'real', got {resample_from!r}")
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
     idf_path = idf_path or default_idf_path(data_dir)
     doc_encoder, query_encoder, weights = load_encoders(model, idf_path, max_length)
-    needed = {s for s in sizes if isinstance(s, str)} | ({resample_from} if any(isinstance(s, int) for s in sizes) else set())
-    base = {w: real_corpus(data_dir, doc_encoder, cache_dir, model, weights, w, max_passages, show_progress)
-            for w in ("scifact", "real") if w in needed}
-    corpora = [base[s] if isinstance(s, str) else resample(base[resample_from], s, seed) for s in sizes]
+    corpora = latency_corpora(sizes, data_dir, doc_encoder, cache_dir, model, weights, resample_from, max_passages,
+                              seed, show_progress)
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     table = latency_table(corpora, queries, doc_encoder.tokenizer, query_encoder.idf, doc_encoder, workdir,
                           engines, systems, query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress,

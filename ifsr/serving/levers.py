@@ -23,8 +23,8 @@ import scipy.sparse as sp
 
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
 from ifsr.core.encoder import resolve_model_path
-from ifsr.serving.corpora import (encode_cached, load_encoders, provenance, real_corpus, resample, resolve_cache_dir,
-                                  scifact_queries)
+from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
+                                  resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
 from ifsr.serving.latency import latency_table, ranked_ndcg
 from ifsr.serving.queryside import inference_free_query
@@ -96,10 +96,13 @@ def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str
 
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
                 model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
-                n_queries: int = 300, seed: int = 0, repeats: int = 1, show_progress: bool = True) -> pd.DataFrame:
+                n_queries: int = 300, seed: int = 0, repeats: int = 1, resample_from: str = "real",
+                max_passages: int | None = None, show_progress: bool = True) -> pd.DataFrame:
     """One row per lever (COLUMNS): relevance by exact scoring on SciFact test and Cranfield, and the
-    inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or a resampled int)."""
+    inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or an int resampled
+    from `resample_from`: the latency table's corpus of that size, `latency_corpora`)."""
     parse_engine(engine)
+    check_sizes([size], resample_from)
     if not levers or levers[0].kind != "none":
         raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
     data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
@@ -110,9 +113,8 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
         ds = load_beir(name, "test", data_dir=data_dir, download=False)
         vectors = encode_cached(doc, ds.doc_texts(), cache_dir, model, weights, show_progress=show_progress)
         sets[name] = (vectors, ds.doc_ids, {q: ds.queries[q] for q in ds.query_ids}, {q: ds.qrels[q] for q in ds.query_ids})
-    base = real_corpus(data_dir, doc, cache_dir, model, weights, "real" if size == "real" or isinstance(size, int)
-                       else "scifact", show_progress=show_progress)
-    corpus = resample(base, size, seed) if isinstance(size, int) else base
+    corpus, = latency_corpora([size], data_dir, doc, cache_dir, model, weights, resample_from, max_passages, seed,
+                              show_progress)
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
     workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
     rows, reference = [], {}

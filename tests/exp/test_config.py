@@ -1,4 +1,5 @@
 """One loader for every config: layers, unknown keys refused (nested ones too), the arms' names."""
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,9 @@ def test_latency_config_is_measure_latencys_keywords():
                                     "max_length": 256, "max_docs": {}}
     levers = load_config(LatencyConfig, levers=["none", "doc-top-k=64"], lever_engine="bmp").lever_kwargs()
     assert [l.kind for l in levers["levers"]] == ["none", "doc-top-k"] and levers["engine"] == "bmp"
+    from ifsr.serving.levers import lever_table  # the levers are timed on the latency table's own corpus
+    assert set(levers) <= set(inspect.signature(lever_table).parameters)
+    assert (levers["resample_from"], levers["max_passages"]) == ("real", None)
     with pytest.raises(ValueError, match="lever"):
         load_config(LatencyConfig, levers=["doc-top-k=0"]).lever_kwargs()
     with pytest.raises(ValueError, match="unknown key"):

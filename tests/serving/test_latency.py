@@ -10,7 +10,8 @@ from conftest import need_module
 from serving_helpers import real_bits  # noqa: F401
 
 from ifsr.manifest import sha256_dir, sha256_file
-from ifsr.serving.corpora import LatencyCorpus, encode_cached, provenance, resample
+from ifsr.data.beir import load_beir
+from ifsr.serving.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
 from ifsr.serving.engines import ENGINES, ExactEngine
 from ifsr.serving.latency import (COLUMNS, SYSTEMS, best_ratio, latency_plot, latency_ratios, latency_table,
                                   measure_latency)
@@ -116,6 +117,34 @@ def test_encode_cached_resumes_by_chunk(tmp_path: Path):
     assert enc.calls == 4  # only the chunk whose texts changed is encoded again
     encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
     assert enc.calls == 7  # other weights: nothing reused
+
+
+def test_latency_corpora_encode_only_the_base_a_size_needs(tmp_path: Path, data_root: Path):
+    """An int size resamples `resample_from`; with "scifact" the real pool (49k passages) is never read."""
+    class Counting:
+        max_length, tokenizer = 8, [0] * 3
+
+        def __init__(self):
+            self.texts = 0
+
+        def encode(self, texts, batch_size=32, show_progress=True):
+            self.texts += len(texts)
+            return sp.csr_matrix(np.ones((len(texts), 3), dtype=np.float32))
+
+    enc, n = Counting(), len(load_beir("scifact", "test", data_dir=data_root, download=False).doc_ids)
+    small, full, big = latency_corpora([300, "scifact", n + 50], data_root, enc, tmp_path, "m", "w",
+                                       resample_from="scifact", seed=0, show_progress=False)
+    assert enc.texts == n  # SciFact once, for all three sizes
+    assert (len(small.texts), small.resampled, full.name, len(big.texts), big.resampled) == (300, True, "scifact",
+                                                                                            n + 50, True)
+    again, = latency_corpora([300], data_root, enc, tmp_path, "m", "w", resample_from="scifact", seed=0,
+                             show_progress=False)
+    assert again.doc_ids == small.doc_ids  # the same draw for the same seed
+    for bad in ([0], ["msmarco"], [True]):
+        with pytest.raises(ValueError, match="sizes"):
+            latency_corpora(bad, data_root, enc, tmp_path, "m", "w", show_progress=False)
+    with pytest.raises(ValueError, match="resample_from"):
+        latency_corpora([10], data_root, enc, tmp_path, "m", "w", resample_from="cranfield", show_progress=False)
 
 
 def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_path: str, idf_file: Path,
