@@ -156,7 +156,7 @@ def _reference_bm25(table: pd.DataFrame, engine: str, docs: int, resampled: int)
     if row.empty or row["top10_agreement"].iloc[0] >= 0.99:
         return ""
     r = row.iloc[0]
-    why = " (the resampled copies tie with their originals)" if resampled else ""
+    why = " (this corpus holds resampled copies, which tie with their originals)" if resampled else ""
     return (f"That BM25's own top-10 agreement with exact BM25 is {r['top10_agreement']:.3f}{why}, nDCG@10 change "
             f"{r['delta_nDCG@10']:+.4f}; against BM25 on the same engine the ratio is the second one. ")
 

@@ -158,8 +158,8 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
             r.update({"top10_agreement": 0.83, "delta_nDCG@10": -0.15})
     _csv(root / "p" / "latency" / "table.csv", rows)
     text = write_report(root, "p").read_text()
-    assert lines_with(text, "Best ratio reached", "That BM25's own top-10 agreement with exact BM25 is 0.830 (the "
-                      "resampled copies tie with their originals), nDCG@10 change -0.1500")
+    assert lines_with(text, "Best ratio reached", "That BM25's own top-10 agreement with exact BM25 is 0.830 (this corpus holds "
+                      "resampled copies, which tie with their originals), nDCG@10 change -0.1500")
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):
