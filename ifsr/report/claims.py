@@ -205,12 +205,17 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
     if levers is not None and not levers.empty:
         lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}`, {int(levers['docs'].iloc[0]):,} docs; "
                   "nDCG@10 by exact scoring):", "",
-                  "| lever | value | nDCG@10 SciFact (Δ) | nDCG@10 Cranfield (Δ) | p50 ms | doc nnz | query terms |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| lever | value | nDCG@10 SciFact (Δ) | nDCG@10 Cranfield (Δ) | p50 ms | IF / BM25 (same engine) "
+                  "| top-10 agr. | doc nnz | query terms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        nan = float("nan")
         for r in levers.to_dict("records"):
+            ratio = r.get("if_over_bm25", nan)
+            ratio = "–" if ratio != ratio else (f"{ratio:.2f}× [{r.get('if_over_bm25_lo', nan):.2f}, "
+                                                f"{r.get('if_over_bm25_hi', nan):.2f}]")
             lines.append(f"| {r['lever']} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} ({r['delta scifact']:+.4f}) "
-                         f"| {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f}) | {r['p50_ms']:.3f} | "
-                         f"{r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
+                         f"| {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f}) | {r['p50_ms']:.3f} | {ratio} | "
+                         f"{f(r.get('top10_agreement', nan), '.3f')} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
         lines.append("")
     return lines
 

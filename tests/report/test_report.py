@@ -142,7 +142,7 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
          "engine": "bmp", "docs": 1000},
         {"lever": "query-top-k", "value": 4, "nDCG@10 scifact": 0.60, "delta scifact": -0.02, "nDCG@10 cranfield": 0.29,
          "delta cranfield": -0.01, "p50_ms": 0.3, "top10_agreement": 1.0, "doc_nnz": 120, "query_terms": 4.0,
-         "engine": "bmp", "docs": 1000}])
+         "engine": "bmp", "docs": 1000, "if_over_bm25": 1.5, "if_over_bm25_lo": 1.2, "if_over_bm25_hi": 1.9}])
     text = write_report(root, "p").read_text()
     # per size the fastest setting that agrees >= 0.99: bmp at 100 (1.20), bmp at 1,000 (1.10; alpha 0.5 agrees 0.90)
     assert lines_with(text, "| 4 |", "100 docs: 1.20× [1.10, 1.30] (bmp vs bmp)", "1,000 docs: 1.10× [1.00, 1.20]",
@@ -150,7 +150,8 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     assert lines_with(text, "Best ratio reached at 1,000 documents", "900 of them resampled", "`bmp` at 0.440 ms",
                       "1.10× [1.00, 1.20] the fastest BM25", "1.10× BM25 on its own engine", "0.999")
     assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
-    assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 120 | 4.0 |" in text
+    assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | 1.000 | 120 | 4.0 |" in text
+    assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | 1.000 | 120 | 9.5 |" in text  # no ratio: a dash
     assert "holds" not in text.split("## Why")[1]
     assert "own top-10 agreement" not in text  # the fastest BM25 (bmp at 1,000) agrees 1.0
     for r in rows:  # the fastest BM25 returns copies that tie with their relevant originals
