@@ -4,7 +4,9 @@
     python benchmarks/gpu_plan.py --preset gpu --gpu-tflops 50  # another assumption
 
 1. The plan: `ifsr.exp.work.preset_work` counts every distinct training stage's optimizer steps, the
-   documents encoded for evaluation and the texts the teachers encode (nothing is trained).
+   documents encoded for evaluation and the texts the teachers encode (nothing is trained); by default
+   only what the device does after `scripts/gpu_replicate.sh prepare` (which runs the baselines notebook
+   and the dense teacher's scoring here, ifsr.exp.carry); `--unprepared`: the whole preset.
 2. Unit costs, measured here on CPU in miniature, at each work item's own model and length: one AdamW
    step on `--mini` queries x group documents (scaled linearly to the step's batch), and the encoding of
    `--mini-docs` SciFact documents (the longest, so each is near the length cap).
@@ -116,13 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-floor-ms", type=float, default=10.0, help="per optimizer step, not sped up")
     ap.add_argument("--window-s", type=float, default=600.0)
     ap.add_argument("--mini", type=int, default=2, help="queries of the timed CPU step")
+    ap.add_argument("--unprepared", action="store_true",
+                    help="plan the whole preset on the device (default: what is left after `gpu_replicate.sh "
+                         "prepare`, which runs the baselines and the dense teacher's scoring here)")
     ap.add_argument("--mini-docs", type=int, default=16, help="documents of the timed CPU encoding")
     args = ap.parse_args(argv)
 
     from ifsr.exp.work import preset_work
 
     try:
-        planned = preset_work(args.preset)
+        planned = preset_work(args.preset, prepared=not args.unprepared)
     except ValueError as e:  # an unknown preset, a bad presets.yaml or config: one line, exit 2
         print(f"gpu_plan: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
           f"assumed device {args.gpu_tflops:.0f} TFLOP/s effective -> speed-up {speedup:.0f}x; "
           f"{args.overhead_s:.0f} s per stage/notebook and {args.step_floor_ms:.0f} ms per step not sped up; "
           f"tokenization at its CPU cost")
+    print("the whole preset on the device" if args.unprepared else
+          "left for the device after `scripts/gpu_replicate.sh prepare` (baselines and dense-teacher scores made here)")
     print(f"{'work':<8} {'model':<18} {'len':>4} {'batch':>9} {'count':>9} {'CPU s/unit':>11} {'CPU total s':>12} "
           f"{'GPU est s':>10}")
     total = 0.0

@@ -8,10 +8,11 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -25,14 +26,49 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# A copy of a model folder that leaves files out (the device carry: `slim_copy`) lists them here with their
+# sha256, so that `sha256_dir` of the copy equals that of the whole folder (cache and run keys stay the same).
+ABSENT_FILES = "ifsr-absent.json"
+
+
 def sha256_dir(path: str | os.PathLike, suffixes: tuple[str, ...] = (".json", ".safetensors", ".bin", ".txt", ".pt")) -> str:
-    """A checksum of a model directory: the files that change numbers, by relative name and content."""
+    """A checksum of a model directory: the files that change numbers, by relative name and content.
+
+    Files listed in ABSENT_FILES count with their listed sha256, as if present; one listed and present is an error."""
     root = Path(path)
+    digests = {f.relative_to(root).as_posix(): sha256_file(f) for f in root.rglob("*")
+               if f.is_file() and f.suffix in suffixes and f.name != ABSENT_FILES}
+    absent = absent_files(root)
+    if clash := sorted(set(absent) & set(digests)):
+        raise ValueError(f"{root / ABSENT_FILES}: lists {clash} as left out, but they are there")
+    digests.update(absent)
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(sha256_file(f).encode())
+    for name in sorted(digests, key=PurePosixPath):  # Path order, as the folder walk always was
+        h.update(name.encode())
+        h.update(digests[name].encode())
     return h.hexdigest()
+
+
+def absent_files(path: str | os.PathLike) -> dict[str, str]:
+    """{relative name: sha256} of the files a slim copy of a model folder left out; {} for a whole folder."""
+    f = Path(path) / ABSENT_FILES
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def slim_copy(src: str | os.PathLike, dst: str | os.PathLike, leave_out: list[str]) -> Path:
+    """Copy the folder `src` to `dst` without the files `leave_out` (names relative to src), listing them with
+    their sha256 in dst/ABSENT_FILES: `sha256_dir(dst) == sha256_dir(src)`, and nothing can load the weights
+    left out (only cached outputs of that model are usable where the copy goes)."""
+    src, dst = Path(src), Path(dst)
+    missing = [n for n in leave_out if not (src / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{src}: no files {missing} to leave out")
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists")
+    shutil.copytree(src, dst, ignore=lambda d, names: [n for n in names if
+                                                        (Path(d) / n).relative_to(src).as_posix() in leave_out])
+    atomic_write(dst / ABSENT_FILES, json.dumps({n: sha256_file(src / n) for n in sorted(leave_out)}, indent=1).encode())
+    return dst
 
 
 def atomic_write_with(path: Path, write: Callable[[Path], Any]) -> Path:

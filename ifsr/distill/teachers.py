@@ -34,6 +34,7 @@ from ifsr.core.encoder import DocumentEncoder, resolve_model_path
 from ifsr.data.mining import Candidates, candidates_checksum
 from ifsr.distributed import gather_objects, is_main, merge_units, owned_units, rank_world
 from ifsr.eval.retrieval import scores
+from ifsr.manifest import absent_files
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
 DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.eval.evaluate
@@ -82,16 +83,30 @@ class Teacher:
 
 
 class DenseTeacher(Teacher):
+    """A sentence-transformers bi-encoder, cosine scores. Its weights load on the first encode: a slim copy of
+    its folder (`ifsr.manifest.slim_copy`, the device carry) has the same checksum, so its cached outputs
+    are found, and only a text missing from the cache needs the weights."""
+
     kind = "dense-cosine"
     encoder_tag = "sentence-transformers"
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, batch_size: int = 64,
                  device: str = "cpu", show_progress: bool = True):
-        path = resolve_model_path(name)
-        self.model = SentenceTransformer(path, device=resolve_device(device))
-        self.model.max_seq_length = max_length
+        self.path, self.device = resolve_model_path(name), resolve_device(device)
         self.name, self.max_length, self.batch_size, self.show_progress = name, max_length, batch_size, show_progress
-        self.checksum = weights_checksum(path, self.model)
+        self._model: SentenceTransformer | None = None
+        self.checksum = weights_checksum(self.path, None if os.path.isdir(self.path) else self.model)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            if left_out := sorted(absent_files(self.path)):
+                raise FileNotFoundError(
+                    f"dense teacher {self.name!r}: {self.path} is a copy without {left_out}, and some texts' "
+                    f"encodings or scores are not in the cache (key weights={self.checksum[:12]}...)")
+            self._model = SentenceTransformer(self.path, device=self.device)
+            self._model.max_seq_length = self.max_length
+        return self._model
 
     def _encode(self, texts: Sequence[str], fn) -> np.ndarray:
         e = fn(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,

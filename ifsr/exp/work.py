@@ -91,9 +91,10 @@ def _pair_count(cfg: AblationConfig) -> int:
     return sum(min(n, cfg.pretrain_pairs) for n in per_source.values())
 
 
-def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None) -> WorkPlan:
+def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None, prepared: bool = False) -> WorkPlan:
     """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
-    work (engines, not the accelerator) and are left out."""
+    work (engines, not the accelerator) and are left out. `prepared`: what is left for the device after
+    `scripts/gpu_replicate.sh prepare` ran here (ifsr.exp.carry): no baselines notebook, no dense-teacher scoring."""
     from ifsr.replicate import plan
 
     totals: Counter = Counter()
@@ -101,9 +102,13 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     seen_enc: set[tuple] = set()
     seen_teacher: set[tuple] = set()
     steps = plan(preset, root=root, data_dir=data_dir)
+    skipped = 0
     for notebook, _out, params in steps:
         entry = notebook.stem
         if entry.startswith("00_baselines"):
+            if prepared:
+                skipped += 1
+                continue
             cfg = preset_config(preset, datasets=params.get("datasets"), corpus_limit=params.get("corpus_limit"),
                                 max_length=params.get("max_length"), data_dir=data_dir)
             for name, n in _sizes(cfg, cfg.datasets, cfg.split).items():
@@ -124,6 +129,8 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                                                        if cfg.pretrain_pairs and cfg.pretrain_steps else [])
         for what, n_queries in sets:
             for model, length in teach:
+                if prepared and model == cfg.dense_teacher:
+                    continue
                 if (what, model, length, n_queries, group) not in seen_teacher:
                     seen_teacher.add((what, model, length, n_queries, group))
                     totals[("teacher", model, length, "texts", 0, 0, model == cfg.dense_teacher)] += (
@@ -145,4 +152,4 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
             totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
     items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense)
              for (k, m, length, u, b, g, dense), c in sorted(totals.items())]
-    return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps))
+    return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps) - skipped)

@@ -95,14 +95,25 @@ def check_engines(names: Iterable[str]) -> None:
         raise ValueError(f"unknown engines {unknown}; known: {sorted(ENGINES)}")
 
 
-def topk_agreement(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 10) -> float:
-    """Mean over queries of |found@k ∩ reference@k| / max(|found@k|, |reference@k|) (1 when both empty)."""
-    if len(found) != len(reference):
-        raise ValueError(f"{len(found)} result lists vs {len(reference)} references")
+def topk_agreement(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 10,
+                   ties: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, rtol: float = 1e-6) -> float:
+    """Mean over queries of |found@k ∩ agreeing| / max(|found@k|, |reference@k|) (1 when both empty).
+
+    agreeing = reference@k. `ties` (per query: the reference's (ids, scores) in rank order, deeper than k):
+    also every document the reference scores equal to its own k-th (within `rtol`, relative): a tie broken
+    another way is as exact an answer (copies of one document in a resampled corpus tie)."""
+    if len(found) != len(reference) or (ties is not None and len(ties) != len(found)):
+        raise ValueError(f"{len(found)} result lists vs {len(reference)} references"
+                         + ("" if ties is None else f" and {len(ties)} tie lists"))
     if not found:
         return float("nan")
     ratios = []
-    for a, b in zip(found, reference):
+    for i, (a, b) in enumerate(zip(found, reference)):
         a, b = set(np.asarray(a)[:k].tolist()), set(np.asarray(b)[:k].tolist())
-        ratios.append(len(a & b) / max(len(a), len(b)) if (a or b) else 1.0)
+        ok = set(b)
+        if ties is not None and len(b) == k:
+            ids, scores = np.asarray(ties[i][0]), np.asarray(ties[i][1], dtype=np.float64)
+            kth = scores[k - 1]
+            ok |= set(ids[scores >= kth - rtol * max(1.0, abs(kth))].tolist())
+        ratios.append(len(a & ok) / max(len(a), len(b)) if (a or b) else 1.0)
     return float(np.mean(ratios))

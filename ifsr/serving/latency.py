@@ -13,9 +13,10 @@ Engines are settings of `ifsr.serving.engines.ENGINES`, e.g. "pisa(algorithm=blo
 background load hits them alike. Each row also has: 2-thread throughput (queries/s with two client
 threads), index size, top-10 agreement with exact scoring of the same function (inference-free and
 siamese: ifsr's exact scorer of the unpruned vectors; PISA BM25: its exhaustive ranked_or; BM25
-impacts: the exact scorer of those impacts), nDCG@10 on the SciFact qrels and its change from that
-reference, and, on inference-free rows, p50 ratios to BM25 on the same engine and to the fastest BM25
-of the corpus with 95% intervals from a bootstrap over queries (paired: one query, every system).
+impacts: the exact scorer of those impacts; a document tied with the reference's 10th counts as
+agreeing), nDCG@10 on the SciFact qrels and its change from that reference, and, on inference-free
+rows, p50 ratios to BM25 on the same engine and to the fastest BM25 of the corpus that agrees with exact
+BM25 (>= 0.99) with 95% intervals from a bootstrap over queries (paired: one query, every system).
 
 Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series that holds every real document once and resamples
@@ -191,19 +192,23 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     return out
 
 
+TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with its 10th counts as agreeing
+
+
 def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenizer, idf, doc_encoder,
-               bm25: _Bm25Impacts, workdir: Path, k: int) -> list[np.ndarray]:
-    """Exact top-k rows per query for one reference: the exact engine on the unpruned inference-free
-    or siamese query; PISA's exhaustive ranked_or over its BM25 index; the exact engine on BM25 impacts."""
+               bm25: _Bm25Impacts, workdir: Path, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exact (rows, scores) per query to `depth` for one reference: the exact engine on the unpruned
+    inference-free or siamese query; PISA's exhaustive ranked_or over its BM25 index; the exact engine on
+    BM25 impacts."""
     if key == "bm25-pisa":
-        exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", k)
-        return [exhaustive.search(q)[0] for q in queries]
+        exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", depth)
+        return [tuple(map(np.asarray, exhaustive.search(q))) for q in queries]
     if key == "bm25-impacts":
-        exact = ExactEngine.from_docs(bm25.matrix, k)
-        return [exact.search_ids(*bm25.index.query_vector(q))[0] for q in queries]
-    exact = ExactEngine.from_docs(corpus.vectors, k)
+        exact = ExactEngine.from_docs(bm25.matrix, depth)
+        return [exact.search_ids(*bm25.index.query_vector(q)) for q in queries]
+    exact = ExactEngine.from_docs(corpus.vectors, depth)
     encode = inference_free_query(tokenizer, idf) if key == "if-exact" else siamese_query(doc_encoder)
-    return [exact.search_ids(*encode(q))[0] for q in queries]
+    return [exact.search_ids(*encode(q)) for q in queries]
 
 
 def ranked_ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
@@ -225,16 +230,25 @@ def _median_ratio(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple
     return float(np.median(a) / np.median(b)), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def best_bm25(rows: Mapping[tuple[str, str], tuple[float, float]], min_agreement: float = 0.99) -> tuple[str, str] | None:
+    """The BM25 reference of a corpus: {(engine, "bm25"): (top-10 agreement, median ms)} -> the fastest of those
+    agreeing with exact BM25 >= `min_agreement`, else the fastest of all (None: no BM25 row)."""
+    ok = [key for key, (agreement, _) in rows.items() if agreement >= min_agreement] or list(rows)
+    return min(ok, key=lambda key: rows[key][1]) if ok else None
+
+
 def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], tokenizer, idf: np.ndarray, doc_encoder,
                   workdir: str | os.PathLike, engines: Sequence[str] = ("pisa",), systems: Sequence[str] = SYSTEMS,
                   k: int = 10, algorithm: str = "maxscore", doc_scale: float = 100.0, query_scale: float = 10.0,
                   min_query_idf: float = 0.0, max_query_terms: int | None = None, fold_idf: bool = True,
                   repeats: int = 1, clock: str = "wall", query_ids: Sequence[str] | None = None,
                   qrels: Mapping[str, Mapping[str, int]] | None = None, n_boot: int = 2000, seed: int = 0,
-                  max_docs: Mapping[str, int] | None = None, show_progress: bool = True) -> pd.DataFrame:
+                  max_docs: Mapping[str, int] | None = None, min_agreement: float = 0.99,
+                  show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine setting, system) on every corpus; one row each (COLUMNS first, then details).
 
-    A warm-up pass runs every pipeline on every query (its results give top10_agreement and nDCG@10);
+    A warm-up pass runs every pipeline on every query (its results give top10_agreement and nDCG@10;
+    agreement counts a document the exact reference scores equal to its own 10th as agreeing, `topk_agreement`);
     then `repeats` timed passes, systems interleaved per query in rotating order; then one pass with two
     client threads (qps_2threads). Pruning options (min_query_idf, max_query_terms) apply to the
     inference-free query only, and its agreement is against the unpruned query. algorithm, doc_scale,
@@ -245,6 +259,8 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     `query_ids` (aligned with `queries`), `qrels` and the corpus's doc_ids, else NaN. max_docs: the
     largest corpus an engine is timed on, by setting ("bmp(bsize=64)") or by name ("lucene"), e.g. to
     leave out engines whose build does not fit the machine's time at 1M documents (unnamed: every corpus).
+    The "best BM25" of a corpus (if_over_best_bm25, best_bm25_engine) is its fastest BM25 row among those whose
+    agreement with exact BM25 is >= `min_agreement` (the fastest of all when none is).
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
@@ -283,8 +299,11 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
             pipes = _pipelines(corpus, active, systems, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
                                show_progress)
             found = {key: [p.run(q) for q in queries] for key, p in pipes.items()}  # warm-up pass
-            refs = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir), k)
-                    for r in dict.fromkeys(p.reference for p in pipes.values())}
+            deep = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir),
+                                  max(k, TIE_DEPTH)) for r in dict.fromkeys(p.reference for p in pipes.values())}
+            refs = {r: [ids[:k] for ids, _ in lists] for r, lists in deep.items()}
+            agree = {key: topk_agreement(found[key], refs[p.reference], k, ties=deep[p.reference])
+                     for key, p in pipes.items()}
             judged = query_ids is not None and qrels is not None and corpus.doc_ids is not None
             ndcg = (lambda hits: ranked_ndcg(hits, query_ids, corpus.doc_ids, qrels, k)) if judged else (lambda hits: np.nan)
             ref_ndcg = {r: ndcg(hits) for r, hits in refs.items()}
@@ -312,8 +331,8 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                     list(pool.map(pipe.run, queries))
                     qps2[key] = len(queries) / (time.perf_counter() - t0)
             per_query = {key: np.median(both[clock], axis=0) for key, both in times.items()}  # [nq] ms
-            bm25_keys = [key for key in pipes if key[1] == "bm25"]
-            fastest = min(bm25_keys, key=lambda key: np.median(per_query[key])) if bm25_keys else None
+            fastest = best_bm25({key: (agree[key], float(np.median(per_query[key]))) for key in pipes
+                                 if key[1] == "bm25"}, min_agreement)
             for key, pipe in pipes.items():
                 engine, system = key
                 ms = times[key][clock].ravel()
@@ -321,7 +340,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                 row = {"engine": engine, "system": system, "docs": len(corpus.texts),
                        "p50_ms": np.percentile(ms, 50), "p90_ms": np.percentile(ms, 90),
                        "p99_ms": np.percentile(ms, 99), "qps": 1000.0 / ms.mean(), "qps_2threads": qps2[key],
-                       "top10_agreement": topk_agreement(hits, refs[pipe.reference], k),
+                       "top10_agreement": agree[key],
                        "delta_nDCG@10": ndcg(hits) - ref_ndcg[pipe.reference], "index_mb": pipe.size_bytes / 2**20,
                        "nDCG@10": ndcg(hits), "reference": pipe.reference,
                        f"{other}_p50_ms": np.percentile(times[key][other], 50),

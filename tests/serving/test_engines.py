@@ -157,3 +157,15 @@ def test_query_time_options_share_one_index():
         safe.with_query_options(bsize=8)
     with pytest.raises(ValueError, match="alpha and beta"):
         safe.with_query_options(beta=2.0)
+
+
+def test_topk_agreement_counts_ties_with_the_references_kth():
+    # the reference keeps rows 1, 2 of the three rows scored 2.0 (k = 2); row 4 ties with its 2nd
+    deep = [(np.array([1, 2, 4, 0]), np.array([2.0, 2.0, 2.0, 1.0]))]
+    ref = [np.array([1, 2])]
+    assert topk_agreement([np.array([1, 4])], ref, k=2) == 0.5  # by id: row 4 is a miss
+    assert topk_agreement([np.array([1, 4])], ref, k=2, ties=deep) == 1.0  # a tie broken another way
+    assert topk_agreement([np.array([1, 0])], ref, k=2, ties=deep) == 0.5  # row 0 scores below the 2nd: a miss
+    assert topk_agreement([np.array([4, 2])], ref, k=2, ties=[(np.array([1, 2, 4]), np.array([3.0, 2.0, 2.0 - 1e-3]))]) == 0.5
+    with pytest.raises(ValueError, match="tie lists"):
+        topk_agreement([np.array([1])], ref, k=2, ties=[])

@@ -13,7 +13,7 @@ from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.data.beir import load_beir
 from ifsr.serving.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
 from ifsr.serving.engines import ENGINES, ExactEngine
-from ifsr.serving.latency import (COLUMNS, SYSTEMS, best_ratio, latency_plot, latency_ratios, latency_table,
+from ifsr.serving.latency import (COLUMNS, SYSTEMS, best_bm25, best_ratio, latency_plot, latency_ratios, latency_table,
                                   measure_latency)
 from ifsr.serving.queryside import inference_free_query
 
@@ -157,3 +157,12 @@ def test_latency_provenance_hashes_data_and_model(tmp_path: Path, splade_tiny_pa
     (saved / "idf.json").write_text("{}")
     data, _ = provenance(data_root, saved, idf_file)
     assert "idf" not in data  # a saved model's own IDF is hashed with the model, not the default table
+
+
+def test_best_bm25_is_the_fastest_that_agrees_with_exact_bm25():
+    rows = {("pisa(algorithm=block_max_wand)", "bm25"): (0.83, 2.78), ("pisa", "bm25"): (1.0, 2.99),
+            ("pisa(bits=8)", "bm25"): (0.995, 3.10)}
+    assert best_bm25(rows) == ("pisa", "bm25")
+    assert best_bm25(rows, min_agreement=0.8) == ("pisa(algorithm=block_max_wand)", "bm25")
+    assert best_bm25({("bmp", "bm25"): (0.9, 1.0), ("lucene", "bm25"): (0.95, 2.0)}) == ("bmp", "bm25")  # none agrees
+    assert best_bm25({}) is None

@@ -1,0 +1,99 @@
+"""What a device call carries besides the code: the preset's inputs, made small enough to travel (64 MiB).
+
+The dense teacher's weights (all-MiniLM-L6-v2, 87 MiB) cannot travel. Its package goes as a slim copy
+(`ifsr.core.encoder.slim_model_package`: same checksum, no weights), and everything the preset asks of
+it is computed here first, with the same code and keys: its scores of the training candidates
+(`ifsr.distill.teachers.score_candidates`, both stages) go in `cache/teacher_scores/`, and the baselines
+notebook (whose dense rows encode whole corpora) runs here into results/<preset>/baselines, which the
+device run then finds finished. A step that still needs the weights there fails with a FileNotFoundError
+naming the model, never silently.
+
+    python -m ifsr.exp.carry PRESET DEST [--data-dir D]     # DEST/site, DEST/cache (scripts/gpu_replicate.sh)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from ifsr.core.encoder import slim_model_package
+from ifsr.exp.config import AblationConfig, load_config
+
+SLIM_MODELS = ("all-MiniLM-L6-v2",)  # offline models that travel without their weights
+
+
+def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = None) -> list[AblationConfig]:
+    """The distinct training configs of a preset's notebooks, as the runner builds them (`config_path`,
+    the notebook's overrides and `train_overrides`)."""
+    import dataclasses
+
+    from ifsr.replicate import load_presets
+
+    presets = load_presets(Path(root) / "configs" / "presets.yaml")
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
+    fields = {f.name for f in dataclasses.fields(AblationConfig)}
+    out: list[AblationConfig] = []
+    for params in presets[preset].values():
+        if "config_path" in params:
+            cfg = load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
+                              **{k: v for k, v in params.items() if k in fields}, data_dir=data_dir)
+            if cfg not in out:
+                out.append(cfg)
+    return out
+
+
+def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODELS) -> list[Path]:
+    """Score both stages' training candidates with every teacher (cached; a no-op when done) and return
+    the cache folders of the teachers in `models`, for this config's datasets."""
+    from ifsr.distill.teachers import DenseTeacher
+    from ifsr.distill.trainsets import finetune_dataset, pretrain_dataset
+    from ifsr.exp.runs import has_pretraining
+
+    if has_pretraining(cfg):
+        pretrain_dataset(cfg)
+    finetune_dataset(cfg)
+    wanted = {(m, DenseTeacher(m, max_length=cfg.teacher_max_length, device="cpu").checksum) for m in models
+              if m == cfg.dense_teacher}
+    datasets = {"pairs", f"{cfg.train_dataset}-train"}
+    out = []
+    for key_file in sorted((Path(cfg.cache_dir) / "teacher_scores").glob("*/key.json")):
+        key = json.loads(key_file.read_text())
+        if (key.get("teacher"), key.get("weights")) in wanted and key.get("dataset") in datasets \
+                and key.get("max_length") == cfg.teacher_max_length:
+            out.append(key_file.parent)
+    return out
+
+
+def prepare(preset: str, dest: str | Path, data_dir: str | None = None, root: str | Path = ".") -> dict[str, int]:
+    """DEST/site: slim copies of SLIM_MODELS' packages; DEST/cache/teacher_scores: their cached scores."""
+    dest = Path(dest)
+    for sub in ("site", "cache"):
+        if (dest / sub).exists():
+            shutil.rmtree(dest / sub)
+    for m in SLIM_MODELS:
+        slim_model_package(m, dest / "site")
+    dirs = sorted({d for cfg in preset_configs(preset, root, data_dir) for d in teacher_score_dirs(cfg)})
+    for d in dirs:
+        shutil.copytree(d, dest / "cache" / "teacher_scores" / d.name)
+    return {"slim_models": len(SLIM_MODELS), "teacher_score_dirs": len(dirs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ifsr.exp.carry", description=__doc__.splitlines()[0])
+    ap.add_argument("preset")
+    ap.add_argument("dest")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    try:
+        print(json.dumps(prepare(args.preset, args.dest, args.data_dir)))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"carry: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The device plan (`ifsr.exp.work.preset_work`): what `scripts/gpu_replicate.sh prepare` does here is not planned
+for the device."""
+from pathlib import Path
+
+from ifsr.exp.work import preset_work
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_prepared_plan_leaves_out_the_baselines_and_the_dense_teacher(data_root):
+    data = str(data_root.resolve())
+    whole = preset_work("smoke", root=ROOT, data_dir=data)
+    left = preset_work("smoke", root=ROOT, data_dir=data, prepared=True)
+    assert any(w.dense and w.kind == "encode" for w in whole.items)  # the baselines' dense corpus encodings
+    assert any(w.dense and w.kind == "teacher" for w in whole.items)  # its scores of the training candidates
+    assert not any(w.dense for w in left.items)
+    assert [w for w in left.items if w.kind == "train"] == [w for w in whole.items if w.kind == "train"]
+    assert left.stages == whole.stages == 24 and left.notebooks == whole.notebooks - 1
+    sparse = [w for w in whole.items if w.kind == "teacher" and not w.dense]
+    assert sparse and sparse == [w for w in left.items if w.kind == "teacher"]  # the sparse teacher still scores there
