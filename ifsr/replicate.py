@@ -111,14 +111,23 @@ def check_parameters(notebook: str | os.PathLike, params: dict[str, Any]) -> Non
         raise ValueError(f"{notebook}: unknown parameter(s) {unknown}; declared: {sorted(declared)}")
 
 
-def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
-    """A training notebook's parameters build its AblationConfig (`config_path`, the overrides, and
-    `train_overrides` over the YAML's `train`): an unknown key anywhere is refused before any run."""
+def notebook_config(root: str | os.PathLike, params: dict[str, Any], data_dir: str | None = None) -> AblationConfig | None:
+    """A training notebook's AblationConfig, as its parameters build it (`config_path`, the overrides, and
+    `train_overrides` over the YAML's `train`); `data_dir` given: it wins over the parameters'. None for a
+    notebook without `config_path`. An unknown key anywhere is refused (ValueError)."""
     if "config_path" not in params:
-        return
+        return None
     fields = {f.name for f in dataclasses.fields(AblationConfig)}
-    load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
-                **{k: v for k, v in params.items() if k in fields})
+    overrides = {k: v for k, v in params.items() if k in fields}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
+                       **overrides)
+
+
+def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
+    """Refuse a training notebook's parameters that do not build its AblationConfig, before any run."""
+    notebook_config(root, params)
 
 
 def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None,

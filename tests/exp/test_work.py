@@ -18,3 +18,11 @@ def test_prepared_plan_leaves_out_the_baselines_and_the_dense_teacher(data_root)
     assert left.stages == whole.stages == 24 and left.notebooks == whole.notebooks - 1
     sparse = [w for w in whole.items if w.kind == "teacher" and not w.dense]
     assert sparse and sparse == [w for w in left.items if w.kind == "teacher"]  # the sparse teacher still scores there
+
+
+def test_carry_refuses_an_unknown_preset(tmp_path, capsys):
+    from ifsr.exp.carry import main
+
+    assert main(["gpu-typo", str(tmp_path / "dest"), "--data-dir", str(tmp_path)]) == 2
+    assert "carry: error: unknown preset 'gpu-typo'" in capsys.readouterr().err
+    assert not (tmp_path / "dest").exists()  # nothing written before the check
