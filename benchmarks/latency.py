@@ -2,7 +2,8 @@
 
     python benchmarks/latency.py --sizes scifact real 1000000 --n-queries 300 \
         --engines pisa "pisa(algorithm=block_max_wand)" bmp "bmp(bsize=64,alpha=0.9)" \
-        --levers none query-top-k=8 doc-top-k=64 --lever-engine bmp --lever-size real
+        --levers none query-top-k=8 doc-top-k=64 lambda=0.08 --lever-engine bmp --lever-size real \
+        --lever-students configs/cpu.yaml
 
 Prints the table, then per corpus size and engine setting: inference-free / BM25 p50 on the same engine,
 inference-free / the fastest BM25 of that size (95% intervals over queries), siamese / inference-free,
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                     "doc-top-k=64 (timed on --lever-engine over --lever-size)")
     ap.add_argument("--lever-engine", type=engine_arg, default=None)
     ap.add_argument("--lever-size", type=size_arg, default="scifact")
+    ap.add_argument("--lever-students", default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "
+                    "students the lambda=X levers time (trained when absent)")
     ap.add_argument("--lever-out", default=None, help="write the lever table as CSV")
     ap.add_argument("--out", default=None, help="write the table as CSV")
     ap.add_argument("--plot", default=None, help="write p50 vs corpus size as PNG")
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     if levers and not args.lever_engine:
         ap.error("--levers needs --lever-engine")
+    if any(lv.kind == "lambda" for lv in levers) and not args.lever_students:
+        ap.error("a lambda= lever needs --lever-students")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, max_passages=args.max_passages,
@@ -116,12 +121,15 @@ def main(argv: list[str] | None = None) -> None:
         latency_plot(df, args.plot)
     if levers:
         lev = lever_table(levers, args.lever_engine, args.lever_size, args.data_dir, args.model, cache,
-                          args.max_length, args.n_queries, args.seed, args.repeats)
+                          args.max_length, args.n_queries, args.seed, args.repeats, args.resample_from,
+                          args.max_passages, students=args.lever_students)
         print()
         for _, r in lev.iterrows():
             print(f"lever {r['lever']:14s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "
                   f"({r['delta scifact']:+.4f})  Cranfield {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f})  "
-                  f"p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / lev['p50_ms'].iloc[0]:.2f}x unpruned)")
+                  f"p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / lev['p50_ms'].iloc[0]:.2f}x unpruned)  "
+                  f"IF/BM25 {ci(r, 'if_over_bm25')}  top-10 agreement {r['top10_agreement']:.3f}  "
+                  f"doc nnz {r['doc_nnz']:.1f}")
         if args.lever_out:
             Path(args.lever_out).parent.mkdir(parents=True, exist_ok=True)
             lev.to_csv(args.lever_out, index=False)

@@ -25,7 +25,7 @@ from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain
 from ifsr.eval.evaluate import bm25_per_query, encode_corpus, judged_run
 from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
 from ifsr.eval.retrieval import sparse_topk
-from ifsr.exp.config import ARMS, AblationConfig, arm_views
+from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views
 from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_sparse_encoder
@@ -71,6 +71,28 @@ def _rows(evals: list[dict[str, Any]], keys: dict[str, Any], run: TrainedRun | N
     return table, per_q
 
 
+def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> TrainConfig:
+    """The TrainConfig of one stage-2 run of the sweep: the arm's query weights, the min-max ensemble
+    teacher, FLOPS weight `lam`, training seed `seed`."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
+    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+
+
+def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> TrainedRun:
+    """The student of one point of the sweep's sparsity-relevance curve (seed: `cfg.seeds[0]`), the very
+    run `idf_flops_sweep` trains (same run key); trained here, with its stage-1 start, when absent."""
+    if arm not in cfg.arms:
+        raise ValueError(f"arm {arm!r} is not in the sweep of preset {cfg.preset!r}: {cfg.arms}")
+    known = [float(x) for x in cfg.lambdas]
+    if not any(abs(float(lam) - x) <= 1e-12 for x in known):
+        raise ValueError(f"lambda {lam} is not on the curve of preset {cfg.preset!r}: {known}")
+    lam = next(x for x in cfg.lambdas if abs(float(lam) - float(x)) <= 1e-12)  # the YAML's own value: same key
+    seed = cfg.seeds[0] if seed is None else seed
+    return trained_run(cfg, sweep_train_config(cfg, arm, lam, seed), _lazy(lambda: finetune_dataset(cfg)),
+                       _lazy(lambda: pretrain_dataset(cfg)))
+
+
 def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 2, the FLOPS vs IDF-aware FLOPS lambda sweep: (curve, per_query).
 
@@ -97,8 +119,7 @@ def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
-                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
-                run = trained_run(cfg, tc, data, pre)
+                run = trained_run(cfg, sweep_train_config(cfg, arm, lam, seed), data, pre)
                 for label, qw in arm_views(arm):
                     t, q = _rows(evaluate_trained(cfg, run.model_dir, qw), {"arm": label, "lambda": lam, "seed": seed},
                                  run, str(run.model_dir))

@@ -253,8 +253,9 @@ class LatencyConfig:
     levers: list[str] = field(default_factory=list)  # "none", "query-top-k=8", "query-min-idf=3", "doc-top-k=64"
     lever_engine: str | None = None  # the engine setting the levers are timed on (None: no lever study)
     lever_size: str | int = "scifact"  # the latency corpus the levers are timed on
+    lever_students: str | None = None  # ablation YAML whose idf-flops students the "lambda=" levers time
 
-    LEVER_FIELDS: ClassVar[tuple[str, ...]] = ("levers", "lever_engine", "lever_size")
+    LEVER_FIELDS: ClassVar[tuple[str, ...]] = ("levers", "lever_engine", "lever_size", "lever_students")
 
     def measure_kwargs(self) -> dict[str, Any]:
         """The keywords of `measure_latency` (every field but the preset and the lever study's)."""
@@ -267,4 +268,5 @@ class LatencyConfig:
         return {"levers": parse_levers(self.levers), "engine": self.lever_engine, "size": self.lever_size,
                 "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
                 "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats,
-                "resample_from": self.resample_from, "max_passages": self.max_passages}
+                "resample_from": self.resample_from, "max_passages": self.max_passages,
+                "students": self.lever_students}

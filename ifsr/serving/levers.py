@@ -1,4 +1,5 @@
-"""Model-side latency levers and what they cost in relevance: query pruning and document pruning.
+"""Model-side latency levers and what they cost in relevance: query pruning, document pruning, and the
+FLOPS weight the student was trained with.
 
 The inference-free query's weights are fixed (IDF), so pruning it is free at query time; a document's
 weights can be pruned once, at index time. Each lever setting gets one row: nDCG@10 on SciFact test and
@@ -8,7 +9,9 @@ one corpus of the latency study (`ifsr.serving.latency.latency_table`, its top-1
 against exact scoring of the same pruned documents with the unpruned query), timed beside BM25 on the
 same engine (p50 ratio with its 95% bootstrap interval over queries; BM25 is never pruned).
 Levers: "query-top-k" (keep the k highest-IDF tokens), "query-min-idf" (drop tokens with IDF below a
-threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id).
+threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id), "lambda" (the
+idf-flops student of that FLOPS weight on the ablation's sparsity-relevance curve, its first seed, in
+place of the model: the lever the paper pulls; its SciFact rows are in-domain, as on the curve).
 """
 from __future__ import annotations
 
@@ -29,14 +32,14 @@ from ifsr.serving.engines import ExactEngine, parse_engine
 from ifsr.serving.latency import latency_table, ranked_ndcg
 from ifsr.serving.queryside import inference_free_query
 
-LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k")
+LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
 COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "nDCG@10 cranfield", "delta cranfield",
            "p50_ms", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
 
 
 @dataclass(frozen=True)
 class Lever:
-    """One setting: `kind` in LEVERS and its value (k, or an IDF threshold; None for "none")."""
+    """One setting: `kind` in LEVERS and its value (k, an IDF threshold or a FLOPS weight; None for "none")."""
 
     kind: str
     value: float | None = None
@@ -48,6 +51,8 @@ class Lever:
             raise ValueError(f"lever {self.kind!r} takes {'no value' if self.kind == 'none' else 'a value'}")
         if self.kind in ("query-top-k", "doc-top-k") and not (float(self.value).is_integer() and self.value > 0):
             raise ValueError(f"lever {self.kind!r} takes a positive integer k, got {self.value!r}")
+        if self.kind == "lambda" and not self.value >= 0:
+            raise ValueError(f"lever 'lambda' takes a FLOPS weight >= 0, got {self.value!r}")
 
     @property
     def query_options(self) -> dict:
@@ -67,7 +72,7 @@ def parse_levers(specs: Sequence[str]) -> list[Lever]:
             out.append(Lever(kind, float(value) if eq else None))
         except ValueError as e:
             raise ValueError(f"lever {spec!r}: {e} (e.g. 'none', 'query-top-k=8', 'query-min-idf=3', "
-                             "'doc-top-k=64')") from None
+                             "'doc-top-k=64', 'lambda=0.02')") from None
     return out
 
 
@@ -94,38 +99,68 @@ def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str
     return ranked_ndcg(list(rows), qids, list(doc_ids), qrels, k)
 
 
+def lambda_student(students: str | os.PathLike, lam: float, data_dir=None, cache_dir=None) -> str:
+    """The idf-flops student at FLOPS weight `lam` of the ablation YAML `students` (its sweep's first
+    seed; `ifsr.exp.ablations.sweep_student`, trained when absent): its model directory."""
+    from ifsr.exp.ablations import sweep_student
+    from ifsr.exp.config import AblationConfig, load_config
+
+    overrides = {"data_dir": str(data_dir)} if data_dir is not None else {}
+    if cache_dir is not None:
+        overrides["cache_dir"] = str(cache_dir)
+    cfg = load_config(AblationConfig, students, **overrides)
+    return str(sweep_student(cfg, "idf-flops", lam).model_dir)
+
+
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
                 model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                 n_queries: int = 300, seed: int = 0, repeats: int = 1, resample_from: str = "real",
-                max_passages: int | None = None, show_progress: bool = True) -> pd.DataFrame:
+                max_passages: int | None = None, students: str | os.PathLike | None = None,
+                show_progress: bool = True) -> pd.DataFrame:
     """One row per lever (COLUMNS): relevance by exact scoring on SciFact test and Cranfield, and the
     inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or an int resampled
-    from `resample_from`: the latency table's corpus of that size, `latency_corpora`)."""
+    from `resample_from`: the latency table's corpus of that size, `latency_corpora`). A "lambda" lever
+    swaps `model` for the idf-flops student of that FLOPS weight of the ablation YAML `students`
+    (`lambda_student`): the same documents, its vectors, its own index."""
     parse_engine(engine)
     check_sizes([size], resample_from)
     if not levers or levers[0].kind != "none":
         raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
+    if any(lever.kind == "lambda" for lever in levers) and students is None:
+        raise ValueError("a 'lambda=' lever needs `students`: the ablation YAML whose idf-flops students it times")
     data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
     idf_path = default_idf_path(data_dir)
-    doc, query, weights = load_encoders(model, idf_path, max_length)
-    sets = {}
-    for name in ("scifact", "cranfield"):
-        ds = load_beir(name, "test", data_dir=data_dir, download=False)
-        vectors = encode_cached(doc, ds.doc_texts(), cache_dir, model, weights, show_progress=show_progress)
-        sets[name] = (vectors, ds.doc_ids, {q: ds.queries[q] for q in ds.query_ids}, {q: ds.qrels[q] for q in ds.query_ids})
-    corpus, = latency_corpora([size], data_dir, doc, cache_dir, model, weights, resample_from, max_passages, seed,
-                              show_progress)
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
-    workdir = cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}"
-    rows, reference = [], {}
+    encoded = {}
+
+    def encoded_by(name: str):
+        """(doc encoder, query encoder, eval sets, latency corpus, index workdir) of one document model."""
+        if name not in encoded:
+            doc, query, weights = load_encoders(name, idf_path, max_length)
+            sets = {}
+            for ds_name in ("scifact", "cranfield"):
+                ds = load_beir(ds_name, "test", data_dir=data_dir, download=False)
+                vectors = encode_cached(doc, ds.doc_texts(), cache_dir, name, weights, show_progress=show_progress)
+                sets[ds_name] = (vectors, ds.doc_ids, {q: ds.queries[q] for q in ds.query_ids},
+                                 {q: ds.qrels[q] for q in ds.query_ids})
+            corpus, = latency_corpora([size], data_dir, doc, cache_dir, name, weights, resample_from, max_passages,
+                                      seed, show_progress)
+            encoded[name] = (doc, query, sets, corpus, cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}")
+        return encoded[name]
+
+    rows, reference, models = [], {}, {}
     for lever in levers:
+        name = lambda_student(students, lever.value, data_dir, cache_dir) if lever.kind == "lambda" else model
+        models[name] = resolve_model_path(name)
+        doc, query, sets, corpus, workdir = encoded_by(name)
         encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
         row = {"lever": lever.kind, "value": lever.value}
-        for name, (vectors, doc_ids, qs, qr) in sets.items():
-            row[f"nDCG@10 {name}"] = _ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
-            reference.setdefault(name, row[f"nDCG@10 {name}"])
-            row[f"delta {name}"] = row[f"nDCG@10 {name}"] - reference[name]
-        pruned = replace(corpus, name=f"{corpus.name}-{lever.kind}{lever.value or ''}", vectors=lever.docs(corpus.vectors))
+        for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
+            row[f"nDCG@10 {ds_name}"] = _ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
+            reference.setdefault(ds_name, row[f"nDCG@10 {ds_name}"])
+            row[f"delta {ds_name}"] = row[f"nDCG@10 {ds_name}"] - reference[ds_name]
+        pruned = replace(corpus, name=f"{corpus.name}-{lever.kind}{'' if lever.value is None else lever.value}",
+                         vectors=lever.docs(corpus.vectors))
         both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
                              ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],
                              max_query_terms=lever.query_options["max_terms"], repeats=repeats,
@@ -136,12 +171,14 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
                     "bm25_p50_ms": both.loc[both["system"] == "bm25", "p50_ms"].iloc[0],
                     "doc_nnz": pruned.vectors.nnz / pruned.vectors.shape[0],
                     "query_terms": float(np.mean([len(encode(q)[0]) for q in queries])),
-                    "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name})
+                    "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name, "model": name})
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "engine", "docs", "corpus"])
-    data, models = provenance(data_dir, resolve_model_path(model), idf_path)
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "engine", "docs", "corpus", "model"])
+    data, model_sums = provenance(data_dir, models.pop(model), idf_path)
+    for path in models.values():  # the lambda levers' students
+        model_sums.update(provenance(data_dir, path, idf_path)[1])
     data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
-    table.attrs["provenance"] = {"data": data, "models": models}
+    table.attrs["provenance"] = {"data": data, "models": model_sums}
     return table
 
 

@@ -78,3 +78,17 @@ def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny
     assert trained_run(cfg, tc, None) == run  # the second time, read back without training
     (row,) = evaluate_trained(cfg, run.model_dir)
     assert 0 <= row["nDCG@10"] <= 1 and row["flops"] > 0 and len(row["per_query"]) > 0
+
+
+def test_sweep_student_is_the_sweeps_run_and_refuses_points_off_the_curve(smoke):
+    from ifsr.exp.ablations import sweep_student, sweep_train_config
+
+    # the sweep's TrainConfig: the arm's query weights, the min-max teacher, lambda and seed
+    tc = sweep_train_config(smoke, "flops", 0.1, 2)
+    assert (tc.query_weights, tc.teacher, tc.lam, tc.seed) == ("ones", "ensemble-minmax", 0.1, 2)
+    with pytest.raises(ValueError, match="lambda 0.5 is not on the curve"):
+        sweep_student(smoke, "idf-flops", 0.5)
+    with pytest.raises(ValueError, match="arm"):
+        sweep_student(smoke, "dense", 0.1)
+    with pytest.raises(ValueError, match="arm must be one of"):
+        sweep_train_config(smoke, "dense", 0.1, 0)

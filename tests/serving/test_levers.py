@@ -37,7 +37,18 @@ def test_levers_parse_and_refuse_bad_settings():
     assert [l.kind for l in levers] == ["none", "query-top-k", "query-min-idf", "doc-top-k"]
     assert levers[1].query_options == {"max_terms": 8, "min_idf": 0.0}
     assert levers[2].query_options == {"max_terms": None, "min_idf": 2.5}
-    for bad in ("query-top-k", "query-top-k=2.5", "doc-top-k=0", "none=3", "fast"):
+    lam = parse_levers(["lambda=0.02"])[0]
+    assert (lam.kind, lam.value, lam.query_options) == ("lambda", 0.02, {"max_terms": None, "min_idf": 0.0})
+    assert lam.docs(sp.eye(3, format="csr")).nnz == 3  # its documents are another model's, not a pruning
+    for bad in ("query-top-k", "query-top-k=2.5", "doc-top-k=0", "none=3", "fast", "lambda", "lambda=-0.1"):
         with pytest.raises(ValueError, match="lever"):
             parse_levers([bad])
     assert Lever("none").docs(sp.eye(3, format="csr")).nnz == 3
+
+
+def test_a_lambda_lever_needs_the_ablation_config_of_its_students(tmp_path):
+    from ifsr.serving.levers import lever_table
+
+    with pytest.raises(ValueError, match="students"):
+        lever_table(parse_levers(["none", "lambda=0.1"]), "exact", size=300, resample_from="scifact",
+                    cache_dir=tmp_path)
