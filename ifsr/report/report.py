@@ -13,15 +13,21 @@ from pathlib import Path
 import pandas as pd
 
 from ifsr.report.claims import MEAN, claim_rows, fmt_p, latency_rows, latency_section
+from ifsr.exp.config import LatencyConfig, load_config
 from ifsr.report.compare import read_config
 from ifsr.report.tables import read_table
 
-FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's folders, the only ones read
+FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's folders, then its latency_<variant>s
 FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean ± sd over seeds"),
            ("teachers/teachers.png", "teacher ablation (stage 1, zero-shot), 95% CI over seeds and queries"),
            ("idf_flops/training.png", "training curves: loss terms and λ_t per step"),
            ("latency/latency.png", "latency against corpus size, per engine setting and system"),
            ("latency/levers/levers.png", "pruning levers: nDCG@10 against p50"))
+
+
+def _folders(root: Path) -> list[str]:
+    """The folders the report reads: the protocol's, then each latency variant (latency_<variant>/)."""
+    return list(FOLDERS) + sorted(p.parent.name for p in root.glob("latency_*/manifest.json"))
 
 
 def _manifest(root: Path, folder: str) -> dict:
@@ -55,7 +61,9 @@ def _verdicts(claims: pd.DataFrame, latency: pd.DataFrame | None) -> list[str]:
 
 def _figures(root: Path) -> list[str]:
     lines = []
-    for rel, what in FIGURES:
+    variants = [(f"{p.parent.parent.name}/levers/levers.png", f"levers of `{p.parent.parent.name}`: nDCG@10 against p50")
+                for p in sorted(root.glob("latency_*/levers/levers.png"))]
+    for rel, what in list(FIGURES) + variants:
         if (root / rel).is_file():
             lines += [f"**{what}** (`{rel}`)", "", f"![{what}]({rel})", ""]
     return lines
@@ -132,7 +140,7 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
                      f"{cfg.get('seeds')}; the replication's model: IDF-aware λ {cfg.get('headline_lambda')} (named in the "
                      "config before the runs).")
     times = []
-    for folder in FOLDERS:
+    for folder in _folders(root):
         m = _manifest(root, folder)
         if m.get("wall_seconds"):
             times.append(f"{folder} {m['wall_seconds'] / 60:.1f} min")
@@ -145,7 +153,7 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
                 times.append(f"{name} {runs['train_seconds'].sum() / 60:.1f} min over {len(runs)} runs")
     if times:
         lines.append("- Wall time (this run's manifests and training logs): " + "; ".join(times) + ".")
-    commits = {f: _manifest(root, f).get("git", {}).get("commit") for f in FOLDERS if _manifest(root, f)}
+    commits = {f: _manifest(root, f).get("git", {}).get("commit") for f in _folders(root) if _manifest(root, f)}
     if commits:
         distinct = sorted({(c or "?")[:10] for c in commits.values()})
         lines.append(f"- Made at commit{'s' if len(distinct) > 1 else ''} " + ", ".join(f"`{c}`" for c in distinct)
@@ -164,6 +172,18 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
     return lines
 
 
+def _latency_variants(root: Path) -> list[str]:
+    """A latency section per variant of the latency notebook (`03_latency@<variant>`: latency_<variant>/)."""
+    lines = []
+    for table in sorted(root.glob("latency_*/table.csv")):
+        path = table.parent / "config.yaml"
+        cfg = load_config(LatencyConfig, path) if path.is_file() else None
+        model = f"{cfg.model}, documents cut at {cfg.max_length} tokens" if cfg else None
+        lines += latency_section(read_table(table), read_table(table.parent / "levers" / "table.csv"),
+                                 folder=table.parent.name, model=model)
+    return lines
+
+
 def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> Path:
     root = Path(results_root) / preset
     cfg = read_config(root / "idf_flops" / "config.yaml") or read_config(root / "teachers" / "config.yaml")
@@ -177,6 +197,7 @@ def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> 
     lines += _details(root, cfg, teachers, curve, base)
     if latency is not None:
         lines += latency_section(latency, read_table(root / "latency" / "levers" / "table.csv"))
+    lines += _latency_variants(root)
     path = root / "REPORT.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -152,6 +152,8 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
     assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | 1.000 | 120 | 4.0 |" in text
     assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | 1.000 | 120 | 9.5 |" in text  # no ratio: a dash
+    assert lines_with(text, "Fastest lever setting with top-10 agreement ≥ 0.99: `query-top-k=4` at 0.300 ms",
+                      "1.50× [1.20, 1.90] BM25 on the same engine", "the interval lies above 1.0", "-0.0200 on SciFact")
     assert "holds" not in text.split("## Why")[1]
     assert "own top-10 agreement" not in text  # the fastest BM25 (bmp at 1,000) agrees 1.0
     for r in rows:  # the fastest BM25 returns copies that tie with their relevant originals
@@ -161,6 +163,37 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     text = write_report(root, "p").read_text()
     assert lines_with(text, "Best ratio reached", "That BM25's own top-10 agreement with exact BM25 is 0.830 (this corpus holds "
                       "resampled copies, which tie with their originals), nDCG@10 change -0.1500")
+
+
+def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(tmp_path):
+    root = tmp_path / "results"
+    var = root / "p" / "latency_lambda"
+    _csv(var / "table.csv", [
+        {"engine": "pisa(bits=8)", "system": "inference-free", "docs": 1000, "p50_ms": 0.5, "qps_2threads": 3000,
+         "top10_agreement": 0.995, "delta_nDCG@10": 0.0, "index_mb": 9.0, "distinct_docs": 100, "if_over_bm25": 2.0,
+         "if_over_best_bm25": 2.0, "if_over_best_bm25_lo": 1.9, "if_over_best_bm25_hi": 2.1,
+         "best_bm25_engine": "pisa(bits=8)", "siamese_over_if": 9.0},
+        {"engine": "pisa(bits=8)", "system": "bm25", "docs": 1000, "p50_ms": 0.25, "qps_2threads": 3000,
+         "top10_agreement": 1.0, "delta_nDCG@10": 0.0, "index_mb": 3.0, "distinct_docs": 100}])
+    (var / "config.yaml").write_text(yaml.safe_dump({"model": "splade-tiny", "max_length": 128}))
+    lever = {"nDCG@10 cranfield": 0.30, "doc_nnz": 60, "query_terms": 19.5, "engine": "pisa(bits=8)", "docs": 1000}
+    _csv(var / "levers" / "table.csv", [
+        {**lever, "lever": "none", "value": float("nan"), "nDCG@10 scifact": 0.60, "delta scifact": 0.0,
+         "delta cranfield": 0.0, "p50_ms": 0.5, "top10_agreement": 0.995, "if_over_bm25": 2.0, "if_over_bm25_lo": 1.9,
+         "if_over_bm25_hi": 2.1},
+        {**lever, "lever": "lambda", "value": 0.02, "nDCG@10 scifact": 0.61, "delta scifact": 0.01,
+         "delta cranfield": -0.01, "p50_ms": 0.24, "top10_agreement": 0.991, "if_over_bm25": 0.96,
+         "if_over_bm25_lo": 0.90, "if_over_bm25_hi": 1.02},
+        {**lever, "lever": "lambda", "value": 0.08, "nDCG@10 scifact": 0.55, "delta scifact": -0.05,
+         "delta cranfield": -0.02, "p50_ms": 0.20, "top10_agreement": 0.98, "if_over_bm25": 0.80,
+         "if_over_bm25_lo": 0.75, "if_over_bm25_hi": 0.85}])
+    text = write_report(root, "p").read_text()
+    section = text.split("### Claim 4 again, `latency_lambda`", 1)[1]
+    assert "Document model: `splade-tiny, documents cut at 128 tokens`." in section
+    # lambda 0.08 is faster but agrees 0.98 < 0.99: the fastest agreeing setting is lambda 0.02
+    assert lines_with(section, "`lambda=0.02` at 0.240 ms", "0.96× [0.90, 1.02]", "the interval includes 1.0",
+                      "+0.0100 on SciFact", "-0.0100 on Cranfield", "no verdict word")
+    assert lines_with(section, "`lambda` rows: the idf-flops student") and "| lambda | 0.08 |" in section
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):
