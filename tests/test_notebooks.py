@@ -79,7 +79,7 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k", "lambda"] and levers.loc[0, "delta scifact"] == 0
     # the lambda lever times the curve's own idf-flops student of that lambda (seed 0), not a retrained one
     curve_model = curve[(curve["arm"] == "idf-flops") & (curve["lambda"] == 0.1) & (curve["seed"] == 0)]["model"].iloc[0]
-    assert Path(levers["model"].iloc[3]).resolve() == (root / curve_model).resolve()
+    assert (root / levers["model"].iloc[3]).resolve() == (root / curve_model).resolve()
     assert levers["model"].iloc[0] == "splade-tiny" and levers["doc_nnz"].iloc[3] != levers["doc_nnz"].iloc[0]
     assert (levers["if_over_bm25_lo"] <= levers["if_over_bm25"]).all() and (levers["bm25_p50_ms"] > 0).all()
     assert (levers["doc_nnz"].iloc[2] <= 16) and (res / "latency" / "levers" / "levers.png").stat().st_size > 1000

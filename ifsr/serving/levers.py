@@ -99,6 +99,15 @@ def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str
     return ranked_ndcg(list(rows), qids, list(doc_ids), qrels, k)
 
 
+def _postings(both: pd.DataFrame) -> dict[str, float]:
+    """Mean posting-list entries per query of the inference-free and BM25 rows (PISA engines; else NaN)."""
+    if "postings_per_query" not in both:
+        return {}
+    by = both.set_index("system")["postings_per_query"]
+    return {"postings_per_query": by.get("inference-free", float("nan")),
+            "bm25_postings_per_query": by.get("bm25", float("nan"))}
+
+
 def lambda_student(students: str | os.PathLike, lam: float, data_dir=None, cache_dir=None) -> str:
     """The idf-flops student at FLOPS weight `lam` of the ablation YAML `students` (its sweep's first
     seed; `ifsr.exp.ablations.sweep_student`, trained when absent): its model directory."""
@@ -169,11 +178,13 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
         row.update({"p50_ms": timed["p50_ms"], "top10_agreement": timed["top10_agreement"],
                     **{c: timed[c] for c in ("if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi")},
                     "bm25_p50_ms": both.loc[both["system"] == "bm25", "p50_ms"].iloc[0],
+                    **_postings(both),
                     "doc_nnz": pruned.vectors.nnz / pruned.vectors.shape[0],
                     "query_terms": float(np.mean([len(encode(q)[0]) for q in queries])),
                     "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name, "model": name})
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "engine", "docs", "corpus", "model"])
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "postings_per_query", "bm25_postings_per_query",
+                                                          "engine", "docs", "corpus", "model"])
     data, model_sums = provenance(data_dir, models.pop(model), idf_path)
     for path in models.values():  # the lambda levers' students
         model_sums.update(provenance(data_dir, path, idf_path)[1])
