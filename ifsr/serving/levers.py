@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
 from ifsr.core.encoder import resolve_model_path
+from ifsr.manifest import sha256_dir
 from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
@@ -186,8 +187,7 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "postings_per_query", "bm25_postings_per_query",
                                                           "engine", "docs", "corpus", "model"])
     data, model_sums = provenance(data_dir, models.pop(model), idf_path)
-    for path in models.values():  # the lambda levers' students
-        model_sums.update(provenance(data_dir, path, idf_path)[1])
+    model_sums.update({str(path): sha256_dir(path) for path in models.values()})  # the lambda levers' students
     data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
     table.attrs["provenance"] = {"data": data, "models": model_sums}
     return table
