@@ -13,11 +13,13 @@ agree >= 0.99; then each lever's nDCG@10 change and p50. The paper's target: inf
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ifsr.exp.ablations import lambda_student  # noqa: E402
 from ifsr.serving.engines import parse_engine  # noqa: E402
 from ifsr.serving.latency import SYSTEMS, best_ratio, latency_plot, latency_ratios, measure_latency  # noqa: E402
 from ifsr.serving.levers import lever_plot, lever_table, parse_levers  # noqa: E402
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="wall: elapsed time; cpu: thread CPU time (steadier on a loaded shared machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--levers", nargs="+", default=[], help="'none' first, then e.g. query-top-k=8 query-min-idf=3 "
-                    "doc-top-k=64 (timed on --lever-engine over --lever-size)")
+                    "doc-top-k=64 lambda=0.08 lambda=0.08+query-min-idf=2 (timed on --lever-engine over --lever-size)")
     ap.add_argument("--lever-engine", type=engine_arg, default=None)
     ap.add_argument("--lever-size", type=size_arg, default="scifact")
     ap.add_argument("--lever-students", default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     if levers and not args.lever_engine:
         ap.error("--levers needs --lever-engine")
-    if any(lv.kind == "lambda" for lv in levers) and not args.lever_students:
+    if any(lv.lam is not None for lv in levers) and not args.lever_students:
         ap.error("a lambda= lever needs --lever-students")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
@@ -120,12 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         latency_plot(df, args.plot)
     if levers:
+        students = None if not args.lever_students else functools.partial(
+            lambda_student, args.lever_students, data_dir=args.data_dir, cache_dir=cache)
         lev = lever_table(levers, args.lever_engine, args.lever_size, args.data_dir, args.model, cache,
                           args.max_length, args.n_queries, args.seed, args.repeats, args.resample_from,
-                          args.max_passages, students=args.lever_students)
+                          args.max_passages, students=students)
         print()
         for _, r in lev.iterrows():
-            print(f"lever {r['lever']:14s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "
+            print(f"lever {r['lever']:26s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "
                   f"({r['delta scifact']:+.4f})  Cranfield {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f})  "
                   f"p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / lev['p50_ms'].iloc[0]:.2f}x unpruned)  "
                   f"IF/BM25 {ci(r, 'if_over_bm25')}  top-10 agreement {r['top10_agreement']:.3f}  "

@@ -126,8 +126,29 @@ def notebook_config(root: str | os.PathLike, params: dict[str, Any], data_dir: s
 
 
 def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
-    """Refuse a training notebook's parameters that do not build its AblationConfig, before any run."""
+    """Refuse, before any run, a training notebook's parameters that do not build its AblationConfig, and a
+    latency notebook's levers that would fail only after its main table: a malformed lever, levers without
+    lever_engine, a "lambda=" lever without lever_students, or one whose FLOPS weight is not on the
+    idf-flops curve of that YAML (which must exist and load)."""
     notebook_config(root, params)
+    from ifsr.serving.levers import parse_levers
+
+    levers = parse_levers(params.get("levers") or [])
+    if levers and not params.get("lever_engine"):
+        raise ValueError(f"levers {params['levers']} need lever_engine: the engine setting they are timed on")
+    lams = [lever.lam for lever in levers if lever.lam is not None]
+    if not lams:
+        return
+    if not params.get("lever_students"):
+        raise ValueError(f"lambda levers {lams} need lever_students: the ablation YAML of their idf-flops students")
+    path = Path(root) / params["lever_students"]
+    if not path.is_file():
+        raise ValueError(f"lever_students {params['lever_students']!r}: no such file under {Path(root).resolve()}")
+    cfg = load_config(AblationConfig, path)
+    off = [lam for lam in lams if "idf-flops" not in cfg.arms or not any(abs(lam - float(x)) <= 1e-12 for x in cfg.lambdas)]
+    if off:
+        raise ValueError(f"lambda levers {off} are not on the idf-flops curve of {params['lever_students']} "
+                         f"(arms {cfg.arms}, lambdas {cfg.lambdas})")
 
 
 def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None,

@@ -76,7 +76,11 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert set(capped["docs"]) == {300} and len(capped) > 0
     assert (res / "latency" / "ratios.csv").is_file() and (res / "latency" / "latency.png").stat().st_size > 1000
     levers = pd.read_csv(res / "latency" / "levers" / "table.csv")
-    assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k", "lambda"] and levers.loc[0, "delta scifact"] == 0
+    assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k", "lambda", "lambda=0.1+query-min-idf"]
+    assert levers.loc[0, "delta scifact"] == 0
+    # the combined lever: the same student, its queries pruned (fewer terms, the same documents)
+    assert levers["model"].iloc[4] == levers["model"].iloc[3] and levers["doc_nnz"].iloc[4] == levers["doc_nnz"].iloc[3]
+    assert levers["query_terms"].iloc[4] < levers["query_terms"].iloc[3]
     # the lambda lever times the curve's own idf-flops student of that lambda (seed 0), not a retrained one
     curve_model = curve[(curve["arm"] == "idf-flops") & (curve["lambda"] == 0.1) & (curve["seed"] == 0)]["model"].iloc[0]
     assert (root / levers["model"].iloc[3]).resolve() == (root / curve_model).resolve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain
 from ifsr.eval.evaluate import bm25_per_query, encode_corpus, judged_run
 from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
 from ifsr.eval.retrieval import sparse_topk
-from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views
+from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views, load_config
 from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_sparse_encoder
@@ -91,6 +92,16 @@ def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = 
     seed = cfg.seeds[0] if seed is None else seed
     return trained_run(cfg, sweep_train_config(cfg, arm, lam, seed), _lazy(lambda: finetune_dataset(cfg)),
                        _lazy(lambda: pretrain_dataset(cfg)))
+
+
+def lambda_student(students: str | os.PathLike, lam: float, data_dir: str | os.PathLike | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> str:
+    """The model directory of the idf-flops student at FLOPS weight `lam` of the ablation YAML `students`
+    (`sweep_student`: its sweep's first seed, trained when absent); the latency levers' "lambda=" model."""
+    overrides = {"data_dir": str(data_dir)} if data_dir is not None else {}
+    if cache_dir is not None:
+        overrides["cache_dir"] = str(cache_dir)
+    return str(sweep_student(load_config(AblationConfig, students, **overrides), "idf-flops", lam).model_dir)
 
 
 def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

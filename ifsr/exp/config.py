@@ -6,6 +6,7 @@ to a default). This module does not import torch: reading a results folder's con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import typing
 from dataclasses import dataclass, field
@@ -262,11 +263,15 @@ class LatencyConfig:
         return {k: v for k, v in to_dict(self).items() if k != "preset" and k not in self.LEVER_FIELDS}
 
     def lever_kwargs(self) -> dict[str, Any]:
-        """The keywords of `ifsr.serving.levers.lever_table` (levers parsed; ValueError on a bad one)."""
+        """The keywords of `ifsr.serving.levers.lever_table` (levers parsed, ValueError on a bad one; `students`:
+        FLOPS weight -> the lever_students YAML's idf-flops student, `ifsr.exp.ablations.lambda_student`)."""
+        from ifsr.exp.ablations import lambda_student
         from ifsr.serving.levers import parse_levers
 
+        students = None if self.lever_students is None else functools.partial(
+            lambda_student, self.lever_students, data_dir=self.data_dir, cache_dir=self.cache_dir)
         return {"levers": parse_levers(self.levers), "engine": self.lever_engine, "size": self.lever_size,
                 "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
                 "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats,
                 "resample_from": self.resample_from, "max_passages": self.max_passages,
-                "students": self.lever_students}
+                "students": students}

@@ -12,7 +12,7 @@ Engines are settings of `ifsr.serving.engines.ENGINES`, e.g. "pisa(algorithm=blo
 "bmp(bsize=64,alpha=0.9)" (`parse_engine`). Systems are interleaved per query in rotating order, so
 background load hits them alike. Each row also has: 2-thread throughput (queries/s with two client
 threads), index size, top-10 agreement with exact scoring of the same function (inference-free and
-siamese: ifsr's exact scorer of the unpruned vectors; PISA BM25: its exhaustive ranked_or; BM25
+siamese: ifsr's exact scorer of the same vectors and query, a pruned query included; PISA BM25: its exhaustive ranked_or; BM25
 impacts: the exact scorer of those impacts; a document tied with the reference's 10th counts as
 agreeing), nDCG@10 on the SciFact qrels and its change from that reference, and, on inference-free
 rows, p50 ratios to BM25 on the same engine and to the fastest BM25 of the corpus that agrees with exact
@@ -197,10 +197,11 @@ TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with i
 
 
 def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenizer, idf, doc_encoder,
-               bm25: _Bm25Impacts, workdir: Path, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Exact (rows, scores) per query to `depth` for one reference: the exact engine on the unpruned
-    inference-free or siamese query; PISA's exhaustive ranked_or over its BM25 index; the exact engine on
-    BM25 impacts."""
+               bm25: _Bm25Impacts, workdir: Path, depth: int, o: Mapping[str, object]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exact (rows, scores) per query to `depth` for one reference: the exact engine on the same
+    inference-free query the engine is given (pruned by o's min_query_idf / max_query_terms, the function
+    the engine must reproduce; what the pruning costs is the nDCG@10 change) or the siamese query; PISA's
+    exhaustive ranked_or over its BM25 index; the exact engine on BM25 impacts."""
     if key == "bm25-pisa":
         exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", depth)
         return [tuple(map(np.asarray, exhaustive.search(q))) for q in queries]
@@ -208,7 +209,8 @@ def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenize
         exact = ExactEngine.from_docs(bm25.matrix, depth)
         return [exact.search_ids(*bm25.index.query_vector(q)) for q in queries]
     exact = ExactEngine.from_docs(corpus.vectors, depth)
-    encode = inference_free_query(tokenizer, idf) if key == "if-exact" else siamese_query(doc_encoder)
+    encode = (inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"]) if key == "if-exact"
+              else siamese_query(doc_encoder))
     return [exact.search_ids(*encode(q)) for q in queries]
 
 
@@ -252,7 +254,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     agreement counts a document the exact reference scores equal to its own 10th as agreeing, `topk_agreement`);
     then `repeats` timed passes, systems interleaved per query in rotating order; then one pass with two
     client threads (qps_2threads). Pruning options (min_query_idf, max_query_terms) apply to the
-    inference-free query only, and its agreement is against the unpruned query. algorithm, doc_scale,
+    inference-free query only, and its agreement is against exact scoring of that same pruned query. algorithm, doc_scale,
     query_scale: PISA's defaults where a setting names none. fold_idf: PISA's inference-free index
     holds idf_j * w_j(d) and the query is binary (same scores); otherwise the plain index with integer
     query weights round(idf * query_scale). clock="wall" times elapsed time (what a client sees);
@@ -301,7 +303,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                                show_progress)
             found = {key: [p.run(q) for q in queries] for key, p in pipes.items()}  # warm-up pass
             deep = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir),
-                                  max(k, TIE_DEPTH)) for r in dict.fromkeys(p.reference for p in pipes.values())}
+                                  max(k, TIE_DEPTH), o) for r in dict.fromkeys(p.reference for p in pipes.values())}
             refs = {r: [ids[:k] for ids, _ in lists] for r, lists in deep.items()}
             agree = {key: topk_agreement(found[key], refs[p.reference], k, ties=deep[p.reference])
                      for key, p in pipes.items()}

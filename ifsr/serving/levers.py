@@ -6,17 +6,19 @@ weights can be pruned once, at index time. Each lever setting gets one row: nDCG
 Cranfield by exact scoring of the pruned vectors (the function itself, no engine), its change from the
 unpruned model, and the single-thread p50 of the inference-free pipeline on one engine setting over
 one corpus of the latency study (`ifsr.serving.latency.latency_table`, its top-10 agreement measured
-against exact scoring of the same pruned documents with the unpruned query), timed beside BM25 on the
+against exact scoring of the same pruned documents and pruned query: how faithfully the engine computes
+the lever's function; what the lever itself costs is the nDCG@10 change), timed beside BM25 on the
 same engine (p50 ratio with its 95% bootstrap interval over queries; BM25 is never pruned).
 Levers: "query-top-k" (keep the k highest-IDF tokens), "query-min-idf" (drop tokens with IDF below a
 threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id), "lambda" (the
 idf-flops student of that FLOPS weight on the ablation's sparsity-relevance curve, its first seed, in
-place of the model: the lever the paper pulls; its SciFact rows are in-domain, as on the curve).
+place of the model: the lever the paper pulls; its SciFact rows are in-domain, as on the curve). Levers
+combine with "+" ("lambda=0.08+query-min-idf=2": that student with its queries pruned), each kind once.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,10 +42,14 @@ COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "nDCG@10 cranfi
 
 @dataclass(frozen=True)
 class Lever:
-    """One setting: `kind` in LEVERS and its value (k, an IDF threshold or a FLOPS weight; None for "none")."""
+    """One setting: `kind` in LEVERS and its value (k, an IDF threshold or a FLOPS weight; None for "none"),
+    applied after the levers of `base` (a combined setting, "lambda=0.08+query-min-idf=2": one of each
+    kind at most, "none" alone). The table's `lever` column is `label` ("lambda=0.08+query-min-idf"),
+    its `value` column the last part's value, so a combined sweep groups like a single one."""
 
     kind: str
     value: float | None = None
+    base: tuple[Lever, ...] = ()
 
     def __post_init__(self):
         if self.kind not in LEVERS:
@@ -54,26 +60,56 @@ class Lever:
             raise ValueError(f"lever {self.kind!r} takes a positive integer k, got {self.value!r}")
         if self.kind == "lambda" and not self.value >= 0:
             raise ValueError(f"lever 'lambda' takes a FLOPS weight >= 0, got {self.value!r}")
+        kinds = [part.kind for part in self.base] + [self.kind]
+        if len(kinds) > 1 and ("none" in kinds or len(set(kinds)) != len(kinds) or any(p.base for p in self.base)):
+            raise ValueError(f"a combined lever takes each kind once and never 'none', got {'+'.join(kinds)}")
+
+    @property
+    def parts(self) -> tuple[Lever, ...]:
+        return (*self.base, Lever(self.kind, self.value))
+
+    def _value_of(self, kind: str) -> float | None:
+        return next((p.value for p in self.parts if p.kind == kind), None)
+
+    @property
+    def label(self) -> str:
+        """The `lever` column: the base parts with their values, then this part's kind."""
+        return "+".join([f"{p.kind}={p.value:g}" for p in self.base] + [self.kind])
+
+    @property
+    def name(self) -> str:
+        """The setting as parsed ("lambda=0.08+query-min-idf=2")."""
+        return "+".join(p.kind if p.value is None else f"{p.kind}={p.value:g}" for p in self.parts)
+
+    @property
+    def lam(self) -> float | None:
+        """The FLOPS weight of the student this setting times (None: the model itself)."""
+        return self._value_of("lambda")
 
     @property
     def query_options(self) -> dict:
-        return {"max_terms": int(self.value) if self.kind == "query-top-k" else None,
-                "min_idf": float(self.value) if self.kind == "query-min-idf" else 0.0}
+        top_k, min_idf = self._value_of("query-top-k"), self._value_of("query-min-idf")
+        return {"max_terms": None if top_k is None else int(top_k), "min_idf": 0.0 if min_idf is None else float(min_idf)}
 
     def docs(self, vectors: sp.csr_matrix) -> sp.csr_matrix:
-        return prune_docs(vectors, int(self.value)) if self.kind == "doc-top-k" else vectors
+        k = self._value_of("doc-top-k")
+        return vectors if k is None else prune_docs(vectors, int(k))
 
 
 def parse_levers(specs: Sequence[str]) -> list[Lever]:
-    """["none", "query-top-k=8", "doc-top-k=64", ...] -> Levers (ValueError on a malformed one)."""
+    """["none", "query-top-k=8", "doc-top-k=64", "lambda=0.08+query-min-idf=2", ...] -> Levers (ValueError on a
+    malformed one)."""
     out = []
     for spec in specs:
-        kind, eq, value = str(spec).partition("=")
         try:
-            out.append(Lever(kind, float(value) if eq else None))
+            parts = []
+            for part in str(spec).split("+"):
+                kind, eq, value = part.strip().partition("=")
+                parts.append(Lever(kind, float(value) if eq else None))
+            out.append(Lever(parts[-1].kind, parts[-1].value, tuple(parts[:-1])))
         except ValueError as e:
             raise ValueError(f"lever {spec!r}: {e} (e.g. 'none', 'query-top-k=8', 'query-min-idf=3', "
-                             "'doc-top-k=64', 'lambda=0.02')") from None
+                             "'doc-top-k=64', 'lambda=0.02', 'lambda=0.08+query-min-idf=2')") from None
     return out
 
 
@@ -109,35 +145,23 @@ def _postings(both: pd.DataFrame) -> dict[str, float]:
             "bm25_postings_per_query": by.get("bm25", float("nan"))}
 
 
-def lambda_student(students: str | os.PathLike, lam: float, data_dir=None, cache_dir=None) -> str:
-    """The idf-flops student at FLOPS weight `lam` of the ablation YAML `students` (its sweep's first
-    seed; `ifsr.exp.ablations.sweep_student`, trained when absent): its model directory."""
-    from ifsr.exp.ablations import sweep_student
-    from ifsr.exp.config import AblationConfig, load_config
-
-    overrides = {"data_dir": str(data_dir)} if data_dir is not None else {}
-    if cache_dir is not None:
-        overrides["cache_dir"] = str(cache_dir)
-    cfg = load_config(AblationConfig, students, **overrides)
-    return str(sweep_student(cfg, "idf-flops", lam).model_dir)
-
-
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
                 model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                 n_queries: int = 300, seed: int = 0, repeats: int = 1, resample_from: str = "real",
-                max_passages: int | None = None, students: str | os.PathLike | None = None,
+                max_passages: int | None = None, students: Callable[[float], str | os.PathLike] | None = None,
                 show_progress: bool = True) -> pd.DataFrame:
     """One row per lever (COLUMNS): relevance by exact scoring on SciFact test and Cranfield, and the
     inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or an int resampled
     from `resample_from`: the latency table's corpus of that size, `latency_corpora`). A "lambda" lever
-    swaps `model` for the idf-flops student of that FLOPS weight of the ablation YAML `students`
-    (`lambda_student`): the same documents, its vectors, its own index."""
+    swaps `model` for `students(lambda)`, the model directory of the idf-flops student of that FLOPS weight
+    (`ifsr.exp.ablations.lambda_student` of an ablation YAML): the same documents, its vectors, its own index."""
     parse_engine(engine)
     check_sizes([size], resample_from)
     if not levers or levers[0].kind != "none":
         raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
-    if any(lever.kind == "lambda" for lever in levers) and students is None:
-        raise ValueError("a 'lambda=' lever needs `students`: the ablation YAML whose idf-flops students it times")
+    if any(lever.lam is not None for lever in levers) and students is None:
+        raise ValueError("a 'lambda=' lever needs `students`: FLOPS weight -> the model directory of its idf-flops "
+                         "student (e.g. ifsr.exp.ablations.lambda_student)")
     data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
     idf_path = default_idf_path(data_dir)
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
@@ -160,16 +184,16 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
 
     rows, reference, models = [], {}, {}
     for lever in levers:
-        name = lambda_student(students, lever.value, data_dir, cache_dir) if lever.kind == "lambda" else model
+        name = str(students(lever.lam)) if lever.lam is not None else model
         models[name] = resolve_model_path(name)
         doc, query, sets, corpus, workdir = encoded_by(name)
         encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
-        row = {"lever": lever.kind, "value": lever.value}
+        row = {"lever": lever.label, "value": lever.value}
         for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
             row[f"nDCG@10 {ds_name}"] = _ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
             reference.setdefault(ds_name, row[f"nDCG@10 {ds_name}"])
             row[f"delta {ds_name}"] = row[f"nDCG@10 {ds_name}"] - reference[ds_name]
-        pruned = replace(corpus, name=f"{corpus.name}-{lever.kind}{'' if lever.value is None else lever.value}",
+        pruned = replace(corpus, name=f"{corpus.name}-{lever.name}",
                          vectors=lever.docs(corpus.vectors))
         both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
                              ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],

@@ -45,6 +45,22 @@ def test_unknown_parameter_preset_and_config_key_are_refused(tmp_path):
         plan("smoke", repo_copy(tmp_path / "d", "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
 
 
+def test_bad_latency_levers_are_refused_before_anything_runs(tmp_path):
+    head = "smoke:\n  03_latency: {sizes: [300], lever_engine: bmp, "
+    cases = [("levers: [none, fast]}", "lever 'fast'"),
+             ("levers: [none, lambda=0.1]}", "need lever_students"),
+             ("levers: [none, lambda=0.1], lever_students: configs/nope.yaml}", "no such file"),
+             ("levers: [none, lambda=0.3+query-min-idf=2], lever_students: configs/smoke.yaml}", "not on the idf-flops curve")]
+    for i, (tail, message) in enumerate(cases):
+        with pytest.raises(ValueError, match=message):
+            plan("smoke", repo_copy(tmp_path / str(i), head + tail + "\n"))
+    with pytest.raises(ValueError, match="need lever_engine"):
+        plan("smoke", repo_copy(tmp_path / "e", "smoke:\n  03_latency: {sizes: [300], levers: [none]}\n"))
+    ok = plan("smoke", repo_copy(tmp_path / "ok", head + "levers: [none, lambda=0.1+query-min-idf=2], "
+                                 "lever_students: configs/smoke.yaml}\n"))
+    assert ok[0][2]["levers"][1] == "lambda=0.1+query-min-idf=2"
+
+
 def test_finished_result_is_not_overwritten(tmp_path, capsys):
     root = repo_copy(tmp_path, "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
     done = root / "results" / "smoke" / "teachers"

@@ -152,7 +152,8 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
     assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | 1.000 | 120 | 4.0 |" in text
     assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | 1.000 | 120 | 9.5 |" in text  # no ratio: a dash
-    assert lines_with(text, "Fastest lever setting with top-10 agreement ≥ 0.99: `query-top-k=4` at 0.300 ms",
+    assert lines_with(text, "Fastest lever setting with top-10 agreement ≥ 0.99", "same pruned query and documents",
+                      "`query-top-k=4` at 0.300 ms",
                       "1.50× [1.20, 1.90] BM25 on the same engine", "the interval lies above 1.0", "-0.0200 on SciFact")
     assert "holds" not in text.split("## Why")[1]
     assert "own top-10 agreement" not in text  # the fastest BM25 (bmp at 1,000) agrees 1.0

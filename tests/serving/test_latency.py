@@ -97,6 +97,21 @@ def test_bits_max_docs_and_content_keyed_indexes(tmp_path: Path, real_bits):
         latency_table([small], *args, engines=["pisa"], max_docs={"bmp(bsize=8)": 10}, show_progress=False)
 
 
+def test_a_pruned_querys_agreement_is_against_exact_scoring_of_that_same_query(tmp_path: Path, real_bits):
+    encoder, query_encoder, ids, texts, docs, queries = real_bits
+    corpus = LatencyCorpus("tiny", texts[:80], docs[:80], False, list(ids[:80]), 80)
+    args = (queries[:8], encoder.tokenizer, query_encoder.idf, None, tmp_path)
+    pruned = latency_table([corpus], *args, engines=["exact", "pisa"], systems=("inference-free",), max_query_terms=2,
+                           n_boot=50, show_progress=False).set_index("engine")
+    assert pruned.loc["exact", "top10_agreement"] == 1.0  # the exact engine is its own reference
+    assert pruned.loc["pisa", "top10_agreement"] >= 0.9
+    # the pruned query ranks differently from the full one: an agreement against the full query would be < 1
+    full = ExactEngine.from_docs(docs[:80], 10)
+    two = [full.search_ids(*inference_free_query(encoder.tokenizer, query_encoder.idf, 0.0, 2)(q))[0] for q in queries[:8]]
+    every = [full.search_ids(*inference_free_query(encoder.tokenizer, query_encoder.idf)(q))[0] for q in queries[:8]]
+    assert any(set(a) != set(b) for a, b in zip(two, every))
+
+
 def test_encode_cached_resumes_by_chunk(tmp_path: Path):
     class Counting:
         max_length, tokenizer = 8, [0] * 5

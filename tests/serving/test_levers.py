@@ -46,6 +46,20 @@ def test_levers_parse_and_refuse_bad_settings():
     assert Lever("none").docs(sp.eye(3, format="csr")).nnz == 3
 
 
+def test_combined_levers_parse_to_one_setting_and_refuse_repeats():
+    both, alone = parse_levers(["lambda=0.08+query-min-idf=2", "doc-top-k=2+query-top-k=3"])
+    assert (both.label, both.value, both.name, both.lam) == ("lambda=0.08+query-min-idf", 2.0, "lambda=0.08+query-min-idf=2", 0.08)
+    assert both.query_options == {"max_terms": None, "min_idf": 2.0}
+    assert alone.lam is None and alone.query_options == {"max_terms": 3, "min_idf": 0.0}
+    m = sp.csr_matrix(np.array([[3.0, 2.0, 1.0]], dtype=np.float32))
+    assert alone.docs(m).toarray().tolist() == [[3.0, 2.0, 0.0]] and both.docs(m).nnz == 3
+    single = parse_levers(["query-min-idf=2"])[0]
+    assert (single.label, single.name, single.lam) == ("query-min-idf", "query-min-idf=2", None)
+    for bad in ("query-top-k=2+query-top-k=3", "none+doc-top-k=2", "lambda=0.1+none", "lambda=0.1+", "+doc-top-k=2"):
+        with pytest.raises(ValueError, match="lever"):
+            parse_levers([bad])
+
+
 def test_a_lambda_lever_needs_the_ablation_config_of_its_students(tmp_path):
     from ifsr.serving.levers import lever_table
 
