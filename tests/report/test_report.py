@@ -195,6 +195,25 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     assert lines_with(section, "`lambda=0.02` at 0.240 ms", "0.96× [0.90, 1.02]", "the interval includes 1.0", "reading 1.50× BM25's posting entries per query",
                       "+0.0100 on SciFact", "-0.0100 on Cranfield", "no verdict word")
     assert lines_with(section, "`lambda` rows: the idf-flops student") and "| lambda | 0.08 |" in section
+    assert lines_with(section, "No lever setting's IF/BM25 interval lies below 1.0")  # 0.02's reaches 1.02; 0.08 agrees 0.98
+    # two combined settings under BM25's p50: both listed, fastest first, with their costs; one that agrees 0.98 is not
+    _csv(var / "levers" / "table.csv", [
+        {**lever, "lever": "none", "value": float("nan"), "nDCG@10 scifact": 0.60, "delta scifact": 0.0,
+         "delta cranfield": 0.0, "p50_ms": 0.5, "top10_agreement": 1.0, "if_over_bm25": 2.0, "if_over_bm25_lo": 1.9,
+         "if_over_bm25_hi": 2.1},
+        {**lever, "lever": "lambda=0.02+query-top-k", "value": 12, "nDCG@10 scifact": 0.58, "delta scifact": -0.02,
+         "delta cranfield": -0.005, "p50_ms": 0.21, "top10_agreement": 1.0, "if_over_bm25": 0.83,
+         "if_over_bm25_lo": 0.76, "if_over_bm25_hi": 0.93},
+        {**lever, "lever": "lambda=0.02+query-top-k", "value": 8, "nDCG@10 scifact": 0.50, "delta scifact": -0.10,
+         "delta cranfield": -0.03, "p50_ms": 0.10, "top10_agreement": 1.0, "if_over_bm25": 0.36,
+         "if_over_bm25_lo": 0.34, "if_over_bm25_hi": 0.41},
+        {**lever, "lever": "query-top-k", "value": 4, "nDCG@10 scifact": 0.40, "delta scifact": -0.2,
+         "delta cranfield": -0.1, "p50_ms": 0.05, "top10_agreement": 0.98, "if_over_bm25": 0.2,
+         "if_over_bm25_lo": 0.1, "if_over_bm25_hi": 0.3}])
+    section = write_report(root, "p").read_text().split("### Claim 4 again, `latency_lambda`", 1)[1]
+    goal, = lines_with(section, "Settings under BM25's p50 on the same engine")
+    assert goal.index("`lambda=0.02+query-top-k=8` 0.36× [0.34, 0.41]") < goal.index("`lambda=0.02+query-top-k=12` 0.83×")
+    assert "-0.0200 SciFact / -0.0050 Cranfield" in goal and "query-top-k=4`" not in goal
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):
