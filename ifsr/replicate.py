@@ -145,10 +145,11 @@ def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
     if not path.is_file():
         raise ValueError(f"lever_students {params['lever_students']!r}: no such file under {Path(root).resolve()}")
     cfg = load_config(AblationConfig, path)
-    off = [lam for lam in lams if "idf-flops" not in cfg.arms or not any(abs(lam - float(x)) <= 1e-12 for x in cfg.lambdas)]
-    if off:
-        raise ValueError(f"lambda levers {off} are not on the idf-flops curve of {params['lever_students']} "
-                         f"(arms {cfg.arms}, lambdas {cfg.lambdas})")
+    for lam in lams:
+        try:
+            cfg.curve_point("idf-flops", lam)
+        except ValueError as e:
+            raise ValueError(f"lambda lever {lam} is not on the idf-flops curve of {params['lever_students']}: {e}") from None
 
 
 def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None,

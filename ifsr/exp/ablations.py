@@ -83,12 +83,7 @@ def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> 
 def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> TrainedRun:
     """The student of one point of the sweep's sparsity-relevance curve (seed: `cfg.seeds[0]`), the very
     run `idf_flops_sweep` trains (same run key); trained here, with its stage-1 start, when absent."""
-    if arm not in cfg.arms:
-        raise ValueError(f"arm {arm!r} is not in the sweep of preset {cfg.preset!r}: {cfg.arms}")
-    known = [float(x) for x in cfg.lambdas]
-    if not any(abs(float(lam) - x) <= 1e-12 for x in known):
-        raise ValueError(f"lambda {lam} is not on the curve of preset {cfg.preset!r}: {known}")
-    lam = next(x for x in cfg.lambdas if abs(float(lam) - float(x)) <= 1e-12)  # the YAML's own value: same key
+    lam = cfg.curve_point(arm, lam)  # the YAML's own value: the same run key
     seed = cfg.seeds[0] if seed is None else seed
     return trained_run(cfg, sweep_train_config(cfg, arm, lam, seed), _lazy(lambda: finetune_dataset(cfg)),
                        _lazy(lambda: pretrain_dataset(cfg)))

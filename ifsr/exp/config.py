@@ -199,6 +199,16 @@ class AblationConfig:
         if self.headline_lambda is not None and self.headline_lambda not in self.lambdas:
             raise ValueError(f"headline_lambda {self.headline_lambda} is not one of lambdas {self.lambdas}")
 
+    def curve_point(self, arm: str, lam: float) -> float:
+        """The sweep's own value of `lam` for `arm` (the YAML's float: the same run key), or ValueError when
+        the arm is not swept or the lambda is not on its curve."""
+        if arm not in self.arms:
+            raise ValueError(f"arm {arm!r} is not in the sweep of preset {self.preset!r}: {self.arms}")
+        match = [x for x in self.lambdas if abs(float(lam) - float(x)) <= 1e-12]
+        if not match:
+            raise ValueError(f"lambda {lam} is not on the curve of preset {self.preset!r}: {[float(x) for x in self.lambdas]}")
+        return match[0]
+
 
 # ----------------------------------------------------------------------------- baselines, latency
 
