@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         print()
         for _, r in lev.iterrows():
             print(f"lever {r['lever']:26s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "
-                  f"({r['delta scifact']:+.4f})  Cranfield {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f})  "
+                  f"({r['delta scifact']:+.4f} [{r['delta scifact lo']:+.4f}, {r['delta scifact hi']:+.4f}])  "
+                  f"Cranfield {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f} "
+                  f"[{r['delta cranfield lo']:+.4f}, {r['delta cranfield hi']:+.4f}])  "
                   f"p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / lev['p50_ms'].iloc[0]:.2f}x unpruned)  "
                   f"IF/BM25 {ci(r, 'if_over_bm25')}  top-10 agreement {r['top10_agreement']:.3f}  "
                   f"doc nnz {r['doc_nnz']:.1f}")

@@ -77,7 +77,10 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert (res / "latency" / "ratios.csv").is_file() and (res / "latency" / "latency.png").stat().st_size > 1000
     levers = pd.read_csv(res / "latency" / "levers" / "table.csv")
     assert levers["lever"].tolist() == ["none", "query-top-k", "doc-top-k", "lambda", "lambda=0.1+query-min-idf"]
-    assert levers.loc[0, "delta scifact"] == 0
+    assert levers.loc[0, "delta scifact"] == 0 == levers.loc[0, "delta scifact lo"] == levers.loc[0, "delta scifact hi"]
+    for ds in ("scifact", "cranfield"):  # every change has its paired interval around it
+        assert (levers[f"delta {ds} lo"] <= levers[f"delta {ds}"] + 1e-12).all()
+        assert (levers[f"delta {ds}"] <= levers[f"delta {ds} hi"] + 1e-12).all()
     # the combined lever: the same student, its queries pruned (fewer terms, the same documents)
     assert levers["model"].iloc[4] == levers["model"].iloc[3] and levers["doc_nnz"].iloc[4] == levers["doc_nnz"].iloc[3]
     assert levers["query_terms"].iloc[4] < levers["query_terms"].iloc[3]

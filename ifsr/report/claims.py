@@ -212,19 +212,19 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
             lines += [f"Fastest lever setting with top-10 agreement ≥ 0.99 (the engine against exact scoring of the same "
                       f"pruned query and documents; the lever's own cost is its nDCG@10 change): `{_lever_name(best)}` at {best['p50_ms']:.3f} ms "
                       f"p50, {best['if_over_bm25']:.2f}× [{best['if_over_bm25_lo']:.2f}, {hi:.2f}] BM25 on the same engine "
-                      f"(the goal, ≤ 1.0×: the interval {goal}){_postings_note(best)}; nDCG@10 {best['delta scifact']:+.4f} on SciFact and "
-                      f"{best['delta cranfield']:+.4f} on Cranfield against the unpruned model. Interval over queries of "
+                      f"(the goal, ≤ 1.0×: the interval {goal}){_postings_note(best)}; nDCG@10 {_change(best, 'scifact')} on SciFact and "
+                      f"{_change(best, 'cranfield')} on Cranfield against the unpruned model. Intervals over queries of "
                       "one timing run and one training seed, so no verdict word.", ""]
         under = goal_levers(levers)
         if under:
             lines += ["Settings under BM25's p50 on the same engine (IF/BM25 interval below 1.0, agreement ≥ 0.99), "
                       "fastest first, each with what it costs: " + "; ".join(
                           f"`{_lever_name(r)}` {r['if_over_bm25']:.2f}× [{r['if_over_bm25_lo']:.2f}, {r['if_over_bm25_hi']:.2f}], "
-                          f"nDCG@10 {r['delta scifact']:+.4f} SciFact / {r['delta cranfield']:+.4f} Cranfield"
+                          f"nDCG@10 {_change(r, 'scifact')} SciFact / {_change(r, 'cranfield')} Cranfield"
                           for r in under) + ". None is chosen by its nDCG@10: these are the test sets.", ""]
         elif best is not None:
             lines += ["No lever setting's IF/BM25 interval lies below 1.0.", ""]
-        lines += ["| lever | value | nDCG@10 SciFact (Δ) | nDCG@10 Cranfield (Δ) | p50 ms | IF / BM25 (same engine) "
+        lines += ["| lever | value | nDCG@10 SciFact (Δ [95%]) | nDCG@10 Cranfield (Δ [95%]) | p50 ms | IF / BM25 (same engine) "
                   "| top-10 agr. | doc nnz | query terms |",
                   "|---|---|---|---|---|---|---|---|---|"]
         nan = float("nan")
@@ -232,8 +232,8 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
             ratio = r.get("if_over_bm25", nan)
             ratio = "–" if ratio != ratio else (f"{ratio:.2f}× [{r.get('if_over_bm25_lo', nan):.2f}, "
                                                 f"{r.get('if_over_bm25_hi', nan):.2f}]")
-            lines.append(f"| {r['lever']} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} ({r['delta scifact']:+.4f}) "
-                         f"| {r['nDCG@10 cranfield']:.4f} ({r['delta cranfield']:+.4f}) | {r['p50_ms']:.3f} | {ratio} | "
+            lines.append(f"| {r['lever']} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} ({_change(r, 'scifact')}) "
+                         f"| {r['nDCG@10 cranfield']:.4f} ({_change(r, 'cranfield')}) | {r['p50_ms']:.3f} | {ratio} | "
                          f"{f(r.get('top10_agreement', nan), '.3f')} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
         lines.append("")
         if levers["lever"].astype(str).str.startswith("lambda").any():
@@ -265,6 +265,13 @@ def _postings_note(r: pd.Series) -> str:
     """", reading 1.50× BM25's posting entries per query" when the lever table has both counts (PISA)."""
     free, bm25 = r.get("postings_per_query", float("nan")), r.get("bm25_postings_per_query", float("nan"))
     return "" if not (free == free and bm25 == bm25 and bm25 > 0) else f", reading {free / bm25:.2f}× BM25's posting entries per query"
+
+
+def _change(r, dataset: str) -> str:
+    """A lever row's nDCG@10 change on `dataset`, "-0.0202 [-0.0310, -0.0101]" with its paired interval over
+    queries (a table made before the interval was kept shows the change alone)."""
+    delta, lo, hi = (r.get(f"delta {dataset}{s}", float("nan")) for s in ("", " lo", " hi"))
+    return f"{delta:+.4f}" + (f" [{lo:+.4f}, {hi:+.4f}]" if lo == lo and hi == hi else "")
 
 
 def _lever_name(r: pd.Series) -> str:

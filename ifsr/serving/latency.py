@@ -214,15 +214,20 @@ def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenize
     return [exact.search_ids(*encode(q)) for q in queries]
 
 
-def ranked_ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
-                qrels: Mapping[str, Mapping[str, int]], k: int = 10) -> float:
-    """nDCG@10 of per-query top-k rows in rank order (the rank is the score, so the engine's own tie
+def ranked_run(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str], k: int = 10) -> dict:
+    """The run of per-query top-k rows in rank order (the rank is the score, so the engine's own tie
     order is kept; -1 pads a short list)."""
     rows = np.full((len(found), k), -1, dtype=np.int64)
     for i, r in enumerate(found):
         rows[i, : min(k, len(r))] = np.asarray(r, dtype=np.int64)[:k]
     scores = np.where(rows >= 0, np.arange(k, 0, -1, dtype=np.float32)[None, :], -np.inf).astype(np.float32)
-    return evaluate_run(to_run(list(query_ids), doc_ids, rows, scores), qrels, ("nDCG@10",))["nDCG@10"]
+    return to_run(list(query_ids), doc_ids, rows, scores)
+
+
+def ranked_ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: Sequence[str],
+                qrels: Mapping[str, Mapping[str, int]], k: int = 10) -> float:
+    """nDCG@10 of per-query top-k rows in rank order (`ranked_run`)."""
+    return evaluate_run(ranked_run(found, query_ids, doc_ids, k), qrels, ("nDCG@10",))["nDCG@10"]
 
 
 def _median_ratio(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:

@@ -4,11 +4,12 @@ FLOPS weight the student was trained with.
 The inference-free query's weights are fixed (IDF), so pruning it is free at query time; a document's
 weights can be pruned once, at index time. Each lever setting gets one row: nDCG@10 on SciFact test and
 Cranfield by exact scoring of the pruned vectors (the function itself, no engine), its change from the
-unpruned model, and the single-thread p50 of the inference-free pipeline on one engine setting over
-one corpus of the latency study (`ifsr.serving.latency.latency_table`, its top-10 agreement measured
-against exact scoring of the same pruned documents and pruned query: how faithfully the engine computes
-the lever's function; what the lever itself costs is the nDCG@10 change), timed beside BM25 on the
-same engine (p50 ratio with its 95% bootstrap interval over queries; BM25 is never pruned).
+unpruned model with a 95% paired bootstrap interval over queries, and the single-thread p50 of the
+inference-free pipeline on one engine setting over one corpus of the latency study
+(`ifsr.serving.latency.latency_table`, its top-10 agreement measured against exact scoring of the same
+pruned documents and pruned query: how faithfully the engine computes the lever's function; what the
+lever itself costs is the nDCG@10 change), timed beside BM25 on the same engine (p50 ratio with its 95%
+bootstrap interval over queries; BM25 is never pruned).
 Levers: "query-top-k" (keep the k highest-IDF tokens), "query-min-idf" (drop tokens with IDF below a
 threshold), "doc-top-k" (keep each document's k largest weights; ties by vocabulary id), "lambda" (the
 idf-flops student of that FLOPS weight on the ablation's sparsity-relevance curve, its first seed, in
@@ -32,12 +33,14 @@ from ifsr.manifest import sha256_dir
 from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
-from ifsr.serving.latency import latency_table, ranked_ndcg
+from ifsr.eval.metrics import per_query
+from ifsr.report.stats import paired_delta
+from ifsr.serving.latency import latency_table, ranked_run
 from ifsr.serving.queryside import inference_free_query
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
-COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "nDCG@10 cranfield", "delta cranfield",
-           "p50_ms", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
+COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
+           "nDCG@10 cranfield", "delta cranfield", "delta cranfield lo", "delta cranfield hi", "p50_ms", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,22 @@ def prune_docs(vectors: sp.csr_matrix, top_k: int) -> sp.csr_matrix:
     return m
 
 
-def _ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str], qrels, encode, k: int = 10) -> float:
-    """nDCG@10 of exact scoring (ties by row) of `vectors` for the encoded queries."""
+def query_ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str], qrels, encode,
+               k: int = 10) -> np.ndarray:
+    """Per-query nDCG@10 of exact scoring (ties by row) of `vectors` for the encoded queries, one value per
+    query of `qrels` in its order (0 where nothing was found): its mean is the set's nDCG@10."""
     qids = list(queries)
     rows, _ = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
-    return ranked_ndcg(list(rows), qids, list(doc_ids), qrels, k)
+    got = per_query(ranked_run(list(rows), qids, list(doc_ids), k), qrels, "nDCG@10")
+    return np.array([got[str(q)] for q in qrels], dtype=float)
+
+
+def ndcg_change(pruned: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval, queries resampled in pairs
+    (`ifsr.report.stats.paired_delta` on one run each: a lever's setting is one index of one model, so the
+    interval is over queries only; a "lambda" row's student is one training seed)."""
+    b = paired_delta([pruned[None, :]], [reference[None, :]], seed=seed)
+    return {"delta": b.delta, "lo": b.low, "hi": b.high}
 
 
 def _postings(both: pd.DataFrame) -> dict[str, float]:
@@ -190,9 +204,10 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
         encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
         row = {"lever": lever.label, "value": lever.value}
         for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
-            row[f"nDCG@10 {ds_name}"] = _ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
-            reference.setdefault(ds_name, row[f"nDCG@10 {ds_name}"])
-            row[f"delta {ds_name}"] = row[f"nDCG@10 {ds_name}"] - reference[ds_name]
+            got = query_ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
+            change = ndcg_change(got, reference.setdefault(ds_name, got), seed)
+            row.update({f"nDCG@10 {ds_name}": float(got.mean()), f"delta {ds_name}": change["delta"],
+                        f"delta {ds_name} lo": change["lo"], f"delta {ds_name} hi": change["hi"]})
         pruned = replace(corpus, name=f"{corpus.name}-{lever.name}",
                          vectors=lever.docs(corpus.vectors))
         both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],

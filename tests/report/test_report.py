@@ -202,7 +202,8 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
          "delta cranfield": 0.0, "p50_ms": 0.5, "top10_agreement": 1.0, "if_over_bm25": 2.0, "if_over_bm25_lo": 1.9,
          "if_over_bm25_hi": 2.1},
         {**lever, "lever": "lambda=0.02+query-top-k", "value": 12, "nDCG@10 scifact": 0.58, "delta scifact": -0.02,
-         "delta cranfield": -0.005, "p50_ms": 0.21, "top10_agreement": 1.0, "if_over_bm25": 0.83,
+         "delta scifact lo": -0.03, "delta scifact hi": -0.01, "delta cranfield": -0.005, "delta cranfield lo": -0.009,
+         "delta cranfield hi": -0.001, "p50_ms": 0.21, "top10_agreement": 1.0, "if_over_bm25": 0.83,
          "if_over_bm25_lo": 0.76, "if_over_bm25_hi": 0.93},
         {**lever, "lever": "lambda=0.02+query-top-k", "value": 8, "nDCG@10 scifact": 0.50, "delta scifact": -0.10,
          "delta cranfield": -0.03, "p50_ms": 0.10, "top10_agreement": 1.0, "if_over_bm25": 0.36,
@@ -213,7 +214,9 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     section = write_report(root, "p").read_text().split("### Claim 4 again, `latency_lambda`", 1)[1]
     goal, = lines_with(section, "Settings under BM25's p50 on the same engine")
     assert goal.index("`lambda=0.02+query-top-k=8` 0.36× [0.34, 0.41]") < goal.index("`lambda=0.02+query-top-k=12` 0.83×")
-    assert "-0.0200 SciFact / -0.0050 Cranfield" in goal and "query-top-k=4`" not in goal
+    assert "-0.0200 [-0.0300, -0.0100] SciFact / -0.0050 [-0.0090, -0.0010] Cranfield" in goal and "query-top-k=4`" not in goal
+    assert "| lambda=0.02+query-top-k | 12 | 0.5800 (-0.0200 [-0.0300, -0.0100]) |" in section
+    assert "| lambda=0.02+query-top-k | 8 | 0.5000 (-0.1000) |" in section  # a row without its interval: the change alone
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):

@@ -66,3 +66,40 @@ def test_a_lambda_lever_needs_the_ablation_config_of_its_students(tmp_path):
     with pytest.raises(ValueError, match="students"):
         lever_table(parse_levers(["none", "lambda=0.1"]), "exact", size=300, resample_from="scifact",
                     cache_dir=tmp_path)
+
+
+def test_query_ndcg_is_per_query_by_hand_and_its_mean_is_the_sets_ndcg():
+    from ifsr.serving.latency import ranked_ndcg
+    from ifsr.serving.levers import query_ndcg
+
+    # three documents over a 3-term vocabulary; query "a" hits d1 > d0, query "b" only d2, "c" nothing
+    docs = sp.csr_matrix(np.array([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0]], dtype=np.float32))
+    encode = {"a": (np.array([0]), np.array([1.0], dtype=np.float32)),
+              "b": (np.array([1]), np.array([1.0], dtype=np.float32)),
+              "c": (np.array([2]), np.array([1.0], dtype=np.float32))}.__getitem__
+    queries = {"qa": "a", "qb": "b", "qc": "c"}
+    qrels = {"qa": {"d0": 1}, "qb": {"d2": 2}, "qc": {"d0": 1}}
+    got = query_ndcg(docs, ["d0", "d1", "d2"], queries, qrels, encode)
+    # qa: d0 at rank 2 -> (1/log2(3)) / 1; qb: d2 at rank 1 -> 1; qc: nothing found -> 0
+    np.testing.assert_allclose(got, [1 / np.log2(3), 1.0, 0.0])
+    rows = [np.array([1, 0]), np.array([2]), np.array([], dtype=np.int64)]
+    assert got.mean() == pytest.approx(ranked_ndcg(rows, list(queries), ["d0", "d1", "d2"], qrels))
+
+
+def test_ndcg_change_is_the_mean_paired_difference_with_an_interval_over_queries():
+    from ifsr.serving.levers import ndcg_change
+
+    ref = np.array([0.5, 0.2, 0.9, 0.4])
+    same = ndcg_change(ref, ref)
+    assert (same["delta"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
+    shifted = ndcg_change(ref - 0.1, ref)  # every query loses 0.1: no spread to resample
+    assert shifted["delta"] == pytest.approx(-0.1) and shifted["lo"] == pytest.approx(-0.1) == shifted["hi"]
+    rng = np.random.default_rng(1)
+    a, b = rng.random(200), rng.random(200)
+    c = ndcg_change(a, b)
+    # a second formulation: the percentile interval of resampled mean differences, by hand
+    d = a - b
+    draws = np.random.default_rng(7).integers(0, 200, size=(4000, 200))
+    lo, hi = np.percentile(d[draws].mean(axis=1), [2.5, 97.5])
+    assert c["delta"] == pytest.approx(d.mean()) and c["lo"] < c["delta"] < c["hi"]
+    assert c["lo"] == pytest.approx(lo, abs=0.01) and c["hi"] == pytest.approx(hi, abs=0.01)
