@@ -27,20 +27,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
 from ifsr.core.encoder import resolve_model_path
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
+from ifsr.eval.metrics import per_query
 from ifsr.manifest import sha256_dir
+from ifsr.report.stats import paired_delta
 from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
-from ifsr.eval.metrics import per_query
-from ifsr.report.stats import paired_delta
 from ifsr.serving.latency import latency_table, ranked_run
 from ifsr.serving.queryside import inference_free_query
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
 COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
-           "nDCG@10 cranfield", "delta cranfield", "delta cranfield lo", "delta cranfield hi", "p50_ms", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
+           "nDCG@10 cranfield", "delta cranfield", "delta cranfield lo", "delta cranfield hi", "p50_ms",
+           "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
 
 
 @dataclass(frozen=True)
