@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lever-size", type=size_arg, default="scifact")
     ap.add_argument("--lever-students", default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "
                     "students the lambda=X levers time (trained when absent)")
+    ap.add_argument("--lever-seeds", type=int, default=1, help="training seeds of each lambda=X lever's student "
+                    "(the YAML's first seeds; its ratio and nDCG@10 change are then over seeds too)")
     ap.add_argument("--lever-out", default=None, help="write the lever table as CSV")
     ap.add_argument("--out", default=None, help="write the table as CSV")
     ap.add_argument("--plot", default=None, help="write p50 vs corpus size as PNG")
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--levers needs --lever-engine")
     if any(lv.lam is not None for lv in levers) and not args.lever_students:
         ap.error("a lambda= lever needs --lever-students")
+    if args.lever_seeds < 1:
+        ap.error(f"--lever-seeds must be >= 1, got {args.lever_seeds}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, max_passages=args.max_passages,
@@ -105,8 +109,10 @@ def main(argv: list[str] | None = None) -> None:
             "top10_agreement", "delta_nDCG@10", "index_mb"]
     print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print()
-    print(f"clock: {args.clock} (p50/p90/p99/qps); {other}: the other clock; intervals: 95% bootstrap over queries")
-    ci = lambda r, c: f"{r[c]:.2f}x [{r[c + '_lo']:.2f}, {r[c + '_hi']:.2f}]" if r[c] == r[c] else "-"  # noqa: E731
+    print(f"clock: {args.clock} (p50/p90/p99/qps); {other}: the other clock; intervals: 95% bootstrap over the "
+          f"{args.repeats} timing pass(es) and the queries (and a lambda lever's training seeds); p: two-sided, against 1.0x")
+    ci = lambda r, c: (f"{r[c]:.2f}x [{r[c + '_lo']:.2f}, {r[c + '_hi']:.2f}] p {r[c + '_p']:.3g}"  # noqa: E731
+                       if r[c] == r[c] else "-")
     for _, r in latency_ratios(df).iterrows():
         print(f"{r['engine']:28s} docs={int(r['docs']):>9,}  IF/BM25 (same engine) {ci(r, 'if_over_bm25')}  "
               f"IF/fastest BM25 ({r['best_bm25_engine']}) {ci(r, 'if_over_best_bm25')}  "
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             lambda_student, args.lever_students, data_dir=args.data_dir, cache_dir=cache)
         lev = lever_table(levers, args.lever_engine, args.lever_size, args.data_dir, args.model, cache,
                           args.max_length, args.n_queries, args.seed, args.repeats, args.resample_from,
-                          args.max_passages, students=students)
+                          args.max_passages, students=students, seeds=args.lever_seeds)
         print()
         for _, r in lev.iterrows():
             print(f"lever {r['lever']:26s} {r['value']!s:>6}  nDCG@10 SciFact {r['nDCG@10 scifact']:.4f} "

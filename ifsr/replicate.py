@@ -129,7 +129,7 @@ def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
     """Refuse, before any run, a training notebook's parameters that do not build its AblationConfig, and a
     latency notebook's levers that would fail only after its main table: a malformed lever, levers without
     lever_engine, a "lambda=" lever without lever_students, or one whose FLOPS weight is not on the
-    idf-flops curve of that YAML (which must exist and load)."""
+    idf-flops curve of that YAML (which must exist and load), or more lever_seeds than that YAML has seeds."""
     notebook_config(root, params)
     from ifsr.serving.levers import parse_levers
 
@@ -145,6 +145,9 @@ def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
     if not path.is_file():
         raise ValueError(f"lever_students {params['lever_students']!r}: no such file under {Path(root).resolve()}")
     cfg = load_config(AblationConfig, path)
+    seeds = params.get("lever_seeds", 1)
+    if not (isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= len(cfg.seeds)):
+        raise ValueError(f"lever_seeds {seeds!r}: an int from 1 to the {len(cfg.seeds)} seeds of {params['lever_students']}")
     for lam in lams:
         try:
             cfg.curve_point("idf-flops", lam)

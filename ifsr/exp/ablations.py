@@ -89,14 +89,18 @@ def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = 
                        _lazy(lambda: pretrain_dataset(cfg)))
 
 
-def lambda_student(students: str | os.PathLike, lam: float, data_dir: str | os.PathLike | None = None,
-                   cache_dir: str | os.PathLike | None = None) -> str:
+def lambda_student(students: str | os.PathLike, lam: float, seed_index: int = 0,
+                   data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> str:
     """The model directory of the idf-flops student at FLOPS weight `lam` of the ablation YAML `students`
-    (`sweep_student`: its sweep's first seed, trained when absent); the latency levers' "lambda=" model."""
+    and its training seed `seeds[seed_index]` (`sweep_student`: its sweep's own run, trained when absent); the
+    latency levers' "lambda=" model."""
     overrides = {"data_dir": str(data_dir)} if data_dir is not None else {}
     if cache_dir is not None:
         overrides["cache_dir"] = str(cache_dir)
-    return str(sweep_student(load_config(AblationConfig, students, **overrides), "idf-flops", lam).model_dir)
+    cfg = load_config(AblationConfig, students, **overrides)
+    if not 0 <= seed_index < len(cfg.seeds):
+        raise ValueError(f"{students}: seed index {seed_index} out of its {len(cfg.seeds)} seeds {cfg.seeds}")
+    return str(sweep_student(cfg, "idf-flops", lam, cfg.seeds[seed_index]).model_dir)
 
 
 def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -265,8 +265,9 @@ class LatencyConfig:
     lever_engine: str | None = None  # the engine setting the levers are timed on (None: no lever study)
     lever_size: str | int = "scifact"  # the latency corpus the levers are timed on
     lever_students: str | None = None  # ablation YAML whose idf-flops students the "lambda=" levers time
+    lever_seeds: int = 1  # training seeds of each "lambda=" lever's student (the YAML's first seeds)
 
-    LEVER_FIELDS: ClassVar[tuple[str, ...]] = ("levers", "lever_engine", "lever_size", "lever_students")
+    LEVER_FIELDS: ClassVar[tuple[str, ...]] = ("levers", "lever_engine", "lever_size", "lever_students", "lever_seeds")
 
     def measure_kwargs(self) -> dict[str, Any]:
         """The keywords of `measure_latency` (every field but the preset and the lever study's)."""
@@ -274,7 +275,7 @@ class LatencyConfig:
 
     def lever_kwargs(self) -> dict[str, Any]:
         """The keywords of `ifsr.serving.levers.lever_table` (levers parsed, ValueError on a bad one; `students`:
-        FLOPS weight -> the lever_students YAML's idf-flops student, `ifsr.exp.ablations.lambda_student`)."""
+        (FLOPS weight, seed index) -> the lever_students YAML's idf-flops student, `ifsr.exp.ablations.lambda_student`)."""
         from ifsr.exp.ablations import lambda_student
         from ifsr.serving.levers import parse_levers
 
@@ -284,4 +285,4 @@ class LatencyConfig:
                 "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
                 "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats,
                 "resample_from": self.resample_from, "max_passages": self.max_passages,
-                "students": students}
+                "students": students, "seeds": self.lever_seeds}

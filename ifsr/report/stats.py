@@ -13,7 +13,9 @@ percentiles. With 3 seeds the seed level is coarse (10 distinct draws) and sligh
 every bootstrap of few units is; it is still the spread a query-only test leaves out.
 
 `paired_delta` compares two arms' mean nDCG@10 (Claims 2, 3, the headline vs BM25);
-`curve_gap` compares two sparsity-relevance curves over their common FLOPS range (Claim 1).
+`curve_gap` compares two sparsity-relevance curves over their common FLOPS range (Claim 1);
+`median_ratio` compares two systems' p50 latency (Claim 4), timing passes in place of seeds: each pass times
+every query once at its own moment, so a pass that the machine's load slowed shifts all of its queries.
 Arrays are per dataset: the statistic of several datasets is the mean of their per-dataset values.
 """
 from __future__ import annotations
@@ -42,12 +44,13 @@ class Bootstrap:
                 "replicates": self.replicates}
 
 
-def _summary(delta: float, reps: np.ndarray, seeds: int) -> Bootstrap:
+def _summary(delta: float, reps: np.ndarray, seeds: int, null: float = 0.0) -> Bootstrap:
+    """The statistic, its replicates' 95% percentile interval and the two-sided p against `null`."""
     reps = reps[np.isfinite(reps)]
     if not np.isfinite(delta) or reps.size == 0:
         return Bootstrap(float(delta), float("nan"), float("nan"), float("nan"), seeds, int(reps.size))
-    side = min(int(np.sum(reps <= 0)), int(np.sum(reps >= 0)))
-    p = min(1.0, 2 * (1 + side) / (1 + reps.size)) if np.any(reps != 0) else 1.0
+    side = min(int(np.sum(reps <= null)), int(np.sum(reps >= null)))
+    p = min(1.0, 2 * (1 + side) / (1 + reps.size)) if np.any(reps != null) else 1.0
     low, high = np.percentile(reps, [2.5, 97.5])
     return Bootstrap(float(delta), float(p), float(low), float(high), seeds, int(reps.size))
 
@@ -90,6 +93,38 @@ def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None,
                 total += s * np.take_along_axis(per_query, q, axis=1).mean(axis=1)
         reps[start:start + m] = total / len(arrays[0])
     return _summary(delta, reps, min(arm[0].shape[0] for arm in arrays))
+
+
+def median_ratio(a: np.ndarray, b: np.ndarray, null: float = 1.0, n_boot: int = 2000, seed: int = 0) -> Bootstrap:
+    """Claim 4's statistic: median over queries of a's time / median over queries of b's, a query's time
+    being its mean over training seeds and timing passes; with its bootstrap at every level (seeds, each
+    drawn seed's passes, then queries).
+
+    a, b: [passes, queries] times of two systems timed in the same passes, or [seeds, passes, queries] when a
+    is timed for several training seeds of one model (b timed beside each, in the same passes). Row r: pass r,
+    column q: the same query; paired at every level, so one draw of each serves both. Returns the ratio as
+    `delta`, its 95% interval, the two-sided p against `null` (e.g. 1.0: as fast as b), and as `seeds` the
+    fewer of the seeds and passes (the passes alone for [passes, queries]). One pass leaves the pass level
+    out: the interval is then over queries (and seeds) only."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = (a[None], b[None]) if a.ndim == 2 else (a, b)
+    if a.ndim != 3 or a.shape != b.shape or 0 in a.shape:
+        raise ValueError(f"a and b must be [passes, queries] or [seeds, passes, queries] of one shape, got "
+                         f"{np.shape(a)} and {np.shape(b)}")
+    if not null > 0:
+        raise ValueError(f"null must be a positive ratio, got {null}")
+    n_seed, n_pass, n_q = a.shape
+    ratio = float(np.median(a.mean(axis=(0, 1))) / np.median(b.mean(axis=(0, 1))))
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for start in range(0, n_boot, 200):
+        m = min(200, n_boot - start)
+        seeds = rng.integers(0, n_seed, size=(m, n_seed, 1))
+        passes = rng.integers(0, n_pass, size=(m, n_seed, n_pass))
+        queries = rng.integers(0, n_q, size=(m, n_q))
+        ta, tb = (np.take_along_axis(x[seeds, passes].mean(axis=(1, 2)), queries, axis=1) for x in (a, b))  # [m, Q]
+        reps[start:start + m] = np.median(ta, axis=1) / np.median(tb, axis=1)
+    return _summary(ratio, reps, n_pass if n_seed == 1 else min(n_seed, n_pass), null)
 
 
 def _gap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray, grid: int) -> float:

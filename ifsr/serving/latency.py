@@ -16,7 +16,8 @@ siamese: ifsr's exact scorer of the same vectors and query, a pruned query inclu
 impacts: the exact scorer of those impacts; a document tied with the reference's 10th counts as
 agreeing), nDCG@10 on the SciFact qrels and its change from that reference, and, on inference-free
 rows, p50 ratios to BM25 on the same engine and to the fastest BM25 of the corpus that agrees with exact
-BM25 (>= 0.99) with 95% intervals from a bootstrap over queries (paired: one query, every system).
+BM25 (>= 0.99) with 95% intervals and p-values (against GOAL_RATIO and PAPER_RATIO) from a two-level bootstrap
+over timing passes and queries (`ifsr.report.stats.median_ratio`; paired: one pass, one query, every system).
 
 Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series that holds every real document once and resamples
@@ -45,6 +46,8 @@ from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
 from ifsr.data.mining import Bm25Index
 from ifsr.eval.metrics import evaluate_run
 from ifsr.eval.retrieval import to_run
+from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p-values test against
+from ifsr.report.stats import median_ratio
 from ifsr.serving.base import vocab_terms
 from ifsr.serving.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
@@ -230,14 +233,6 @@ def ranked_ndcg(found: Sequence[np.ndarray], query_ids: Sequence[str], doc_ids: 
     return evaluate_run(ranked_run(found, query_ids, doc_ids, k), qrels, ("nDCG@10",))["nDCG@10"]
 
 
-def _median_ratio(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """median(a) / median(b) and its 95% percentile interval, queries resampled in pairs."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-    boot = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
-    return float(np.median(a) / np.median(b)), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
 def best_bm25(rows: Mapping[tuple[str, str], tuple[float, float]], min_agreement: float = MIN_AGREEMENT) -> tuple[str, str] | None:
     """The BM25 reference of a corpus: {(engine, "bm25"): (top-10 agreement, median ms)} -> the fastest of those
     agreeing with exact BM25 >= `min_agreement`, else the fastest of all (None: no BM25 row)."""
@@ -269,6 +264,9 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     leave out engines whose build does not fit the machine's time at 1M documents (unnamed: every corpus).
     The "best BM25" of a corpus (if_over_best_bm25, best_bm25_engine) is its fastest BM25 row among those whose
     agreement with exact BM25 is >= `min_agreement` (the fastest of all when none is).
+    Ratios (if_over_bm25, if_over_best_bm25, siamese_over_if): medians over queries of each query's mean time over
+    the `repeats` passes, with `_lo`/`_hi` (95%) and `_p` (two-sided, against GOAL_RATIO; `_p_paper` against
+    PAPER_RATIO) from `n_boot` replicates of the two-level bootstrap over passes and queries (`median_ratio`).
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
@@ -297,7 +295,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
          "min_query_idf": min_query_idf, "max_query_terms": max_query_terms, "fold_idf": fold_idf}
     other = "cpu" if clock == "wall" else "wall"
-    rows = []
+    rows, kept = [], {}
     with torch_threads(1):
         for corpus in corpora:
             bm25 = _Bm25Impacts(corpus.texts)
@@ -338,11 +336,11 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                     t0 = time.perf_counter()
                     list(pool.map(pipe.run, queries))
                     qps2[key] = len(queries) / (time.perf_counter() - t0)
-            per_query = {key: np.median(both[clock], axis=0) for key, both in times.items()}  # [nq] ms
-            fastest = best_bm25({key: (agree[key], float(np.median(per_query[key]))) for key in pipes
+            fastest = best_bm25({key: (agree[key], float(np.median(times[key][clock].mean(axis=0)))) for key in pipes
                                  if key[1] == "bm25"}, min_agreement)
             for key, pipe in pipes.items():
                 engine, system = key
+                kept[(engine, system, len(corpus.texts))] = times[key][clock]
                 ms = times[key][clock].ravel()
                 hits = found[key]
                 row = {"engine": engine, "system": system, "docs": len(corpus.texts),
@@ -363,10 +361,13 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                     for name, other_key in pairs.items():
                         if other_key is None:
                             continue
-                        a, b = (per_query[other_key], per_query[key]) if name == "siamese" else (per_query[key],
-                                                                                               per_query[other_key])
+                        mine, theirs = times[key][clock], times[other_key][clock]  # [repeats, queries] ms
                         col = "siamese_over_if" if name == "siamese" else f"if_over_{name}"
-                        row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _median_ratio(a, b, n_boot, seed)
+                        a, b = (theirs, mine) if name == "siamese" else (mine, theirs)
+                        stat = median_ratio(a, b, GOAL_RATIO, n_boot, seed)
+                        row[col], row[f"{col}_lo"], row[f"{col}_hi"], row[f"{col}_p"] = stat.delta, stat.low, stat.high, stat.p
+                        if name != "siamese":  # the same replicates (same seed), p against the paper's ratio
+                            row[f"{col}_p_paper"] = median_ratio(a, b, PAPER_RATIO, n_boot, seed).p
                     if fastest is not None:
                         row["best_bm25_engine"] = fastest[0]
                 rows.append(row)
@@ -374,6 +375,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     for name, value in {"algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
                         "fold_idf": fold_idf, "min_query_idf": min_query_idf, "max_query_terms": max_query_terms}.items():
         table[name] = value
+    table.attrs["times"] = kept  # (engine, system, docs) -> [repeats, queries] ms on `clock`, for pooled ratios
     return table
 
 

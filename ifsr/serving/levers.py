@@ -31,17 +31,19 @@ from ifsr.core.encoder import resolve_model_path
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
 from ifsr.eval.metrics import per_query
 from ifsr.manifest import sha256_dir
-from ifsr.report.stats import paired_delta
+from ifsr.report.stats import median_ratio, paired_delta
 from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                                   resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
+from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO
 from ifsr.serving.latency import latency_table, ranked_run
 from ifsr.serving.queryside import inference_free_query
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
-COLUMNS = ["lever", "value", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
+COLUMNS = ["lever", "value", "seeds", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
            "nDCG@10 cranfield", "delta cranfield", "delta cranfield lo", "delta cranfield hi", "p50_ms",
-           "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "top10_agreement", "doc_nnz", "query_terms"]
+           "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "if_over_bm25_p", "if_over_bm25_p_paper", "repeats",
+           "top10_agreement", "doc_nnz", "query_terms"]
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,10 @@ def query_ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str
 
 
 def ndcg_change(pruned: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval, queries resampled in pairs
-    (`ifsr.report.stats.paired_delta` on one run each: a lever's setting is one index of one model, so the
-    interval is over queries only; a "lambda" row's student is one training seed)."""
-    b = paired_delta([pruned[None, :]], [reference[None, :]], seed=seed)
+    """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval: `ifsr.report.stats.paired_delta`
+    on per-query nDCG@10, [queries] (one model: the interval is over queries only) or [seeds, queries] (a
+    "lambda" lever's students, one row per training seed: over seeds and queries)."""
+    b = paired_delta([np.atleast_2d(pruned)], [np.atleast_2d(reference)], seed=seed)
     return {"delta": b.delta, "lo": b.low, "hi": b.high}
 
 
@@ -163,20 +165,26 @@ def _postings(both: pd.DataFrame) -> dict[str, float]:
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
                 model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                 n_queries: int = 300, seed: int = 0, repeats: int = 1, resample_from: str = "real",
-                max_passages: int | None = None, students: Callable[[float], str | os.PathLike] | None = None,
-                show_progress: bool = True) -> pd.DataFrame:
+                max_passages: int | None = None, students: Callable[[float, int], str | os.PathLike] | None = None,
+                seeds: int = 1, show_progress: bool = True) -> pd.DataFrame:
     """One row per lever (COLUMNS): relevance by exact scoring on SciFact test and Cranfield, and the
     inference-free p50 on `engine` over the latency corpus `size` ("scifact", "real" or an int resampled
     from `resample_from`: the latency table's corpus of that size, `latency_corpora`). A "lambda" lever
-    swaps `model` for `students(lambda)`, the model directory of the idf-flops student of that FLOPS weight
-    (`ifsr.exp.ablations.lambda_student` of an ablation YAML): the same documents, its vectors, its own index."""
+    swaps `model` for `students(lambda, i)`, the model directory of the idf-flops student of that FLOPS weight
+    and its i-th training seed (`ifsr.exp.ablations.lambda_student` of an ablation YAML), for i < `seeds`: the
+    same documents, each seed's vectors, its own index; its nDCG@10 change and its p50 ratio to BM25 are then
+    over seeds too (`ndcg_change`, `ifsr.report.stats.median_ratio`), and `seeds` says how many (NaN: a fixed
+    model, no training seed). Ratios: `if_over_bm25` with `_lo`/`_hi` and `_p` (against the goal, 1.0) and
+    `_p_paper` (against the paper's 1.1), from the bootstrap over seeds, `repeats` timing passes and queries."""
     parse_engine(engine)
     check_sizes([size], resample_from)
     if not levers or levers[0].kind != "none":
         raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
     if any(lever.lam is not None for lever in levers) and students is None:
-        raise ValueError("a 'lambda=' lever needs `students`: FLOPS weight -> the model directory of its idf-flops "
-                         "student (e.g. ifsr.exp.ablations.lambda_student)")
+        raise ValueError("a 'lambda=' lever needs `students`: (FLOPS weight, seed index) -> the model directory of its "
+                         "idf-flops student (e.g. ifsr.exp.ablations.lambda_student)")
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds must be a positive int (training seeds per lambda lever), got {seeds!r}")
     data_dir, cache_dir = resolve_data_dir(data_dir), resolve_cache_dir(cache_dir)
     idf_path = default_idf_path(data_dir)
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
@@ -199,30 +207,41 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
 
     rows, reference, models = [], {}, {}
     for lever in levers:
-        name = str(students(lever.lam)) if lever.lam is not None else model
-        models[name] = resolve_model_path(name)
-        doc, query, sets, corpus, workdir = encoded_by(name)
-        encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
-        row = {"lever": lever.label, "value": lever.value}
-        for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
-            got = query_ndcg(lever.docs(vectors), doc_ids, qs, qr, encode)
+        names = [str(students(lever.lam, i)) for i in range(seeds)] if lever.lam is not None else [model]
+        ndcg, timed, runs = {}, [], []
+        for name in names:  # one model, or each training seed's student
+            models[name] = resolve_model_path(name)
+            doc, query, sets, corpus, workdir = encoded_by(name)
+            encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
+            for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
+                ndcg.setdefault(ds_name, []).append(query_ndcg(lever.docs(vectors), doc_ids, qs, qr, encode))
+            pruned = replace(corpus, name=f"{corpus.name}-{lever.name}", vectors=lever.docs(corpus.vectors))
+            both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
+                                 ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],
+                                 max_query_terms=lever.query_options["max_terms"], repeats=repeats,
+                                 query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress)
+            times = both.attrs["times"]
+            runs.append([times[(engine.replace(" ", ""), system, len(pruned.texts))] for system in ("inference-free", "bm25")])
+            timed.append((both, pruned.vectors, float(np.mean([len(encode(q)[0]) for q in queries]))))
+        row = {"lever": lever.label, "value": lever.value, "seeds": len(names) if lever.lam is not None else np.nan}
+        for ds_name, per_seed in ndcg.items():
+            got = np.stack(per_seed)  # [seeds, queries]
             change = ndcg_change(got, reference.setdefault(ds_name, got), seed)
             row.update({f"nDCG@10 {ds_name}": float(got.mean()), f"delta {ds_name}": change["delta"],
                         f"delta {ds_name} lo": change["lo"], f"delta {ds_name} hi": change["hi"]})
-        pruned = replace(corpus, name=f"{corpus.name}-{lever.name}",
-                         vectors=lever.docs(corpus.vectors))
-        both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
-                             ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],
-                             max_query_terms=lever.query_options["max_terms"], repeats=repeats,
-                             query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress)
-        timed = both[both["system"] == "inference-free"].iloc[0]
-        row.update({"p50_ms": timed["p50_ms"], "top10_agreement": timed["top10_agreement"],
-                    **{c: timed[c] for c in ("if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi")},
-                    "bm25_p50_ms": both.loc[both["system"] == "bm25", "p50_ms"].iloc[0],
-                    **_postings(both),
-                    "doc_nnz": pruned.vectors.nnz / pruned.vectors.shape[0],
-                    "query_terms": float(np.mean([len(encode(q)[0]) for q in queries])),
-                    "engine": engine, "docs": len(pruned.texts), "corpus": corpus.name, "model": name})
+        free, bm25 = (np.stack([r[i] for r in runs]) for i in (0, 1))  # [seeds, repeats, queries] ms
+        stat = median_ratio(free, bm25, GOAL_RATIO, seed=seed)
+        tables = [t for t, _, _ in timed]
+        row.update({"p50_ms": float(np.percentile(free, 50)), "bm25_p50_ms": float(np.percentile(bm25, 50)),
+                    "top10_agreement": min(float(t.loc[t["system"] == "inference-free", "top10_agreement"].iloc[0])
+                                           for t in tables),
+                    "if_over_bm25": stat.delta, "if_over_bm25_lo": stat.low, "if_over_bm25_hi": stat.high,
+                    "if_over_bm25_p": stat.p, "if_over_bm25_p_paper": median_ratio(free, bm25, PAPER_RATIO, seed=seed).p,
+                    "repeats": repeats,
+                    **pd.DataFrame([_postings(t) for t in tables]).mean().to_dict(),
+                    "doc_nnz": float(np.mean([v.nnz / v.shape[0] for _, v, _ in timed])),
+                    "query_terms": float(np.mean([terms for _, _, terms in timed])),
+                    "engine": engine, "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
         rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "postings_per_query", "bm25_postings_per_query",
                                                           "engine", "docs", "corpus", "model"])

@@ -50,7 +50,9 @@ def test_bad_latency_levers_are_refused_before_anything_runs(tmp_path):
     cases = [("levers: [none, fast]}", "lever 'fast'"),
              ("levers: [none, lambda=0.1]}", "need lever_students"),
              ("levers: [none, lambda=0.1], lever_students: configs/nope.yaml}", "no such file"),
-             ("levers: [none, lambda=0.3+query-min-idf=2], lever_students: configs/smoke.yaml}", "not on the idf-flops curve")]
+             ("levers: [none, lambda=0.3+query-min-idf=2], lever_students: configs/smoke.yaml}", "not on the idf-flops curve"),
+             ("levers: [none, lambda=0.1], lever_students: configs/smoke.yaml, lever_seeds: 9}", "lever_seeds 9"),
+             ("levers: [none, lambda=0.1], lever_students: configs/smoke.yaml, lever_seeds: 0}", "lever_seeds 0")]
     for i, (tail, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
             plan("smoke", repo_copy(tmp_path / str(i), head + tail + "\n"))

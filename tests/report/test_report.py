@@ -146,16 +146,17 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     text = write_report(root, "p").read_text()
     # per size the fastest setting that agrees >= 0.99: bmp at 100 (1.20), bmp at 1,000 (1.10; alpha 0.5 agrees 0.90)
     assert lines_with(text, "| 4 |", "100 docs: 1.20× [1.10, 1.30] (bmp vs bmp)", "1,000 docs: 1.10× [1.00, 1.20]",
-                      "no verdict")
+                      "not judged: no p-value")
     assert lines_with(text, "Best ratio reached at 1,000 documents", "900 of them resampled", "`bmp` at 0.440 ms",
                       "1.10× [1.00, 1.20] the fastest BM25", "1.10× BM25 on its own engine", "0.999")
     assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
-    assert "| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | 1.000 | 120 | 4.0 |" in text
-    assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | 1.000 | 120 | 9.5 |" in text  # no ratio: a dash
+    assert ("| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | (–): not judged: no "
+            "p-value (an older table) | 1.000 | 120 | 4.0 |") in text
+    assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | (–): not judged" in text  # no ratio: a dash
     assert lines_with(text, "Fastest lever setting with top-10 agreement ≥ 0.99", "same pruned query and documents",
                       "`query-top-k=4` at 0.300 ms",
                       "1.50× [1.20, 1.90] BM25 on the same engine", "the interval lies above 1.0", "-0.0200 on SciFact")
-    assert "holds" not in text.split("## Why")[1]
+    assert ": holds" not in text.split("## Why")[1]  # no latency verdict word from tables without a p-value
     assert "own top-10 agreement" not in text  # the fastest BM25 (bmp at 1,000) agrees 1.0
     for r in rows:  # the fastest BM25 returns copies that tie with their relevant originals
         if (r["engine"], r["system"], r["docs"]) == ("bmp", "bm25", 1000):
@@ -200,7 +201,7 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     assert "Document model: `splade-tiny, documents cut at 128 tokens`." in section
     # lambda 0.08 is faster but agrees 0.98 < 0.99: the fastest agreeing setting is lambda 0.02
     assert lines_with(section, "`lambda=0.02` at 0.240 ms", "0.96× [0.90, 1.02]", "the interval includes 1.0", "reading 1.50× BM25's posting entries per query",
-                      "+0.0100 on SciFact", "-0.0100 on Cranfield", "no verdict word")
+                      "+0.0100 on SciFact", "-0.0100 on Cranfield", "≤ 1.0× BM25: not judged: no p-value")
     assert lines_with(section, "`lambda` rows: the idf-flops student") and "| lambda | 0.08 |" in section
     assert lines_with(section, "No lever setting's IF/BM25 interval lies below 1.0")  # 0.02's reaches 1.02; 0.08 agrees 0.98
     # two combined settings under BM25's p50: both listed, fastest first, with their costs; one that agrees 0.98 is not
@@ -224,6 +225,33 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     assert "-0.0200 [-0.0300, -0.0100] SciFact / -0.0050 [-0.0090, -0.0010] Cranfield" in goal and "query-top-k=4`" not in goal
     assert "| lambda=0.02+query-top-k | 12 | 0.5800 (-0.0200 [-0.0300, -0.0100]) |" in section
     assert "| lambda=0.02+query-top-k | 8 | 0.5000 (-0.1000) |" in section  # a row without its interval: the change alone
+
+
+def test_latency_verdicts_follow_the_ratios_p_and_what_it_rests_on():
+    """A p50 ratio's verdict against 1.0 (the goal) or 1.1 (the paper): holds below, reversed above, only from 3
+    timing passes and, for a trained student, 3 training seeds; claim 4's rows name what each rests on."""
+    from ifsr.report.claims import latency_claims, latency_verdict
+
+    fast = {"lever": "lambda=0.005+query-top-k", "value": 8.0, "if_over_bm25": 0.6, "if_over_bm25_lo": 0.5,
+            "if_over_bm25_hi": 0.7, "if_over_bm25_p": 0.001, "if_over_bm25_p_paper": 0.001, "seeds": 3, "repeats": 3}
+    assert latency_verdict(fast) == "holds" == latency_verdict(fast, paper=True)
+    slow = {**fast, "lever": "none", "value": float("nan"), "if_over_bm25": 1.6, "seeds": float("nan")}
+    assert latency_verdict(slow) == "reversed"  # a fixed model: its timing passes are what counts
+    assert latency_verdict({**fast, "if_over_bm25_p": 0.3}) == "not distinguishable"
+    assert latency_verdict({**fast, "seeds": 1}) == "not judged: significant over queries, but 1 training seed(s) (needs 3)"
+    assert latency_verdict({**slow, "repeats": 1}) == "not judged: significant over queries, but 1 timing pass(es) (needs 3)"
+    assert latency_verdict({"if_over_bm25": 0.6}).startswith("not judged: no p-value")
+    # between the goal and the paper's ratio: slower than 1.0, faster than 1.1
+    mid = {**fast, "if_over_bm25": 1.05, "if_over_bm25_p": 0.01, "if_over_bm25_p_paper": 0.02}
+    assert (latency_verdict(mid), latency_verdict(mid, paper=True)) == ("reversed", "holds")
+    levers = pd.DataFrame([{**slow, "engine": "pisa", "docs": 1_000_000},
+                           {**fast, "lever": "lambda", "value": 0.005, "if_over_bm25": 1.7, "if_over_bm25_lo": 1.5,
+                            "if_over_bm25_hi": 1.9, "engine": "pisa", "docs": 1_000_000}])
+    rows = latency_claims(None, {"latency_seeds": levers, "latency_other": levers.iloc[:1]}, 0.005)
+    assert len(rows) == 1 and rows[0]["verdict"] == "reversed" and "`latency_seeds`" in rows[0]["compared"]
+    assert rows[0]["here"] == "1,000,000 docs: 1.70× [1.50, 1.90] (pisa)"
+    assert rows[0]["basis"] == "3 training seeds, 3 timing passes, the queries" and rows[0]["p"] == 0.001
+    assert latency_claims(None, {"latency_seeds": levers}, None) == []  # no headline named: no row
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):

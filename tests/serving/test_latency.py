@@ -50,6 +50,8 @@ def test_latency_table_columns(tmp_path: Path, real_bits):
     assert len(ratios) == 2 * len(engines) and ratios["best_bm25_engine"].isin(engines).all()
     assert (ratios["if_over_bm25_lo"] <= ratios["if_over_bm25"]).all()
     assert (ratios["if_over_bm25"] <= ratios["if_over_bm25_hi"]).all()
+    assert df["if_over_bm25_p"].dropna().between(0, 1).all() and df["if_over_best_bm25_p_paper"].dropna().between(0, 1).all()
+    assert df.attrs["times"][("pisa", "inference-free", 150)].shape == (1, 8)  # [repeats, queries] kept for pooling
     free = df[(df["system"] == "inference-free") & (df["docs"] == 150)]
     fastest = df[(df["system"] == "bm25") & (df["docs"] == 150)].sort_values("p50_ms")["engine"]
     assert set(free["best_bm25_engine"]) == {fastest.iloc[0]} or len(fastest) > 1

@@ -103,3 +103,48 @@ def test_ndcg_change_is_the_mean_paired_difference_with_an_interval_over_queries
     lo, hi = np.percentile(d[draws].mean(axis=1), [2.5, 97.5])
     assert c["delta"] == pytest.approx(d.mean()) and c["lo"] < c["delta"] < c["hi"]
     assert c["lo"] == pytest.approx(lo, abs=0.01) and c["hi"] == pytest.approx(hi, abs=0.01)
+
+
+def test_a_lambda_levers_seeds_are_pooled_in_its_relevance_and_its_ratio(tmp_path, splade_tiny_path, data_root,
+                                                                           monkeypatch):
+    """Two "training seeds" (the model, and a copy with a perturbed MLM head) behind one lambda lever: its
+    nDCG@10 is the mean of the two models' (each measured alone), its ratio's bootstrap runs over seeds,
+    timing passes and queries, and the table says how many of each it rests on. SciFact and Cranfield are
+    cut to 300 documents each (the judged ones first), so that encoding them stays quick."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    import ifsr.serving.corpora
+    import ifsr.serving.levers
+    from ifsr.eval.evaluate import limit_corpus
+    from ifsr.serving.levers import lever_table
+
+    for module in (ifsr.serving.levers, ifsr.serving.corpora):
+        monkeypatch.setattr(module, "load_beir", lambda *a, _load=module.load_beir, **k: limit_corpus(_load(*a, **k), 300))
+
+    other = tmp_path / "seed1"
+    mlm = AutoModelForMaskedLM.from_pretrained(splade_tiny_path)
+    with torch.no_grad():
+        bias = mlm.get_output_embeddings().bias
+        bias.add_(torch.randn(bias.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    mlm.save_pretrained(other)
+    AutoTokenizer.from_pretrained(splade_tiny_path).save_pretrained(other)
+    students = {0: splade_tiny_path, 1: str(other)}
+    common = dict(engine="exact", size=300, data_dir=data_root, cache_dir=tmp_path / "cache", max_length=32,
+                  n_queries=20, resample_from="scifact", show_progress=False)
+    table = lever_table(parse_levers(["none", "lambda=0.1", "lambda=0.1+query-top-k=4"]), repeats=2,
+                        students=lambda lam, i: students[i], seeds=2, **common)
+    alone = lever_table(parse_levers(["none"]), model=str(other), **common)
+    none, lam, pruned = (table.iloc[i] for i in range(3))
+    assert np.isnan(none["seeds"]) and lam["seeds"] == 2 and (table["repeats"] == 2).all()
+    assert lam["model"] == f"{splade_tiny_path} ; {other}"
+    for ds in ("scifact", "cranfield"):
+        assert lam[f"nDCG@10 {ds}"] == pytest.approx((none[f"nDCG@10 {ds}"] + alone[f"nDCG@10 {ds}"].iloc[0]) / 2)
+        assert lam[f"delta {ds} lo"] <= lam[f"delta {ds}"] <= lam[f"delta {ds} hi"]
+    assert alone["nDCG@10 scifact"].iloc[0] != none["nDCG@10 scifact"]  # the perturbed copy is another model
+    for r in (none, lam, pruned):
+        assert r["if_over_bm25_lo"] <= r["if_over_bm25"] <= r["if_over_bm25_hi"]
+        assert 0 < r["if_over_bm25_p"] <= 1 and 0 < r["if_over_bm25_p_paper"] <= 1
+    assert pruned["query_terms"] <= 4 < none["query_terms"] and pruned["top10_agreement"] == 1.0  # exact engine
+    with pytest.raises(ValueError, match="seeds"):
+        lever_table(parse_levers(["none"]), seeds=0, **common)
