@@ -434,13 +434,15 @@ def model_from_curve(spec: str) -> str:
 
 
 RATIO_COLUMNS = ["engine", "docs", "distinct_docs", "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi",
-                 "best_bm25_engine", "if_over_best_bm25", "if_over_best_bm25_lo", "if_over_best_bm25_hi",
-                 "siamese_over_if", "top10_agreement", "delta_nDCG@10"]
+                 "if_over_bm25_p", "if_over_bm25_p_paper", "best_bm25_engine", "if_over_best_bm25",
+                 "if_over_best_bm25_lo", "if_over_best_bm25_hi", "if_over_best_bm25_p", "if_over_best_bm25_p_paper",
+                 "siamese_over_if", "top10_agreement", "delta_nDCG@10", "repeats"]
 
 
 def latency_ratios(df: pd.DataFrame) -> pd.DataFrame:
     """Per (engine setting, corpus size), from its inference-free row: p50 ratios to BM25 on the same
-    engine and to the fastest BM25 of that corpus (95% intervals over queries), siamese / inference-free,
+    engine and to the fastest BM25 of that corpus (95% intervals and p against 1.0 and 1.1, over timing passes
+    and queries), siamese / inference-free,
     top-10 agreement with exact scoring and the nDCG@10 change that costs."""
     free = df[df["system"] == "inference-free"]
     return free.reindex(columns=RATIO_COLUMNS).reset_index(drop=True)
