@@ -77,11 +77,17 @@ def weights_checksum(path: str | os.PathLike, module: torch.nn.Module | None = N
     return module_checksum(module)
 
 
-def corpus_key(model: str, weights: str, encoder: str, dataset: str, texts: list[str], max_length: int) -> dict:
-    """Key parts of a corpus encoding; shared by every caller so the same encoding is cached once."""
-    return {"kind": "corpus-encoding", "model": model, "weights": weights, "encoder": encoder,
-            "dataset": dataset, "texts": texts_sha256(texts), "n": len(texts),
-            "max_length": int(max_length), "encoder_version": ENCODER_VERSION}
+def corpus_key(model: str, weights: str, encoder: str, dataset: str, texts: list[str], max_length: int,
+               columns: np.ndarray | None = None) -> dict:
+    """Key parts of a corpus encoding; shared by every caller so the same encoding is cached once.
+    `columns`: the vocabulary ids of an encoding restricted to them (`DocumentEncoder.encode(columns=)`)."""
+    parts = {"kind": "corpus-encoding", "model": model, "weights": weights, "encoder": encoder,
+             "dataset": dataset, "texts": texts_sha256(texts), "n": len(texts),
+             "max_length": int(max_length), "encoder_version": ENCODER_VERSION}
+    if columns is not None:
+        cols = np.unique(np.asarray(columns, dtype=np.int64))
+        parts["columns"] = {"n": int(cols.size), "sha256": hashlib.sha256(cols.tobytes()).hexdigest()}
+    return parts
 
 
 # ----------------------------------------------------------------------------- files

@@ -80,32 +80,32 @@ def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
 class _MaxPooledLogits(torch.autograd.Function):
     """max_i (h_i · W_j + b_j) over each document's real tokens, without the [B, L, V] logits.
 
-    Forward: one document at a time, the vocabulary in chunks, so each logit block stays small and
-    only the running max (and, when a gradient is needed, its argmax token) is kept. Backward: the
-    max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
+    Forward: the whole batch at once, the vocabulary in blocks of `chunk` columns (padding masked), so each
+    logit block stays [B, L, chunk] and only the max (and, when a gradient is needed, its argmax token) is
+    kept. Backward: the max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
     (after ReLU: the few hundred active terms per document), so it is a scatter, not a matmul.
     """
 
     @staticmethod
     def forward(ctx, hidden, mask, weight, bias, chunk: int, need_index: bool):
-        bsz, length, _ = hidden.shape  # hidden [B, L, H], mask [B, L] bool, weight [V, H], bias [V]
+        bsz, length, dim = hidden.shape  # hidden [B, L, H], mask [B, L] bool, weight [V, H], bias [V]
         vocab = weight.shape[0]
-        w_t = weight.t().contiguous()  # [H, V]
+        # every block one shape, [B*L, H] @ [H, chunk] (the last one zero-padded): each logit then comes from the same
+        # kernel whichever vocabulary ids are asked for, so a column subset gives the full head's values bit for bit
+        w_t = weight.new_zeros((dim, -(-vocab // chunk) * chunk))  # [H, V rounded up to chunks]
+        w_t[:, :vocab] = weight.t()
         values = hidden.new_full((bsz, vocab), float("-inf"))  # [B, V]
         index = torch.zeros((bsz, vocab), dtype=torch.long, device=hidden.device) if need_index else None
-        for b in range(bsz):
-            pos = mask[b].nonzero().squeeze(1)  # [n] real token positions
-            if len(pos) == 0:
-                continue  # no real token: -inf, which ReLU sends to 0 (as the dense masked max)
-            h = hidden[b, pos]  # [n, H]
-            for s in range(0, vocab, chunk):
-                block = h @ w_t[:, s : s + chunk]  # [n, C]
-                if need_index:
-                    v, i = block.max(dim=0)
-                    index[b, s : s + chunk] = pos[i]
-                else:
-                    v = block.amax(dim=0)
-                values[b, s : s + chunk] = v
+        pad = ~mask[:, :, None]  # [B, L, 1]: padding never wins the max (a document without tokens: -inf)
+        for s in range(0, vocab, chunk):
+            width = min(chunk, vocab - s)
+            block = (hidden @ w_t[:, s : s + chunk]).masked_fill_(pad, float("-inf"))  # [B, L, chunk]
+            if need_index:
+                v, i = block.max(dim=1)  # [B, chunk]: the winning token's position
+                index[:, s : s + width] = i[:, :width]
+            else:
+                v = block.amax(dim=1)
+            values[:, s : s + width] = v[:, :width]
         values += bias
         if need_index:
             ctx.save_for_backward(hidden, weight, index)
@@ -140,7 +140,7 @@ class _MaxPooledLogits(torch.autograd.Function):
 
 
 def max_pooled_logits(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                      chunk: int = 4096) -> torch.Tensor:
+                      chunk: int = 1024) -> torch.Tensor:
     """[B, V] = max over real tokens i of (hidden_i @ weight.T + bias); hidden [B, L, H], mask [B, L].
 
     The same function (and gradient) as a dense output layer followed by a masked max, in
@@ -153,17 +153,22 @@ def max_pooled_logits(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Te
 
 
 def mlm_max_logits(mlm: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   fused: bool = True) -> torch.Tensor:
-    """max over real tokens of the MLM logits, [B, V]. BERT-family heads (transform + decoder) run
-    fused through `max_pooled_logits`; any other head (or `fused=False`) computes the dense logits."""
+                   fused: bool = True, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """max over real tokens of the MLM logits, [B, V] (or [B, C]: only the vocabulary ids `columns`, whose
+    decoder rows are gathered once, so the head costs C/V of its full work). BERT-family heads (transform +
+    decoder) run fused through `max_pooled_logits`; any other head (or `fused=False`) computes the dense logits."""
     head = getattr(getattr(mlm, "cls", None), "predictions", None)
     if not fused or head is None or not hasattr(head, "transform"):
         logits = mlm(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, L, V]
         logits = logits.masked_fill(attention_mask[:, :, None] == 0, float("-inf"))  # padding never wins the max
-        return logits.amax(dim=1)
+        pooled = logits.amax(dim=1)  # [B, V]
+        return pooled if columns is None else pooled[:, columns]
     hidden = mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
     hidden = head.transform(hidden)  # [B, L, H]
-    return max_pooled_logits(hidden, attention_mask, head.decoder.weight, head.decoder.bias)
+    weight, bias = head.decoder.weight, head.decoder.bias  # [V, H], [V]
+    if columns is not None:
+        weight, bias = weight[columns], bias[columns]  # [C, H], [C]
+    return max_pooled_logits(hidden, attention_mask, weight, bias)
 
 
 class DocumentEncoder(nn.Module):
@@ -209,17 +214,25 @@ class DocumentEncoder(nn.Module):
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = mlm_max_logits(self.mlm, input_ids, attention_mask, self.fused)  # [B, V]
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                columns: torch.Tensor | None = None) -> torch.Tensor:
+        """Document weights [B, V]; with `columns` (vocabulary ids), only those weights, [B, C]."""
+        pooled = mlm_max_logits(self.mlm, input_ids, attention_mask, self.fused, columns)  # [B, V] or [B, C]
+        keep = self.keep if columns is None else self.keep[columns]
         # max first: log1p∘ReLU is monotone, so this is the same function as activating every token
-        return torch.log1p(torch.relu(pooled.float())) * self.keep  # [B, V]
+        return torch.log1p(torch.relu(pooled.float())) * keep  # [B, V] or [B, C]
 
     @torch.inference_mode()
     def encode(
         self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = True, autocast_bf16: bool = False,
-        shard: tuple[int, int] = (0, 1),
+        shard: tuple[int, int] = (0, 1), columns: np.ndarray | None = None,
     ) -> sp.csr_matrix:
         """Encode a corpus into a CSR matrix [n, V] (float32), in input order.
+
+        columns: vocabulary ids; only those weights are computed (only their decoder rows enter the head) and the
+        other columns of the matrix stay empty. Exact for those ids: a score against a query whose tokens
+        are all among them, its ranking, nDCG and the FLOPS metric are those of the full matrix, at a
+        fraction of the head's work (`query_columns`; evaluation only, never an index or an export).
 
         Texts are tokenized once, sorted by length (longest first, stable) so batches carry little
         padding; each batch is turned sparse before the next, so memory stays O(batch_size × V).
@@ -238,6 +251,8 @@ class DocumentEncoder(nn.Module):
         ids = enc["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
         vocab = self.mlm.config.vocab_size
+        cols = None if columns is None else _check_columns(columns, vocab)
+        cols_t = None if cols is None else torch.from_numpy(cols).to(self.device)
         blocks = []
         use_bf16 = autocast_bf16 and self.device.type == "cuda"
         for start in tqdm(range(0, len(ids), batch_size), desc="encode docs", disable=not show_progress):
@@ -247,8 +262,8 @@ class DocumentEncoder(nn.Module):
                 continue
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                w = self(batch["input_ids"], batch["attention_mask"])  # [b, V]
-            blocks.append(sp.csr_matrix(w.float().cpu().numpy()))
+                w = self(batch["input_ids"], batch["attention_mask"], cols_t)  # [b, V] or [b, C]
+            blocks.append(_to_csr(w.float().cpu().numpy(), cols, vocab))
         self.train(was_training)
         if not blocks:
             return sp.csr_matrix((0, vocab), dtype=np.float32)
@@ -261,6 +276,29 @@ class DocumentEncoder(nn.Module):
         """Hugging Face layout (config, weights, tokenizer): loadable by `from_pretrained(path)`."""
         self.mlm.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+
+def _check_columns(columns: np.ndarray, vocab: int) -> np.ndarray:
+    """Distinct vocabulary ids, ascending (int64); ValueError if empty or out of [0, vocab)."""
+    cols = np.unique(np.asarray(columns, dtype=np.int64))
+    if cols.size == 0 or cols[0] < 0 or cols[-1] >= vocab:
+        raise ValueError(f"columns must be a non-empty set of vocabulary ids in [0, {vocab}), got {cols.size} ids "
+                         f"{'' if cols.size == 0 else f'in [{cols[0]}, {cols[-1]}]'}")
+    return cols
+
+
+def _to_csr(w: np.ndarray, cols: np.ndarray | None, vocab: int) -> sp.csr_matrix:
+    """[b, V] dense weights, or [b, C] weights of the ascending ids `cols`, as a CSR [b, V] of the non-zeros."""
+    if cols is None:
+        return sp.csr_matrix(w)
+    rows, at = np.nonzero(w)  # row-major: each row's ids ascending
+    return sp.csr_matrix((w[rows, at], (rows, cols[at])), shape=(w.shape[0], vocab))
+
+
+def query_columns(queries: sp.spmatrix) -> np.ndarray:
+    """The vocabulary ids used by any query of a query matrix [nq, V] (ascending): the only document
+    columns that nDCG, recall and the FLOPS metric of those queries read (`DocumentEncoder.encode(columns=)`)."""
+    return np.unique(sp.csr_matrix(queries).indices).astype(np.int64)
 
 
 class QueryEncoder:

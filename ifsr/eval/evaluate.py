@@ -16,12 +16,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from ifsr.cache import corpus_key, weights_checksum
-from ifsr.core.encoder import DocumentEncoder, resolve_model_path
+from ifsr.core.encoder import DocumentEncoder, query_columns, resolve_model_path
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
 from ifsr.distill.teachers import DOC_ENCODER_TAG, resolve_device
 from ifsr.distributed import is_main, sharded_cached_encode
-from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
+from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz, per_query, sparsity_row
 from ifsr.eval.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.serving.export import load_model
 
@@ -58,16 +58,32 @@ def bm25_per_query(ds: BeirSet, k: int = 100, measure: str = "nDCG@10") -> dict[
 
 
 def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
-                  batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
-    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length.
+                  batch_size: int = 32, show_progress: bool = True, columns: np.ndarray | None = None,
+                  rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length (+ columns).
 
-    Under torchrun the encoder batches are split over the ranks and merged (ifsr.distributed.sharded_cached_encode):
-    every rank gets the one-process matrix."""
+    columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them);
+    rows: only those documents (indices into ds.doc_ids), [len(rows), V]. Under torchrun the encoder batches
+    are split over the ranks and merged (ifsr.distributed.sharded_cached_encode): every rank gets the
+    one-process matrix."""
     texts = ds.doc_texts()
-    key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length)
+    if rows is not None:
+        texts = [texts[i] for i in rows]
+    key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
-                                      shard=shard), cache_dir, {"batch_size": batch_size})
+                                      shard=shard, columns=columns), cache_dir, {"batch_size": batch_size})
+
+
+NNZ_SAMPLE = 32  # documents per set whose full vectors give an evaluation's doc nnz (`nnz_sample_rows`)
+
+
+def nnz_sample_rows(n_docs: int, n: int = NNZ_SAMPLE) -> np.ndarray:
+    """A fixed sample of min(n, n_docs) document indices (ascending; seed 0, without replacement): the
+    documents whose full vectors give the mean non-zeros of an evaluation restricted to the query columns."""
+    if n <= 0:
+        raise ValueError(f"the nnz sample needs at least one document, got {n}")
+    return np.sort(np.random.default_rng(0).choice(n_docs, size=min(n, n_docs), replace=False))
 
 
 def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = "test",
@@ -97,6 +113,23 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
             "n_queries": len(ds.query_ids), "n_docs": len(ds.doc_ids), "dataset_checksum": ds.checksum(),
             "model_checksum": weights, "max_length": max_length, "k": k, "self_hits": self_hits,
             "encode_seconds": round(encode_s, 2)}
+
+
+def query_vocab_evaluation(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, q: sp.spmatrix,
+                           cache_dir: str | os.PathLike | None, k: int = 100,
+                           show_progress: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Exact retrieval of the query matrix `q` [nq, V] (rows: ds.query_ids) over `ds`: (metrics row, run).
+
+    The documents are encoded only on the query vocabulary (`query_columns(q)`), which gives the runs,
+    nDCG@10, R@100 and the FLOPS metric of the full vectors exactly at a fraction of the cost; the doc
+    nnz, which needs every column, is the mean over the full vectors of a fixed sample of NNZ_SAMPLE
+    documents (`nnz_sample_rows`; "doc_nnz_docs" says how many)."""
+    d = encode_corpus(doc, model, weights, ds, cache_dir, show_progress=show_progress, columns=query_columns(q))
+    run, qrels = judged_run(ds, lambda n: sparse_topk(q, d, n), k)
+    rows = nnz_sample_rows(len(ds.doc_ids))
+    sample = encode_corpus(doc, model, weights, ds, cache_dir, show_progress=False, rows=rows)  # [n, V] full
+    return {**evaluate_run(run, qrels, MEASURES), "flops": flops_metric(q, d), "doc_nnz": mean_nnz(sample),
+            "doc_nnz_docs": len(rows), "query_nnz": mean_nnz(q)}, run
 
 
 def limit_corpus(ds: BeirSet, n: int) -> BeirSet:

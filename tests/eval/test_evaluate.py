@@ -138,3 +138,69 @@ def test_judged_run_applies_the_self_hit_rule():
     run, _ = judged_run(_self_hit_set("scifact"), search, 1, self_hits=True)  # explicit override
     assert asked == [3, 2, 2] and run == {"a": {"b": 2.0}, "b": {"a": 4.0}}
     assert set(SELF_HITS) == {"arguana", "quora"} and self_hits_for("Quora") and not self_hits_for("cranfield")
+
+
+@pytest.fixture(scope="module")
+def trained_student(tmp_path_factory, data_root, idf_file, splade_tiny_path):
+    """A student that moved: 3 steps of lr 1e-3 from splade-tiny on SciFact documents with random teacher labels."""
+    import datasets
+
+    from ifsr.core.idf import load_idf
+    from ifsr.core.encoder import load_tokenizer
+    from ifsr.distill.trainer import train
+    from ifsr.exp.config import TrainConfig
+
+    ds = load_beir("scifact", split="test", data_dir=data_root)
+    texts, rng = ds.doc_texts()[:40], np.random.default_rng(0)
+    rows = {"query": [ds.queries[q] for q in ds.query_ids[:8]],
+            **{f"doc_{g}": [texts[(3 * i + g) % 40] for i in range(8)] for g in range(3)},
+            "label": [rng.random((2, 3)).astype(np.float32).tolist() for _ in range(8)]}
+    cfg = TrainConfig(student="splade-tiny", steps=3, batch_size=4, n_neg=2, max_length=64, warmup_steps=0, lr=1e-3,
+                      lambda_warmup_steps=1, save_steps=10, logging_steps=1)
+    idf = load_idf(idf_file, load_tokenizer("splade-tiny"))
+    return train(cfg, datasets.Dataset.from_dict(rows), idf, tmp_path_factory.mktemp("student") / "run")
+
+
+@pytest.mark.parametrize("name", ["scifact", "cranfield"])
+def test_query_vocabulary_evaluation_equals_full_encoding(trained_student, data_root, idf_file, name, tmp_path):
+    """Issue 27: the documents encoded only on the queries' vocabulary give the runs (scores and order), nDCG@10,
+    R@100 and the FLOPS metric of the full vectors, for a trained student, on both sets; the doc nnz is that of
+    the full vectors of the fixed sample."""
+    from ifsr.core.encoder import QueryEncoder, query_columns
+    from ifsr.core.idf import load_idf
+    from ifsr.eval.evaluate import MEASURES, nnz_sample_rows, query_vocab_evaluation
+    from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz
+    from ifsr.eval.retrieval import sparse_topk
+    from ifsr.manifest import sha256_dir
+    from ifsr.serving.export import load_sparse_encoder
+
+    ds = limit_corpus(load_beir(name, split="test", data_dir=data_root), 500)
+    doc, _ = load_sparse_encoder(trained_student, max_length=128)
+    q = QueryEncoder(doc.tokenizer, load_idf(idf_file, doc.tokenizer)).encode([ds.queries[i] for i in ds.query_ids])
+    row, run = query_vocab_evaluation(doc, str(trained_student), sha256_dir(trained_student), ds, q, tmp_path)
+    full = doc.encode(ds.doc_texts(), show_progress=False)  # [nd, V] every column
+    ref_run, qrels = judged_run(ds, lambda n: sparse_topk(q, full, n), 100)
+    assert run == ref_run  # the same documents, order and float scores for every query
+    assert {m: row[m] for m in MEASURES} == evaluate_run(ref_run, qrels, MEASURES)
+    assert row["flops"] == flops_metric(q, full)
+    assert row["doc_nnz"] == mean_nnz(full[nnz_sample_rows(len(ds.doc_ids))]) and row["doc_nnz_docs"] == 32
+    assert 0 < row["doc_nnz"] < mean_nnz(full) * 3 and len(query_columns(q)) < 0.2 * full.shape[1]
+    again, _ = query_vocab_evaluation(doc, str(trained_student), sha256_dir(trained_student), ds, q, tmp_path)
+    assert again == row  # from the cache
+
+
+def test_encode_on_columns_is_the_full_encoding_restricted(doc):
+    """DocumentEncoder.encode(columns=): the full vectors on those ids bit for bit (every head block has one
+    shape), empty elsewhere; bad column sets refused."""
+    texts = ["Alveolar macrophages clear inhaled particles from the lung.", "Heat transfer at supersonic speed.", ""]
+    full = doc.encode(texts, show_progress=False)
+    cols = np.concatenate([full[0].indices[::7], full[1].indices[:3], [7, 30000, 7]])  # active ones, and others
+    part = doc.encode(texts, show_progress=False, columns=cols)
+    keep = np.zeros(full.shape[1], dtype=bool)
+    keep[np.unique(cols)] = True
+    assert part.shape == full.shape and (part[:, ~keep]).nnz == 0
+    assert (part[:, keep] != full[:, keep]).nnz == 0
+    assert full[:, keep].nnz >= 5 and full[:, keep].nnz < full.nnz  # the test compares something, and leaves some out
+    for bad in ([], [-1], [full.shape[1]]):
+        with pytest.raises(ValueError, match="columns"):
+            doc.encode(texts, show_progress=False, columns=np.array(bad, dtype=np.int64))
