@@ -2,7 +2,9 @@
 
 `claim_rows` reads a preset's protocol tables (teachers/ and idf_flops/, each with per_query.csv) and
 returns one row per (claim, dataset) plus the mean over datasets; `verdict` turns a row's statistic
-into its word. The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.report.stats.
+into its word. Every row carries its power as well: `se` and `mde`, the minimum detectable effect at 80%
+power from the same bootstrap, which `verdict_cell` attaches to a "not distinguishable" (what it could have
+seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.report.stats.
 """
 from __future__ import annotations
 
@@ -55,6 +57,15 @@ def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds:
     if seeds < min_seeds:
         return f"not judged: significant over queries, but {seeds} {unit} (needs {min_seeds})"
     return "holds" if delta > 0 else "reversed"
+
+
+def verdict_cell(word: str, mde: float) -> str:
+    """A verdict as the report's table shows it: a "not distinguishable" with the minimum detectable effect
+    (80% power) of its test, "not distinguishable (could detect ≥ 0.0123)"; any other word, or no MDE, as is.
+    (verdicts.csv keeps the word alone in `verdict`, the MDE in `mde`.)"""
+    if word != "not distinguishable" or mde is None or not mde == mde:
+        return word
+    return f"{word} (could detect ≥ {mde:.4f})"
 
 
 def latency_verdict(r, col: str = "if_over_bm25", paper: bool = False) -> str:

@@ -25,6 +25,11 @@ def row_of(text: str, claim: str, dataset: str) -> str:
     raise AssertionError(f"no verdict row for claim {claim}, {dataset}")
 
 
+def cells(line: str) -> list[str]:
+    """A table row's cells, stripped."""
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
 def _csv(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -92,17 +97,55 @@ def test_verdict_table_comes_first_and_follows_the_statistic(tmp_path):
     text = write_report(root, "p", n_boot=2000).read_text()
     assert text.index("## Verdicts") < text.index("![") < text.index("## Why") < text.index("## Details")
     for dataset in ("a", "b", "mean"):
-        assert row_of(text, "2a", dataset).rstrip(" |").endswith("holds")
-        assert row_of(text, "2b", dataset).rstrip(" |").endswith("not distinguishable")
-        assert row_of(text, "3", dataset).rstrip(" |").endswith("reversed")
-        assert row_of(text, "1", dataset).rstrip(" |").endswith("holds")
+        assert cells(row_of(text, "2a", dataset))[-1] == "holds"
+        assert cells(row_of(text, "2b", dataset))[-1].startswith("not distinguishable (could detect ≥ 0.0")
+        assert cells(row_of(text, "3", dataset))[-1] == "reversed"
+        assert cells(row_of(text, "1", dataset))[-1] == "holds"
         assert "+0.05" in row_of(text, "1", dataset)  # the gap between the curves, by construction
-        assert row_of(text, "H1", dataset).rstrip(" |").endswith("holds")  # b + 0.45 vs BM25's b + 0.25
-        assert row_of(text, "H2", dataset).rstrip(" |").endswith("reversed")  # vs the start's b + 0.5
+        assert cells(row_of(text, "H1", dataset))[-1] == "holds"  # b + 0.45 vs BM25's b + 0.25
+        assert cells(row_of(text, "H2", dataset))[-1] == "reversed"  # vs the start's b + 0.5
     assert "| 3 |" in row_of(text, "2a", "a")  # seeds
     assert lines_with(text, "idf_flops/curve.png") and not lines_with(text, "teachers/teachers.png")
     index = (root / "REPORT.md").read_text()
     assert lines_with(index, "Claim 2a", "a: holds") and lines_with(index, "[p](p/REPORT.md)")
+
+
+def test_verdict_table_and_index_carry_the_mde(tmp_path):
+    """Every claim row shows its minimum detectable effect (80% power) beside its p, as verdicts.csv has it;
+    a not distinguishable reads with what it could have detected; verdicts.csv keeps the plain word."""
+    from ifsr.report.stats import MDE_Z
+
+    root = tmp_path / "results"
+    rng = np.random.default_rng(0)
+    _teachers(root / "p", rng)
+    _sweep(root / "p", rng)
+    text = write_report(root, "p", n_boot=1000).read_text()
+    head, = lines_with(text, "| claim |", "| seeds |")
+    assert cells(head)[-2:] == ["MDE (80%)", "verdict"]
+    verdicts = pd.read_csv(root / "p" / "verdicts.csv")
+    assert {"se", "mde"} <= set(verdicts.columns)
+    assert np.allclose(verdicts["mde"], MDE_Z * verdicts["se"]) and (verdicts["mde"] > 0).all()
+    assert set(verdicts["verdict"]) == {"holds", "reversed", "not distinguishable"}  # the word alone
+    for r in verdicts.to_dict("records"):
+        row = cells(row_of(text, str(r["claim"]), r["dataset"]))
+        assert row[-2] == f"{r['mde']:.4f}"
+        if r["verdict"] == "not distinguishable":
+            assert row[-1] == f"not distinguishable (could detect ≥ {r['mde']:.4f})"
+        else:
+            assert row[-1] == r["verdict"]
+    nd = verdicts[(verdicts["dataset"] == "mean") & (verdicts["verdict"] == "not distinguishable")]["mde"]
+    assert len(nd) == 1  # claim 2b's mean: the range of the not distinguishable mean rows is its MDE
+    assert lines_with(text, "MDE (80%): the minimum detectable effect", "4 times in 5", "2.8 ×", "0.01–0.02",
+                      f"not distinguishable mean rows' MDE runs from {nd.min():.4f} to {nd.max():.4f}")
+    index = (root / "REPORT.md").read_text()
+    r = verdicts[(verdicts["claim"] == "2b") & (verdicts["dataset"] == "a")].iloc[0]
+    assert lines_with(index, "Claim 2b", f"a: not distinguishable (Δ {r['delta']:+.4f}, p ", f"MDE {r['mde']:.4f})")
+    # an index over a verdicts.csv made before the MDE was kept: the lines without it
+    verdicts.drop(columns=["se", "mde"]).to_csv(root / "p" / "verdicts.csv", index=False)
+    from ifsr.report.report import write_index
+
+    old = write_index(root).read_text()
+    assert lines_with(old, "Claim 2a", "a: holds") and not lines_with(old, "Claim 2a", "MDE")
 
 
 def test_one_seed_is_not_judged(tmp_path):

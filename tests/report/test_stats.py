@@ -170,3 +170,61 @@ def test_median_ratio_against_a_loop_bootstrap():
         reps.append(np.median(a[p].mean(axis=0)[q]) / np.median(b[p].mean(axis=0)[q]))
     lo, hi = np.percentile(reps, [2.5, 97.5])
     assert got.low == pytest.approx(lo, abs=0.02) and got.high == pytest.approx(hi, abs=0.02)
+
+
+def test_mde_of_one_seed_is_2_8_standard_errors_over_queries():
+    """Known answer: one seed per arm, paired differences d_q with sample sd s over Q queries; the
+    bootstrap's SE is s / sqrt(Q), its minimum detectable effect at 80% power (1.96 + 0.84) x that."""
+    from ifsr.report.stats import MDE_Z
+
+    assert MDE_Z == pytest.approx(1.959964 + 0.841621, abs=1e-5)
+    rng = np.random.default_rng(5)
+    q = 2000
+    d = rng.normal(0.0, 0.15, q)
+    d = (d - d.mean()) / d.std(ddof=1) * 0.15  # sample sd exactly 0.15
+    base = rng.random(q)
+    r = paired_delta([(base + d)[None, :]], [base[None, :]], n_boot=4000)
+    se = 0.15 / math.sqrt(q)
+    assert r.se == pytest.approx(se, rel=0.05)
+    assert r.mde == pytest.approx(2.8 * se, rel=0.05) and r.mde == pytest.approx(MDE_Z * r.se)
+    assert r.as_dict()["se"] == r.se and r.as_dict()["mde"] == r.mde
+    # a statistic without replicates has no SE: NaN, not 0
+    far = curve_gap([(np.exp(np.array([[0.0], [1.0]])), np.zeros((2, 1, 3)))],
+                    [(np.exp(np.array([[5.0], [6.0]])), np.zeros((2, 1, 3)))], n_boot=10)
+    assert math.isnan(far.se) and math.isnan(far.mde) and math.isnan(far.as_dict()["mde"])
+
+
+def test_seed_variance_inflates_the_mde():
+    """Three training seeds that shift every query (sd 0.03 over seeds) on top of query noise: the two-level
+    bootstrap's MDE counts the seed spread, a query-only bootstrap on the seed means leaves it out. With S seeds
+    per arm the seed level adds about sqrt(2 * 0.03^2 / S * (S - 1) / S) = 0.02 to the SE (the bootstrap's plug-in
+    variance), far above the query level's s / sqrt(Q)."""
+    rng = np.random.default_rng(6)
+    q = 400
+    queries = rng.random(q)
+    a = np.stack([queries + s + rng.normal(0, 0.05, q) for s in (0.03, -0.03, 0.0)])
+    b = np.stack([queries + s + rng.normal(0, 0.05, q) for s in (-0.03, 0.03, 0.0)])
+    both = paired_delta([a], [b], n_boot=4000)
+    query_only = paired_delta([a.mean(0, keepdims=True)], [b.mean(0, keepdims=True)], n_boot=4000)
+    d = a.mean(0) - b.mean(0)
+    assert query_only.mde == pytest.approx(2.8 * d.std(ddof=1) / math.sqrt(q), rel=0.06)
+    assert both.mde > 3 * query_only.mde
+    seed_se = math.sqrt(2 * np.var([0.03, -0.03, 0.0]) / 3)  # each arm's seed mean, drawn with replacement
+    assert both.se == pytest.approx(math.sqrt(seed_se ** 2 + query_only.se ** 2), rel=0.15)
+
+
+def test_a_true_effect_of_one_mde_is_detected_four_times_in_five():
+    """The MDE's promise, by simulation: a true difference equal to the MDE (one seed, Q queries) is called
+    significant (p < 0.05) in about 80% of fresh samples."""
+    rng = np.random.default_rng(7)
+    q, sd, runs = 200, 0.2, 300
+    x = rng.normal(0.0, sd, q)
+    x = (x - x.mean()) / x.std(ddof=1) * sd  # a pilot sample whose sd is the population's
+    pilot = paired_delta([x[None, :]], [np.zeros((1, q))], n_boot=2000)
+    assert pilot.mde == pytest.approx(2.8 * sd / math.sqrt(q), rel=0.1)
+    hits = sum(paired_delta([rng.normal(pilot.mde, sd, (1, q))], [np.zeros((1, q))], n_boot=400, seed=i).p < 0.05
+               for i in range(runs))
+    assert 0.70 <= hits / runs <= 0.90  # binomial sd at 0.8: 0.023
+    null = sum(paired_delta([rng.normal(0.0, sd, (1, q))], [np.zeros((1, q))], n_boot=400, seed=i).p < 0.05
+               for i in range(100))
+    assert null <= 12  # and no effect is rarely called one (about 5 in 100)

@@ -1,7 +1,12 @@
 """Verdict words from the statistic, on hand-made cases where the answer is known."""
 import math
 
-from ifsr.report.claims import verdict
+import numpy as np
+import pandas as pd
+import pytest
+
+from ifsr.report.claims import teacher_rows, verdict, verdict_cell
+from ifsr.report.stats import MDE_Z
 
 
 def test_each_verdict_word():
@@ -12,3 +17,41 @@ def test_each_verdict_word():
     assert verdict(0.001, +0.02, seeds=2).startswith("not judged") and "2 training seed" in verdict(0.001, 0.02, 2)
     assert verdict(math.nan, +0.02, seeds=3).startswith("not judged")
     assert verdict(0.02, +0.02, seeds=3, alpha=0.01) == "not distinguishable"  # the level is a parameter
+
+
+def test_a_not_distinguishable_cell_reads_with_its_mde():
+    assert verdict_cell("not distinguishable", 0.0123) == "not distinguishable (could detect ≥ 0.0123)"
+    assert verdict_cell("holds", 0.0123) == "holds"  # a verdict that was reached needs no power statement
+    assert verdict_cell("not distinguishable", math.nan) == "not distinguishable"  # an older table: no MDE
+
+
+def _teacher_tables(sd: dict[str, float], q: int = 400, seed: int = 0):
+    """min-max = dense + d_q per query on every seed (no seed noise), d_q with sample sd `sd[dataset]` and
+    mean 0 exactly: claim 2a's SE is sd / sqrt(Q) per dataset, sqrt(se_1^2 + se_2^2) / 2 for their mean."""
+    rng = np.random.default_rng(seed)
+    table, per_q = [], []
+    for ds, s in sd.items():
+        base = rng.random(q) * 0.5 + 0.25
+        d = rng.normal(0.0, 1.0, q)
+        d = (d - d.mean()) / d.std(ddof=1) * s
+        for teacher, v in (("dense", base), ("ensemble-minmax", base + d)):
+            for seed_ in range(3):
+                table.append({"dataset": ds, "teacher": teacher, "seed": seed_, "nDCG@10": v.mean()})
+                per_q += [{"dataset": ds, "teacher": teacher, "seed": seed_, "query_id": f"q{i}", "nDCG@10": x}
+                          for i, x in enumerate(v)]
+    return pd.DataFrame(table), pd.DataFrame(per_q)
+
+
+def test_claim_rows_carry_the_mde_of_their_bootstrap():
+    sd = {"x": 0.10, "y": 0.20}
+    table, per_q = _teacher_tables(sd)
+    rows = pd.DataFrame(teacher_rows(table, per_q, n_boot=4000))
+    assert list(rows["dataset"]) == ["x", "y", "mean"] and set(rows["claim"]) == {"2a"}
+    assert {"se", "mde"} <= set(rows.columns)
+    assert (rows["mde"] > 0).all() and np.allclose(rows["mde"], MDE_Z * rows["se"])
+    se = {ds: s / math.sqrt(400) for ds, s in sd.items()}
+    se["mean"] = math.sqrt(se["x"] ** 2 + se["y"] ** 2) / 2
+    for r in rows.to_dict("records"):
+        assert r["mde"] == pytest.approx(2.8 * se[r["dataset"]], rel=0.06)
+        assert r["verdict"] == "not distinguishable"  # a mean difference of 0 by construction
+    assert rows.set_index("dataset").loc["y", "mde"] > 1.8 * rows.set_index("dataset").loc["x", "mde"]  # twice the sd
