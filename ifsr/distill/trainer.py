@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import re
+import shutil
 from pathlib import Path
 
 import datasets as hf_datasets
@@ -25,12 +28,13 @@ from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArg
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import nn
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from ifsr.core.objective import inference_free_loss, lambda_at, teacher_targets
 from ifsr.distill.student import build_student, document_mlm, save_student
 from ifsr.distributed import barrier, gather_objects, gather_with_grad, global_count, is_main, rank_world
 from ifsr.exp.config import TrainConfig, save_config
+
+log = logging.getLogger(__name__)
 
 
 class InferenceFreeDistillLoss(nn.Module):
@@ -166,6 +170,94 @@ class LambdaWarmup(TrainerCallback):
             row["lambda"] = self.loss.lam
 
 
+def optimizer_steps_per_epoch(dataset, config: TrainConfig, world: int = 1) -> int:
+    """Optimizer steps one pass over `dataset` gives each of `world` processes: full batches of
+    `batch_size` (the last partial one is dropped; a DatasetDict is drawn round-robin, so its smallest
+    source sets the count), dealt out to the processes, `grad_accum` of them a step."""
+    sizes = [len(dataset[k]) for k in sorted(dataset)] if isinstance(dataset, hf_datasets.DatasetDict) else [len(dataset)]
+    batches = min(n // config.batch_size for n in sizes) * len(sizes) if sizes else 0
+    return -(-batches // world) // config.grad_accum
+
+
+def check_trainable(dataset, config: TrainConfig, world: int = 1) -> None:
+    """ValueError (with the counts) when `dataset` is too small for one full optimizer step: the trainer
+    would take no step and save the untrained start as the trained model."""
+    if optimizer_steps_per_epoch(dataset, config, world) >= 1:
+        return
+    if isinstance(dataset, hf_datasets.DatasetDict):
+        sizes = ", ".join(f"{k}: {len(dataset[k])}" for k in sorted(dataset))
+        rows = f"{sum(len(v) for v in dataset.values())} training examples ({sizes}; batches are drawn round-robin, " \
+               "so the smallest source sets the count)"
+    else:
+        rows = f"{len(dataset)} training examples"
+    procs = f" x {world} processes" if world > 1 else ""
+    raise ValueError(f"{rows} are too few for one optimizer step of batch_size {config.batch_size}{procs} x grad_accum "
+                     f"{config.grad_accum} (partial batches are dropped): lower batch_size or grad_accum, or train on "
+                     "more queries")
+
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # the HF trainer's checkpoint folders
+
+
+def checkpoint_complete(folder: Path) -> bool:
+    """A checkpoint the trainer can resume from: its trainer_state.json (the trainer writes it last, after
+    the weights, optimizer, scheduler and RNG state) reads as JSON, and the model and optimizer files are there."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    weights = any(folder.rglob("*.safetensors")) or any(folder.rglob("pytorch_model.bin"))
+    return (isinstance(state, dict) and "global_step" in state and weights and (folder / "optimizer.pt").is_file()
+            and (folder / "scheduler.pt").is_file())
+
+
+def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, list[Path]]:
+    """(the latest complete checkpoint under `checkpoints` or None, the incomplete checkpoint folders:
+    a save killed midway leaves one without trainer_state.json)."""
+    found = []
+    if checkpoints.is_dir():
+        for p in checkpoints.iterdir():
+            m = CHECKPOINT.match(p.name)
+            if m and p.is_dir():
+                found.append((int(m.group(1)), p))
+    complete, incomplete = [], []
+    for step, p in sorted(found):
+        (complete if checkpoint_complete(p) else incomplete).append(p)
+    return (complete[-1] if complete else None), incomplete
+
+
+def resume_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint to resume from (the latest complete one), after the incomplete ones are deleted with a
+    warning line each (rank 0 deletes; every process gets the same answer)."""
+    last, incomplete = last_complete_checkpoint(checkpoints)
+    barrier()  # every rank has looked before rank 0 deletes
+    if is_main():
+        for p in incomplete:
+            log.warning("deleting incomplete checkpoint %s (its save was interrupted); resuming from %s", p,
+                        last if last is not None else "the start")
+            shutil.rmtree(p, ignore_errors=True)
+    barrier()
+    return last
+
+
+def save_atomically(model_dir: Path, write) -> Path:
+    """write(tmp) into a temporary folder beside `model_dir`, then rename it to `model_dir`: a kill midway
+    leaves no `model_dir` (or the previous one), never half a model (`ifsr.exp.runs` takes
+    model/modules.json as a finished run). Left-over temporary folders of killed saves are removed first."""
+    for stale in model_dir.parent.glob(f".{model_dir.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = model_dir.parent / f".{model_dir.name}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        os.replace(tmp, model_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model_dir
+
+
 def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike, resume: bool = True,
           callbacks: list | None = None, bank=None) -> Path:
     """Train and save the student as a SparseEncoder directory at `output_dir/model`.
@@ -176,7 +268,14 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     The per-step loss terms are written to `output_dir/log.jsonl`. `bank`: the teachers' vectors of
     `flat_dataset(train_dataset)`'s rows (`ifsr.distill.teachers.TeacherBank`), needed by `in_batch_negatives`.
     The saved model's special tokens are baked off (`ifsr.distill.student.save_student`).
+
+    Before anything is created, a dataset too small for one optimizer step is refused (`check_trainable`).
+    A checkpoint counts only once complete: on resume, incomplete ones (a save killed midway) are deleted
+    and the latest complete one is taken (`resume_checkpoint`). The model folder appears whole or not at
+    all (`save_atomically`).
     """
+    config.validate()
+    check_trainable(train_dataset, config, rank_world()[1])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = build_student(config.student, idf, config.query_weights, config.max_length, config.seed)
@@ -200,15 +299,15 @@ def train(config: TrainConfig, train_dataset, idf, output_dir: str | os.PathLike
     loss = InferenceFreeDistillLoss(model, config, bank)
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
                                    callbacks=[LambdaWarmup(loss), *(callbacks or [])])
-    last = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    last = resume_checkpoint(Path(args.output_dir)) if resume else None
+    trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
     model_dir = out / "model"
     if is_main():
         with open(out / "log.jsonl", "w", encoding="utf-8") as f:
             for row in trainer.state.log_history:
                 f.write(json.dumps(row) + "\n")
         document = document_mlm(model)  # the trained MLM, saved as the standard two-module SparseEncoder
-        model_dir = save_student(document.auto_model, document.tokenizer, idf, config.query_weights,
-                                 config.max_length, model_dir)
+        save_atomically(model_dir, lambda tmp: save_student(document.auto_model, document.tokenizer, idf,
+                                                            config.query_weights, config.max_length, tmp))
     barrier()  # no rank returns before the model is on disk
     return model_dir

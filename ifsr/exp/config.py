@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import numbers
 import os
 import typing
 from dataclasses import dataclass, field
@@ -140,19 +142,84 @@ class TrainConfig:
     logging_steps: int = 10
 
     def __post_init__(self) -> None:
-        if self.query_weights not in QUERY_WEIGHTS:
-            raise ValueError(f"query_weights must be one of {QUERY_WEIGHTS}, got {self.query_weights!r}")
-        if self.teacher not in TEACHER_MODES:
-            raise ValueError(f"teacher must be one of {TEACHER_MODES}, got {self.teacher!r}")
-        if self.flops_form not in ("batch", "per_slot"):
-            raise ValueError(f"flops_form must be 'batch' or 'per_slot', got {self.flops_form!r}")
-        tau = self.student_temperature
-        if tau != "auto" and (isinstance(tau, str) or tau <= 0):
-            raise ValueError(f"student_temperature must be positive or 'auto', got {tau!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field's type, range and choice, before anything is built from the config: ValueError
+        naming the field, the value given and what is expected (the first bad field found)."""
+        _check_text(self, "student")
+        for name, choices in (("query_weights", QUERY_WEIGHTS), ("teacher", TEACHER_MODES),
+                              ("flops_form", FLOPS_FORMS), ("rank_loss", RANK_LOSSES)):
+            _check_choice(self, name, choices)
+        for name in ("in_batch_negatives", "bf16", "use_cpu"):
+            _check_bool(self, name)
+        for name, low in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("n_neg", 1), ("save_steps", 1),
+                          ("logging_steps", 1), ("warmup_steps", 0), ("lambda_warmup_steps", 0)):
+            _check_int(self, name, low)
+        _check_int(self, "max_length", 1, MAX_POSITIONS, why=f" (BERT's {MAX_POSITIONS} position embeddings)")
+        _check_int(self, "seed", 0, 2**32 - 1, why=" (numpy's seed range)")
+        _check_number(self, "lr", positive=True)
+        _check_number(self, "teacher_scale", positive=True)
+        _check_number(self, "lam", positive=False)
+        _check_number(self, "weight_decay", positive=False)
+        if self.student_temperature != "auto":
+            _check_number(self, "student_temperature", positive=True, also="or 'auto'")
         if self.in_batch_negatives and self.rank_loss != "kl":
             raise ValueError("in_batch_negatives needs rank_loss 'kl' (margin_mse pairs slot 0 with its own negatives)")
-        if self.steps <= 0 or self.batch_size <= 0 or self.n_neg < 1:
-            raise ValueError("steps and batch_size must be positive and n_neg >= 1")
+
+
+# TrainConfig's choices and limits (ifsr.core.objective's flops forms and ranking losses; the students are BERTs).
+FLOPS_FORMS: tuple[str, ...] = ("batch", "per_slot")
+RANK_LOSSES: tuple[str, ...] = ("kl", "margin_mse")
+MAX_POSITIONS = 512
+
+
+def _got(value: Any) -> str:
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def _check_text(config: Any, name: str) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, {_got(value)}")
+
+
+def _check_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, {_got(value)}")
+
+
+def _check_bool(config: Any, name: str) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, bool):  # "no", 0, "false" are not booleans: a YAML true/false is
+        raise ValueError(f"{name} must be true or false (a YAML boolean), {_got(value)}")
+
+
+def _check_int(config: Any, name: str, low: int, high: int | None = None, why: str = "") -> None:
+    value = getattr(config, name)
+    expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}{why}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be {expected}, {_got(value)}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _check_number(config: Any, name: str, positive: bool, also: str = "") -> None:
+    """A finite real number (an int is fine: its YAML spelling is kept, since it keys cached runs), > 0 or >= 0."""
+    value = getattr(config, name)
+    expected = f"a finite number {'> 0' if positive else '>= 0'}{' ' + also if also else ''}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = f"; YAML reads {value} as text: write it with a decimal point, e.g. 2.0e-5"
+            except ValueError:
+                pass
+        raise ValueError(f"{name} must be {expected}, {_got(value)}{hint}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -166,6 +233,8 @@ class AblationConfig:
     eval_max_length: int = 256
     corpus_limit: int | None = None  # smoke: first N documents (and queries judged inside them)
     train_query_limit: int | None = None  # smoke: first N training queries
+    dev_queries: int = 0  # training queries held out of fine-tuning (a fixed draw): the dev split on which steps
+    #   and other settings are chosen (ifsr.exp.tuning), never on a test set
     mining_depth: int = 50
     dense_teacher: str = "all-MiniLM-L6-v2"
     sparse_teacher: str = "splade-tiny"

@@ -63,11 +63,25 @@ def test_idf_out_is_a_directory(tiny, tmp_path):
 
 @pytest.mark.parametrize("text, fragment", [("lamda: 0.1\n", "unknown key(s) ['lamda']"),
                                             ("train: [unclosed\n", "while parsing"),
-                                            ("train:\n  steps: 0\n", "steps and batch_size must be positive")])
+                                            ("train:\n  steps: 0\n", "steps must be an integer >= 1, got 0")])
 def test_train_bad_config(text, fragment, tmp_path):
     config = tmp_path / "my.yaml"
     config.write_text(text)
     assert_one_line_error(ifsr("train", "--config", config), "train", fragment)
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('steps: "four"', "steps must be an integer >= 1, got 'four'"), ("steps: 2.5", "steps must be an integer"),
+    ('use_cpu: "no"', "use_cpu must be true or false"), ("lam: -0.5", "lam must be a finite number >= 0"),
+    ("max_length: 100000", "max_length must be an integer from 1 to 512"),
+    ("grad_accum: 0", "grad_accum must be an integer >= 1"), ("rank_loss: x", "rank_loss must be one of")])
+def test_train_bad_training_value_creates_nothing(line, fragment, tmp_path):
+    """Issue 31: these gave a traceback after the runs folder existed, or trained (use_cpu "no" read as true).
+    Now one line, exit 2, and neither runs_dir nor cache_dir is created."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"runs_dir: {tmp_path / 'runs'}\ncache_dir: {tmp_path / 'cache'}\ntrain:\n  {line}\n")
+    assert_one_line_error(ifsr("train", "--config", config), "train", fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
 def test_train_missing_config(tmp_path):

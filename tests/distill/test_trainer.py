@@ -89,12 +89,34 @@ def test_lambda_warmup_callback_sets_the_step_and_logs_lambda(idf):
     assert "lambda" not in summary
 
 
+RESUME_CFG = dict(steps=4, batch_size=2, max_length=32, save_steps=2, logging_steps=1, warmup_steps=1,
+                  lambda_warmup_steps=2, lam=0.05, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def straight(idf, tmp_path_factory):
+    """The run of RESUME_CFG on _dataset() that nothing interrupted: its output folder."""
+    out = tmp_path_factory.mktemp("straight")
+    train(TrainConfig(**RESUME_CFG), _dataset(), idf, out)
+    return out
+
+
+def _weights(model_dir):
+    files = sorted(model_dir.rglob("model.safetensors"))
+    assert files
+    return {k: v for f in files for k, v in load_file(f).items()}
+
+
+def _same_weights(a_dir, b_dir):
+    a, b = _weights(a_dir), _weights(b_dir)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
-def test_resume_is_exact(idf, tmp_path):
-    cfg = TrainConfig(steps=4, batch_size=2, max_length=32, save_steps=2, logging_steps=1, warmup_steps=1,
-                      lambda_warmup_steps=2, lam=0.05, lr=1e-3)
+def test_resume_is_exact(idf, straight, tmp_path):
+    cfg = TrainConfig(**RESUME_CFG)
     ds = _dataset()
-    straight = train(cfg, ds, idf, tmp_path / "straight")
+    straight = straight / "model"
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -105,23 +127,115 @@ def test_resume_is_exact(idf, tmp_path):
         train(cfg, ds, idf, tmp_path / "resumed", callbacks=[Crash()])
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").is_dir()
     resumed = train(cfg, ds, idf, tmp_path / "resumed", resume=True)
-
-    def weights(model_dir):
-        files = sorted(model_dir.rglob("model.safetensors"))
-        assert files
-        return {k: v for f in files for k, v in load_file(f).items()}
-
-    a, b = weights(straight), weights(resumed)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    start = weights(build_student_dir(idf, tmp_path))
+    assert _same_weights(straight, resumed)
+    a = _weights(straight)
+    start = _weights(build_student_dir(idf, tmp_path))
     assert any(not torch.equal(a[k], start[k]) for k in a if k in start)  # training did move the weights
     saved = SparseEncoder(str(straight), device="cpu")  # the standard modules, not the fused training one
     kinds = [type(m).__name__ for route in saved[0].sub_modules.values() for m in route]
     assert kinds == ["SparseStaticEmbedding", "Transformer", "SpladePooling"] and isinstance(saved[0].sub_modules["document"][1], SpladePooling)
-    rows = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (straight.parent / "log.jsonl").read_text().splitlines()]
     lams = [r["lambda"] for r in rows if "loss" in r]  # logging_steps 1: the lambda of steps 0..3, T = 2
     assert lams == pytest.approx([0.0, 0.05 * 0.25, 0.05, 0.05])
+
+
+@pytest.mark.slow
+def test_a_save_killed_midway_is_never_resumed_from_nor_taken_as_done(idf, straight, tmp_path, monkeypatch, caplog):
+    """Issue 31: a kill while a checkpoint was being written left checkpoint-N/ without trainer_state.json,
+    and every later run stopped on `[Errno 2] ... checkpoint-N/trainer_state.json`. Now the incomplete
+    checkpoint is deleted (with a warning) and the run resumes from the last complete one, to the very
+    weights of an uninterrupted run. A kill during the final model save leaves no model/ (ifsr.exp.runs
+    takes model/modules.json as a finished run), and the next run saves it from the last checkpoint."""
+    from transformers import TrainerState
+
+    import ifsr.distill.trainer as trainer_module
+
+    cfg, ds, out = TrainConfig(**RESUME_CFG), _dataset(), tmp_path / "run"
+    checkpoints = out / "checkpoints"
+    save_state = TrainerState.save_to_json
+
+    def killed_at_step_4(self, json_path):  # the model, optimizer and RNG state of checkpoint-4 are written
+        if self.global_step == 4:
+            raise KeyboardInterrupt("killed while checkpoint-4 was being saved")
+        save_state(self, json_path)
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainerState, "save_to_json", killed_at_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, ds, idf, out)
+    assert (checkpoints / "checkpoint-2" / "trainer_state.json").is_file()
+    assert (checkpoints / "checkpoint-4").is_dir() and not (checkpoints / "checkpoint-4" / "trainer_state.json").exists()
+    assert not (out / "model").exists()
+
+    real_save = trainer_module.save_student
+
+    def killed_after_writing(*args):  # the whole model is written, the kill comes before train() returns
+        real_save(*args)
+        raise KeyboardInterrupt("killed while the model was being saved")
+
+    with monkeypatch.context() as m, caplog.at_level("WARNING", logger="ifsr.distill.trainer"):
+        m.setattr(trainer_module, "save_student", killed_after_writing)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, ds, idf, out)  # resumes from checkpoint-2 (before: FileNotFoundError on checkpoint-4)
+    assert any("incomplete checkpoint" in r.getMessage() and "checkpoint-4" in r.getMessage() for r in caplog.records)
+    assert (checkpoints / "checkpoint-4" / "trainer_state.json").is_file()  # written again, whole
+    assert not (out / "model").exists()  # no half model that a later run would take as trained
+    assert not list(out.glob(".model.tmp-*"))
+
+    model_dir = train(cfg, ds, idf, out)  # resumes from checkpoint-4 (no step left) and saves
+    assert model_dir == out / "model" and (model_dir / "modules.json").is_file()
+    assert _same_weights(straight / "model", model_dir)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_incomplete_checkpoints_are_skipped(tmp_path):
+    """Only a checkpoint with its trainer state, model and optimizer files counts; the latest such one wins."""
+    from ifsr.distill.trainer import last_complete_checkpoint, resume_checkpoint
+
+    def checkpoint(step, state=True, weights=True, truncated=False):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "modules.json").write_text("[]")
+        for name in ("optimizer.pt", "scheduler.pt"):
+            (d / name).write_bytes(b"x")
+        if weights:
+            (d / "document").mkdir()
+            (d / "document" / "model.safetensors").write_bytes(b"x")
+        if state:
+            (d / "trainer_state.json").write_text('{"global_step": 1' if truncated else json.dumps({"global_step": step}))
+        return d
+
+    assert last_complete_checkpoint(tmp_path / "none") == (None, [])
+    c2, c10 = checkpoint(2), checkpoint(10)
+    bad = [checkpoint(12, state=False), checkpoint(14, weights=False), checkpoint(16, truncated=True)]
+    (tmp_path / "checkpoint-20").write_text("a file")
+    assert last_complete_checkpoint(tmp_path) == (c10, bad)
+    assert resume_checkpoint(tmp_path) == c10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-2", "checkpoint-20"]
+    for d in (c2, c10):
+        (d / "trainer_state.json").unlink()
+    assert resume_checkpoint(tmp_path) is None and not c2.exists() and not c10.exists()
+
+
+def test_too_little_data_for_one_optimizer_step_is_refused(tmp_path):
+    """Issue 31: batch_size above the number of training queries gave 0 optimizer steps, and the untrained
+    start was saved as the trained model. Now refused with the counts, before the output folder exists."""
+    small = _dataset(n=3)
+    with pytest.raises(ValueError, match=r"3 training examples .*batch_size 4 x grad_accum 1"):
+        train(TrainConfig(batch_size=4), small, None, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"batch_size 2 x grad_accum 2"):  # one batch, two needed for a step
+        train(TrainConfig(batch_size=2, grad_accum=2), small, None, tmp_path / "run")
+    parts = datasets.DatasetDict({"big": _dataset(n=40), "tiny": _dataset(n=2)})  # round-robin: the smallest sets it
+    with pytest.raises(ValueError, match=r"42 training examples \(big: 40, tiny: 2;"):
+        train(TrainConfig(batch_size=4), parts, None, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    from ifsr.distill.trainer import optimizer_steps_per_epoch
+
+    assert optimizer_steps_per_epoch(small, TrainConfig(batch_size=3)) == 1
+    assert optimizer_steps_per_epoch(_dataset(n=9), TrainConfig(batch_size=2, grad_accum=2)) == 2
+    assert optimizer_steps_per_epoch(parts, TrainConfig(batch_size=2)) == 2
+    assert optimizer_steps_per_epoch(_dataset(n=16), TrainConfig(batch_size=2), world=2) == 4
 
 
 def build_student_dir(idf, tmp_path):

@@ -1,4 +1,5 @@
 """One loader for every config: layers, unknown keys refused (nested ones too), the arms' names."""
+import dataclasses
 import inspect
 import subprocess
 import sys
@@ -92,3 +93,50 @@ def test_latency_config_is_measure_latencys_keywords():
         load_config(LatencyConfig, levers=["doc-top-k=0"]).lever_kwargs()
     with pytest.raises(ValueError, match="unknown key"):
         load_config(LatencyConfig, n_query=3)
+
+
+def test_train_config_defaults_are_unchanged():
+    """The defaults key cached runs (ifsr.exp.runs.run_key hashes the TrainConfig): validation must not move them."""
+    assert dataclasses.asdict(TrainConfig()) == {
+        "student": "splade-tiny", "query_weights": "idf", "teacher": "ensemble-minmax", "teacher_scale": 30.0,
+        "lam": 0.002, "lambda_warmup_steps": 200, "flops_form": "batch", "rank_loss": "kl", "student_temperature": 1.0,
+        "in_batch_negatives": False, "steps": 2000, "batch_size": 8, "grad_accum": 1, "n_neg": 2, "lr": 2e-5,
+        "weight_decay": 0.01, "warmup_steps": 200, "max_length": 256, "seed": 0, "bf16": False, "use_cpu": True,
+        "save_steps": 500, "logging_steps": 10}
+    ok = TrainConfig(lam=0, teacher_scale=30, weight_decay=0, warmup_steps=0, lambda_warmup_steps=0, max_length=512,
+                     student_temperature="auto", rank_loss="margin_mse", use_cpu=False, bf16=True)
+    assert ok.lam == 0 and isinstance(ok.lam, int)  # an int is a number; kept as given (its YAML spelling keys the run)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("steps", "four", "an integer >= 1"), ("steps", 2.5, "an integer >= 1"), ("steps", 0, "an integer >= 1"),
+    ("steps", True, "an integer >= 1"), ("batch_size", 0, "an integer >= 1"), ("batch_size", -3, "an integer >= 1"),
+    ("grad_accum", 0, "an integer >= 1"), ("n_neg", 0, "an integer >= 1"), ("save_steps", 0, "an integer >= 1"),
+    ("logging_steps", 0, "an integer >= 1"), ("warmup_steps", -1, "an integer >= 0"),
+    ("lambda_warmup_steps", -1, "an integer >= 0"), ("lambda_warmup_steps", 1.5, "an integer >= 0"),
+    ("max_length", 0, "from 1 to 512"), ("max_length", 100000, "512 position embeddings"),
+    ("seed", -1, "an integer from 0"), ("use_cpu", "no", "true or false"), ("use_cpu", 1, "true or false"),
+    ("bf16", "yes", "true or false"), ("in_batch_negatives", None, "true or false"),
+    ("lam", -0.5, "a finite number >= 0"), ("lam", float("nan"), "a finite number >= 0"), ("lam", "0.1", "number"),
+    ("lr", "fast", "a finite number > 0"), ("lr", 0, "a finite number > 0"), ("lr", "2e-5", "decimal point"),
+    ("lr", float("inf"), "finite"), ("teacher_scale", 0.0, "> 0"), ("weight_decay", -0.01, ">= 0"),
+    ("student_temperature", -1.0, "> 0 or 'auto'"), ("student_temperature", "hot", "> 0 or 'auto'"),
+    ("rank_loss", "x", "['kl', 'margin_mse']"), ("flops_form", "sum", "['batch', 'per_slot']"),
+    ("teacher", 3, "one of"), ("query_weights", "tf", "one of"), ("student", "", "non-empty string"),
+])
+def test_train_config_refuses_bad_values(field, value, expected):
+    """Issue 31: "four", 2.5, 0 and the like went on to a traceback (or trained: use_cpu "no" read as true,
+    lam -0.5 rewarding density). Each is a ValueError naming the field, the value and what is expected."""
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{field: value})
+    message = str(err.value)
+    assert message.startswith(f"{field} must be") and expected in message and f"got {value!r}" in message
+
+
+def test_a_bad_train_value_in_a_file_is_refused_by_the_loader(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train:\n  use_cpu: \"no\"\n")
+    with pytest.raises(ValueError, match="use_cpu must be true or false"):
+        load_config(AblationConfig, tmp_path / "bad.yaml")
+    cfg = load_config(AblationConfig, ROOT / "configs" / "cpu.yaml")
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        dataclasses.replace(cfg.train, steps=0)  # what the notebooks' per-arm configs go through
