@@ -22,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ifsr.data.download import looks_like_path, resolve_name
 from ifsr.data.jsonl import bad_line, not_utf8, read_jsonl, string_field
 
@@ -225,6 +227,20 @@ def load_beir(name_or_path: str, split: str = "test", data_dir: str | os.PathLik
         log.warning("%s/%s: qrels name %d queries and %d docs absent from the files",
                     s.name, split, len(missing_q), len(missing_d))
     return s
+
+
+def dev_split(ds: BeirSet, n_dev: int, seed: int = 0) -> tuple[BeirSet, BeirSet | None]:
+    """(train, dev) of a training split: `n_dev` of its judged queries (a fixed draw by `seed`) move to a dev
+    set, with their qrels; the rest stay for training. Settings are chosen on dev, never on a test split.
+    n_dev 0: (ds, None)."""
+    if n_dev < 0 or n_dev >= len(ds.query_ids):
+        raise ValueError(f"{ds.name} {ds.split}: dev_queries must be in [0, {len(ds.query_ids)}), got {n_dev}")
+    if n_dev == 0:
+        return ds, None
+    dev = {ds.query_ids[i] for i in np.random.default_rng(seed).choice(len(ds.query_ids), n_dev, replace=False)}
+    part = lambda keep, split: BeirSet(name=ds.name, corpus=ds.corpus, queries=ds.queries, split=split,  # noqa: E731
+                                       root=ds.root, qrels={q: r for q, r in ds.qrels.items() if keep(q)})
+    return part(lambda q: q not in dev, ds.split), part(lambda q: q in dev, "dev")
 
 
 def training_queries(beir_set: BeirSet) -> list[tuple[str, str, list[str]]]:

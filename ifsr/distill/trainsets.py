@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ifsr.data.beir import BeirSet, data_dir, default_idf_path, load_beir, training_queries
+from ifsr.data.beir import BeirSet, data_dir, default_idf_path, dev_split, load_beir, training_queries
 from ifsr.data.mining import Bm25Index, mine_hard_negatives, mine_in_source, passage_table
 from ifsr.data.pairs import filter_leakage, load_pairs
 from ifsr.distill.teachers import DenseTeacher, SparseTeacher, score_candidates
@@ -52,8 +52,10 @@ def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) 
 
 
 def finetune_dataset(cfg: AblationConfig):
-    """SciFact-train (by default) queries, BM25 hard negatives, both teachers' raw scores (cached)."""
-    ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
+    """SciFact-train (by default) queries less the dev split (`dev_queries`), BM25 hard negatives, both
+    teachers' raw scores (cached)."""
+    ds, _ = dev_split(limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg),
+                      cfg.dev_queries, cfg.seed)  # the dev queries are never trained on
     tq = training_queries(ds)[: cfg.train_query_limit]
     index = Bm25Index().build(ds.doc_texts())
     cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,

@@ -1,11 +1,12 @@
 """The paper's two ablations, in the paper's stages (SPEC §3):
 
 - stage 1, pre-training on the shared pairs of many sources: single vs ensemble teacher (`teacher_ablation`);
-- stage 2, fine-tuning from the stage-1 min-max student: FLOPS vs IDF-aware FLOPS (`idf_flops_sweep`).
+- stage 2, fine-tuning from the stage-1 min-max student: FLOPS vs IDF-aware FLOPS (`idf_flops_sweep`), each
+  arm from a stage-1 student pre-trained with that arm's FLOPS and the same training seed.
 
 Every arm runs once per training seed (`cfg.seeds`); every run is cached under `runs_dir/<run key>`
-(ifsr.exp.runs), so the notebooks share runs (the stage-1 min-max student of seeds[0] is one of the
-teacher arms and the start of every stage-2 run) and a crashed run resumes from its last checkpoint.
+(ifsr.exp.runs), so the notebooks share runs (the stage-1 min-max students of the teacher ablation are the
+IDF-aware arm's starts) and a crashed run resumes from its last checkpoint.
 Both tables come with per-query nDCG@10, from which the report computes each claim's statistic.
 """
 from __future__ import annotations
@@ -23,19 +24,20 @@ from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
 from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
-from ifsr.eval.evaluate import bm25_per_query, encode_corpus, judged_run
-from ifsr.eval.metrics import evaluate_run, per_query, sparsity_row
-from ifsr.eval.retrieval import sparse_topk
+from ifsr.eval.evaluate import bm25_per_query, query_vocab_evaluation
+from ifsr.eval.metrics import per_query
 from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views, load_config
 from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_sparse_encoder
 
-METRICS = ("nDCG@10", "R@100", "flops", "doc_nnz", "query_nnz")  # the curve's columns from each evaluation
+METRICS = ("nDCG@10", "R@100", "flops", "doc_nnz", "doc_nnz_docs", "query_nnz")  # the curve's columns from each evaluation
 
 
 def evaluate_trained(cfg: AblationConfig, model_dir: str | Path, query_weights: str = "idf") -> list[dict[str, Any]]:
-    """Exact inference-free retrieval of a trained model on each eval set; per-query nDCG@10 kept."""
+    """Exact inference-free retrieval of a trained model on each eval set at `eval_max_length`, the documents
+    encoded on the evaluation queries' vocabulary (ifsr.eval.evaluate.query_vocab_evaluation: the same runs
+    as full vectors); per-query nDCG@10 kept."""
     if (Path(model_dir) / "modules.json").is_file():  # a trained student
         doc, _ = load_sparse_encoder(model_dir, max_length=cfg.eval_max_length)
     else:  # a model name or MLM directory: the untrained start
@@ -43,14 +45,14 @@ def evaluate_trained(cfg: AblationConfig, model_dir: str | Path, query_weights: 
         model_dir = Path(resolve_model_path(str(model_dir)))
     doc.to(resolve_device(cfg.device))
     query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
+    weights = sha256_dir(model_dir)
     rows = []
     for name in cfg.eval_datasets:
         ds = limited(load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir), cfg)
-        d = encode_corpus(doc, str(model_dir), sha256_dir(model_dir), ds, cfg.cache_dir)  # [nd, V]
         q = query.encode([ds.queries[i] for i in ds.query_ids], binary=query_weights == "ones")  # [nq, V]
-        run, qrels = judged_run(ds, lambda n: sparse_topk(q, d, n), 100)
-        rows.append({"dataset": ds.name, **evaluate_run(run, qrels), **sparsity_row(q, d),
-                     "per_query": per_query(run, qrels, "nDCG@10")})
+        row, run = query_vocab_evaluation(doc, str(model_dir), weights, ds, q, cfg.cache_dir)
+        rows.append({"dataset": ds.name, **row, "per_query": per_query(run, {i: ds.qrels[i] for i in ds.query_ids},
+                                                                       "nDCG@10")})
     return rows
 
 
@@ -70,6 +72,11 @@ def _rows(evals: list[dict[str, Any]], keys: dict[str, Any], run: TrainedRun | N
         table.append({"dataset": r["dataset"], **keys, **{m: r[m] for m in METRICS}, **extra})
         per_q += [{"dataset": r["dataset"], **keys, "query_id": q, "nDCG@10": v} for q, v in sorted(r["per_query"].items())]
     return table, per_q
+
+
+def start_label(arm: str) -> str:
+    """The curve table's label of an arm's stage-1 starts: "stage-1 start" (IDF-aware), "stage-1 start (flops)"."""
+    return "stage-1 start" if ARMS[arm] == "idf" else f"stage-1 start ({arm})"
 
 
 def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> TrainConfig:
@@ -106,10 +113,10 @@ def lambda_student(students: str | os.PathLike, lam: float, seed_index: int = 0,
 def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 2, the FLOPS vs IDF-aware FLOPS lambda sweep: (curve, per_query).
 
-    Every (arm, lambda, seed) fine-tunes from the same stage-1 student (min-max ensemble, seeds[0]) with
-    the min-max ensemble teacher. curve.csv: one row per (dataset, arm, lambda, seed), each arm evaluated
+    Every (arm, lambda, seed) fine-tunes with the min-max ensemble teacher from the stage-1 student of its
+    own arm and seed (`ifsr.exp.runs.start_config`: the arm applies through both stages). curve.csv: one row per (dataset, arm, lambda, seed), each arm evaluated
     with the query weights it was trained with, the plain arm also with IDF queries (`arm_views`), and
-    the untrained start, the stage-1 start and BM25 on the same queries; per_query.csv: nDCG@10 of every
+    the untrained start, each arm's stage-1 starts and BM25 on the same queries; per_query.csv: nDCG@10 of every
     query of those rows, for the report's statistics (ifsr.report.stats)."""
     data = _lazy(lambda: finetune_dataset(cfg))
     pre = _lazy(lambda: pretrain_dataset(cfg))
@@ -120,12 +127,16 @@ def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
         keys = {"dataset": name, "arm": "bm25", "lambda": float("nan"), "seed": -1}
         table.append({**keys, "nDCG@10": sum(ref.values()) / len(ref), "model": "bm25"})
         per_q += [{**keys, "query_id": q, "nDCG@10": v} for q, v in sorted(ref.items())]
-    start = start_config(cfg)
-    if start is not None:
-        run = pretrained_run(cfg, start, pre)
-        t, q = _rows(evaluate_trained(cfg, run.model_dir), {"arm": "stage-1 start", "lambda": cfg.teacher_lambda,
-                                                             "seed": start.seed}, run, str(run.model_dir))
-        table, per_q = table + t, per_q + q
+    for arm in cfg.arms:  # each arm's stage-1 starts (per seed), evaluated with the arm's own query weights
+        for seed in cfg.seeds:
+            start = start_config(cfg, sweep_train_config(cfg, arm, cfg.lambdas[0], seed))
+            if start is None:
+                break
+            run = pretrained_run(cfg, start, pre)
+            t, q = _rows(evaluate_trained(cfg, run.model_dir, ARMS[arm]), {"arm": start_label(arm), "lambda":
+                                                                            cfg.teacher_lambda, "seed": seed},
+                         run, str(run.model_dir))
+            table, per_q = table + t, per_q + q
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:

@@ -46,27 +46,36 @@ def has_pretraining(cfg: AblationConfig) -> bool:
     return bool(cfg.pretrain_pairs and cfg.pretrain_steps)
 
 
-def pretrain_config(cfg: AblationConfig, teacher: str, seed: int) -> TrainConfig:
+def pretrain_config(cfg: AblationConfig, teacher: str, seed: int, query_weights: str = "idf") -> TrainConfig:
     """Stage 1 (pre-training on the shared pairs): the preset's TrainConfig with the teacher under test,
-    IDF-aware FLOPS at `teacher_lambda`, `pretrain_steps` steps and this training seed."""
+    FLOPS at `teacher_lambda` (IDF-aware: the ranking term's queries weighted by `query_weights`, "idf"; the
+    plain arm's start: "ones"), `pretrain_steps` steps and this training seed."""
     return dataclasses.replace(cfg.train, steps=cfg.pretrain_steps, teacher=teacher, lam=cfg.teacher_lambda,
-                               query_weights="idf", seed=seed)
+                               query_weights=query_weights, seed=seed)
 
 
-def start_config(cfg: AblationConfig) -> TrainConfig | None:
-    """The stage-1 run every fine-tuning run starts from (the min-max ensemble, seeds[0]); None without stage 1."""
-    return pretrain_config(cfg, "ensemble-minmax", cfg.seeds[0]) if has_pretraining(cfg) else None
+def start_config(cfg: AblationConfig, train_cfg: TrainConfig | None = None) -> TrainConfig | None:
+    """The stage-1 run a fine-tuning run `train_cfg` starts from: the min-max ensemble, pre-trained with the
+    run's own FLOPS arm (its query weights) and its own training seed, so a FLOPS arm applies through both
+    stages and the bootstrap over seeds carries both stages' variance (issue 27; the IDF-aware starts are
+    the teacher ablation's min-max runs). train_cfg None: the IDF-aware start of seeds[0]. None without
+    stage 1."""
+    if not has_pretraining(cfg):
+        return None
+    if train_cfg is None:
+        return pretrain_config(cfg, "ensemble-minmax", cfg.seeds[0])
+    return pretrain_config(cfg, "ensemble-minmax", train_cfg.seed, train_cfg.query_weights)
 
 
 def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune") -> str:
     """The key of one stage ("pretrain" or "finetune") of a run: 16 hex digits.
 
     A fine-tuning stage after pre-training is keyed by the same inputs plus its start's key (the
-    stage-1 run of `start_config`), not by the pre-trained directory's path."""
+    stage-1 run of `start_config(cfg, train_cfg)`), not by the pre-trained directory's path."""
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
     pretrain = has_pretraining(cfg)
-    start = start_config(cfg)
+    start = start_config(cfg, train_cfg)
     root = data_dir(cfg.data_dir)
     sets = {"train": load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir).checksum(),
             **{f"eval:{n}": load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
@@ -123,8 +132,8 @@ def pretrained_run(cfg: AblationConfig, train_cfg: TrainConfig, pretrain_data: C
 
 def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Callable[[], Any] | Any,
                 pretrain_data: Callable[[], Any] | Any | None = None) -> TrainedRun:
-    """Train (or reuse) one fine-tuned student; with a pre-training stage it starts from `start_config`'s
-    stage-1 student (trained first if it is not there yet).
+    """Train (or reuse) one fine-tuned student; with a pre-training stage it starts from its
+    `start_config(cfg, train_cfg)` stage-1 student (trained first if it is not there yet).
 
     `finetune_data` / `pretrain_data`: the datasets, or functions making them (called only if training
     runs); `pretrain_data` None: `pretrain_dataset(cfg)`."""
@@ -135,7 +144,7 @@ def trained_run(cfg: AblationConfig, train_cfg: TrainConfig, finetune_data: Call
         return done
     idf = load_idf(idf_path(cfg), load_tokenizer(mlm_dir(train_cfg.student)))
     fine_cfg = train_cfg
-    start = start_config(cfg)
+    start = start_config(cfg, train_cfg)
     if start is not None:
         pre = pretrained_run(cfg, start, (lambda: pretrain_dataset(cfg)) if pretrain_data is None else pretrain_data)
         fine_cfg = dataclasses.replace(train_cfg, student=str(pre.model_dir))

@@ -54,12 +54,14 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": dataclasses.asdict(tc)}  # noqa: E731
     if not entry.startswith("01_idf_flops"):
         return [pre(pretrain_config(cfg, t, seed)) for t in cfg.teachers for seed in cfg.seeds]
-    start = start_config(cfg)
-    stages = [pre(start)] if start is not None else []
+    stages = []
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
                 tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+                start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
+                if start is not None and pre(start) not in stages:
+                    stages.append(pre(start))
                 stages.append({"stage": "finetune", "ablation": shared, "train": dataclasses.asdict(tc)})
     return stages
 
@@ -76,10 +78,11 @@ def _sizes(cfg: AblationConfig | BaselinesConfig, names: list[str], split: str) 
 
 
 def _train_queries(cfg: AblationConfig) -> int:
-    from ifsr.data.beir import load_beir, training_queries
+    from ifsr.data.beir import dev_split, load_beir, training_queries
     from ifsr.distill.trainsets import limited
 
-    ds = limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg)
+    ds, _ = dev_split(limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg),
+                      cfg.dev_queries, cfg.seed)
     return len(training_queries(ds)[: cfg.train_query_limit])
 
 

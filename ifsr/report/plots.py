@@ -34,7 +34,7 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
             g = grp.groupby("lambda", dropna=False).agg(x=("flops", "mean"), y=("nDCG@10", "mean"), xs=("flops", "std"),
                                                         ys=("nDCG@10", "std"), n=("seed", "size")).reset_index()
             g = g.sort_values("x")
-            single = arm in ("untrained", "stage-1 start")
+            single = arm == "untrained" or arm.startswith("stage-1 start")
             ax.errorbar(g["x"], g["y"], xerr=g["xs"].fillna(0), yerr=g["ys"].fillna(0), marker="s" if single else "o",
                         ls="none" if single else "-", capsize=3, label=f"{arm} (seeds: {int(g['n'].max())})")
             for _, r in g.dropna(subset=["lambda"]).iterrows():
@@ -86,8 +86,9 @@ def plot_training(curve: pd.DataFrame, path: str | Path, lam: float | None = Non
         lam = lams[len(lams) // 2]
     picks = {}
     for _, r in rows.sort_values("seed").iterrows():
-        label = "stage-1 start" if r["arm"] == "stage-1 start" else f"{r['arm']} λ={r['lambda']:g} seed {r['seed']}"
-        if r["arm"] == "stage-1 start" or r["lambda"] == lam:
+        start = str(r["arm"]).startswith("stage-1 start")
+        label = f"{r['arm']} seed {r['seed']}" if start else f"{r['arm']} λ={r['lambda']:g} seed {r['seed']}"
+        if start or r["lambda"] == lam:
             picks.setdefault(r["arm"], (label, Path(str(r["model"])).parent / "log.jsonl"))
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for label, log in picks.values():

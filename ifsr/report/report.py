@@ -1,7 +1,8 @@
 """results/<preset>/REPORT.md: the verdict table first, the figures under it, the why, then the details.
 
 Generated from the protocol's tables under results/<preset>/ (never typed by hand): the verdicts from
-`ifsr.report.claims.claim_rows` (two-level bootstrap over seeds and queries), every other number from
+`ifsr.report.claims.claim_rows` (two-level bootstrap over seeds and queries; each with its minimum
+detectable effect at 80% power from the same bootstrap), every other number from
 the tables and configs beside it. results/REPORT.md indexes the presets in a few lines.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ifsr.report.claims import MEAN, PAPER_RATIO, claim_rows, fmt_p, latency_claims, latency_section
+from ifsr.report.claims import MEAN, PAPER_RATIO, claim_rows, fmt_p, latency_claims, latency_section, verdict_cell
 from ifsr.exp.config import LatencyConfig, load_config
 from ifsr.report.compare import read_config
 from ifsr.report.tables import read_table
@@ -41,24 +42,43 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
              "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.report.stats`). "
              "holds / reversed: p < 0.05 from ≥ 3 seeds; not distinguishable: p ≥ 0.05. Claim 4's statistic is a p50 "
              f"ratio, inference-free / BM25, against the paper's {PAPER_RATIO:.1f}× (holds: significantly below it), with a "
-             "bootstrap over training seeds, timing passes and queries; its holds / reversed need ≥ 3 of each.", "",
-             "| claim | compared | the paper | dataset | here | Δ (95% CI) | p | seeds | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "bootstrap over training seeds, timing passes and queries; its holds / reversed need ≥ 3 of each. "
+             + _mde_sentence(claims), "",
+             "| claim | compared | the paper | dataset | here | Δ (95% CI) | p | seeds | MDE (80%) | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     last = None
     for r in claims.to_dict("records"):
         same = r["claim"] == last
         last = r["claim"]
         ci = "–" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
         delta = "–" if math.isnan(r["delta"]) else f"{r['delta']:+.4f}"
+        mde = r.get("mde", float("nan"))
         data = f"**{r['dataset']}**" if r["dataset"] == MEAN else r["dataset"]
         lines.append(f"| {'' if same else r['claim']} | {'' if same else r['compared']} | {'' if same else r['paper']} "
-                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {r['seeds']} | {r['verdict']} |")
+                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {r['seeds']} | "
+                     f"{'–' if math.isnan(mde) else f'{mde:.4f}'} | {verdict_cell(r['verdict'], mde)} |")
     if claims.empty:
-        lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | |")
+        lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | | |")
     for i, r in enumerate(latency):
         lines.append(f"| {'' if i else '4'} | {r['compared']} | {'' if i else f'≈ {PAPER_RATIO:.1f}×'} | – | {r['here']} | – | "
-                     f"{fmt_p(r['p'])} | {r['basis']} | {r['verdict']} |")
+                     f"{fmt_p(r['p'])} | {r['basis']} | – | {r['verdict']} |")
     return lines + [""]
+
+
+def _mde_sentence(claims: pd.DataFrame) -> str:
+    """What the MDE column means, against the size of effect the paper reports, with the range of this run's
+    not distinguishable rows (their means over datasets when there are any; from the table)."""
+    text = ("MDE (80%): the minimum detectable effect, the smallest true difference this test would call significant "
+            "4 times in 5 (two-sided α 0.05, power 0.8): 2.8 × the standard error of the same bootstrap (`se`, `mde` in "
+            "verdicts.csv); the paper's effects are a point or two of nDCG@10 (0.01–0.02), so a not distinguishable "
+            "whose MDE is above such an effect does not rule it out (the test would miss it more than 1 time in 5).")
+    if "mde" in claims:
+        nd = claims[(claims["verdict"] == "not distinguishable") & claims["mde"].notna()]
+        mean = nd[nd["dataset"] == MEAN]
+        rows, which = (mean, "not distinguishable mean rows'") if len(mean) else (nd, "not distinguishable rows'")
+        if len(rows):
+            text += f" Here the {which} MDE runs from {rows['mde'].min():.4f} to {rows['mde'].max():.4f}."
+    return text
 
 
 def _figures(root: Path) -> list[str]:
@@ -115,6 +135,17 @@ def _why(teachers: pd.DataFrame | None, curve: pd.DataFrame | None, base: pd.Dat
                              f"{b['dense-teacher']:.4f}, sparse {b['sparse-teacher']:.4f}"
                              + (f", raw sum {b['ensemble-raw']:.4f}" if "ensemble-raw" in b.index else "")
                              + ": the targets' ranking quality, before any student learns from them.")
+    if curve is not None and "arm" in curve:
+        arms = set(curve["arm"].astype(str))
+        if any(a.startswith("stage-1 start (") for a in arms):
+            lines.append("- Claim 1's design: each FLOPS arm applies through both stages. A stage-2 run starts from a "
+                         "stage-1 min-max student pre-trained with its own arm's FLOPS and its own training seed (the "
+                         "IDF-aware starts are the teacher ablation's runs), so the gap between the curves is the arms' "
+                         "whole effect and the bootstrap over seeds carries both stages' variance.")
+        elif "stage-1 start" in arms:
+            lines.append("- Claim 1's design (these tables): both arms fine-tune from one IDF-aware stage-1 student "
+                         "(seeds[0]), so the plain arm is an IDF-aware model with plain-FLOPS steps on top, and the seed "
+                         "spread leaves stage 1 out: the gap can hardly show whatever the truth is.")
     if cfg is not None:
         if cfg.get("sparse_teacher") == cfg.get("train", {}).get("student"):
             lines.append(f"- The sparse teacher (`{cfg['sparse_teacher']}`) is also the students' start: its half of "
@@ -132,15 +163,24 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
     lines = ["## Details", ""]
     if cfg is not None:
         t = cfg["train"]
+        own = curve is not None and "arm" in curve and curve["arm"].astype(str).str.startswith("stage-1 start (").any()
+        start = "its own FLOPS arm and seed" if own else f"seed {cfg['seeds'][0]}"
         lines.append(f"- Protocol (`idf_flops/config.yaml`, `teachers/config.yaml`): student {t['student']}; stage 1: "
                      f"{cfg.get('pretrain_pairs')} pairs per source, {cfg.get('pretrain_steps')} steps, IDF-aware FLOPS "
                      f"λ {cfg.get('teacher_lambda')}, teachers {', '.join(cfg.get('teachers', []))}; stage 2: "
-                     f"{t['steps']} steps on {cfg.get('train_dataset')} train from the stage-1 min-max student of seed "
-                     f"{cfg['seeds'][0]}, λ {cfg.get('lambdas')}, arms {', '.join(cfg.get('arms', []))}; "
+                     f"{t['steps']} steps on {cfg.get('train_dataset')} train"
+                     + (f" less {cfg['dev_queries']} dev queries (held out: settings are chosen on them)"
+                        if cfg.get("dev_queries") else "") +
+                     f", from the stage-1 min-max student of {start}, λ {cfg.get('lambdas')}, arms "
+                     f"{', '.join(cfg.get('arms', []))}; "
                      f"{t['batch_size']} queries × (1 + {t['n_neg']}) documents per step, training length "
                      f"{t['max_length']}, evaluation length {cfg.get('eval_max_length')} for every row; seeds "
                      f"{cfg.get('seeds')}; the replication's model: IDF-aware λ {cfg.get('headline_lambda')} (named in the "
                      "config before the runs).")
+    if curve is not None and "doc_nnz_docs" in curve and curve["doc_nnz_docs"].notna().any():
+        lines.append("- Evaluation: exact retrieval with the documents encoded only on the evaluation queries' vocabulary "
+                     "(the runs, nDCG@10, R@100 and FLOPS of the full vectors); doc nnz is the mean over the full vectors "
+                     f"of a fixed sample of {int(curve['doc_nnz_docs'].max())} documents per set.")
     times = []
     for folder in _folders(root):
         m = _manifest(root, folder)
@@ -150,7 +190,7 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
         if t is not None and "train_seconds" in t:
             runs = t.dropna(subset=["train_seconds"]).drop_duplicates("model")
             if name == "stage-2 training":
-                runs = runs[runs["arm"] != "stage-1 start"]
+                runs = runs[~runs["arm"].astype(str).str.startswith("stage-1 start")]
             if len(runs):
                 times.append(f"{name} {runs['train_seconds'].sum() / 60:.1f} min over {len(runs)} runs")
     if times:
@@ -212,12 +252,14 @@ def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> 
 
 
 def write_index(results_root: str | Path) -> Path:
-    """results/REPORT.md: a few lines per preset (its verdicts in one line each), linking its report."""
+    """results/REPORT.md: a few lines per preset (its verdicts in one line each, with their minimum detectable
+    effect at 80% power where verdicts.csv has it), linking its report."""
     root = Path(results_root)
     order = {"gpu": 0, "gpu-quick": 1, "cpu": 2, "smoke": 9}
     lines = ["# ifsr replication reports", "",
              "One report per preset; the `smoke` preset exercises the protocol on slices, its numbers are not a "
-             "replication.", ""]
+             "replication. MDE: a verdict's minimum detectable effect, the smallest true difference its test would call "
+             "significant 4 times in 5 (2.8 × its bootstrap standard error).", ""]
     for rep in sorted(root.glob("*/REPORT.md"), key=lambda p: (order.get(p.parent.name, 5), p.parent.name)):
         lines.append(f"## [{rep.parent.name}]({rep.parent.name}/REPORT.md)")
         lines.append("")
@@ -225,7 +267,8 @@ def write_index(results_root: str | Path) -> Path:
         if verdicts.is_file():
             v = pd.read_csv(verdicts)
             for claim, part in v.groupby("claim", sort=False):
-                per = "; ".join(f"{r['dataset']}: {r['verdict']} (Δ {r['delta']:+.4f}, p {fmt_p(r['p'])})"
+                per = "; ".join(f"{r['dataset']}: {r['verdict']} (Δ {r['delta']:+.4f}, p {fmt_p(r['p'])}"
+                                + ("" if pd.isna(r.get("mde", float("nan"))) else f", MDE {r['mde']:.4f}") + ")"
                                 for r in part.to_dict("records"))
                 lines.append(f"- Claim {claim} ({part['compared'].iloc[0]}): {per}")
         else:

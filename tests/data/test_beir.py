@@ -174,3 +174,24 @@ def test_real_scifact_and_cranfield(data_root):
     assert sf.checksum() != cr.checksum()
     mem = BeirSet("m", sf.corpus, sf.queries, sf.qrels)  # in memory: hash of the content
     assert mem.checksum() == BeirSet("m", dict(sf.corpus), dict(sf.queries), dict(sf.qrels)).checksum()
+
+
+def test_dev_split_holds_out_a_fixed_draw_of_queries(data_root):
+    """Issue 27: the dev split is n queries of the training split with their qrels, the same draw every time,
+    disjoint from what stays for training; 0 gives no dev set; n out of range is refused."""
+    from ifsr.data.beir import dev_split, training_queries
+
+    ds = load_beir("scifact", split="train", data_dir=data_root)
+    train, dev = dev_split(ds, 200)
+    assert len(dev.query_ids) == 200 and len(train.query_ids) == len(ds.query_ids) - 200
+    assert not set(dev.query_ids) & set(train.query_ids) and dev.split == "dev" and train.split == "train"
+    assert all(dev.qrels[q] == ds.qrels[q] for q in dev.query_ids) and dev.corpus is ds.corpus
+    assert dev_split(ds, 200)[1].query_ids == dev.query_ids  # fixed
+    assert dev_split(ds, 200, seed=1)[1].query_ids != dev.query_ids
+    trained_on = {q for q, _, _ in training_queries(train)}
+    assert trained_on and trained_on <= set(train.query_ids) and not trained_on & set(dev.query_ids)
+    assert train.checksum() != ds.checksum() != dev.checksum()
+    assert dev_split(ds, 0) == (ds, None)
+    for bad in (-1, len(ds.query_ids)):
+        with pytest.raises(ValueError, match="dev_queries"):
+            dev_split(ds, bad)

@@ -10,7 +10,7 @@ from ifsr.data.beir import default_idf_path
 from ifsr.distill.trainsets import finetune_dataset
 from ifsr.exp.ablations import evaluate_trained
 from ifsr.exp.config import AblationConfig, load_config
-from ifsr.exp.runs import run_key, trained_run
+from ifsr.exp.runs import pretrain_config, run_key, start_config, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,13 @@ def test_key_follows_pretraining_and_eval_sets(smoke):
     assert run_key(dataclasses.replace(smoke, pretrain_sources=["squad_dev"]), smoke.train) != key
     assert run_key(dataclasses.replace(smoke, eval_datasets=["scifact"]), smoke.train) != key
     assert run_key(dataclasses.replace(smoke, teacher_lambda=0.5), smoke.train) != key  # the stage-1 start changes
-    assert run_key(dataclasses.replace(smoke, seeds=[1, 0]), smoke.train) != key  # seeds[0]: the stage-1 start
+    # a fine-tuning run starts from the stage-1 run of its own seed and arm (issue 27), whatever seeds[0] is
+    assert run_key(dataclasses.replace(smoke, seeds=[1, 0]), smoke.train) == key
+    seed1, plain = dataclasses.replace(smoke.train, seed=1), dataclasses.replace(smoke.train, query_weights="ones")
+    assert start_config(smoke, seed1) == pretrain_config(smoke, "ensemble-minmax", 1)  # a teacher-ablation run
+    assert start_config(smoke, plain) == pretrain_config(smoke, "ensemble-minmax", 0, "ones")  # plain FLOPS in stage 1
+    assert start_config(smoke, plain).query_weights == "ones" and start_config(smoke).query_weights == "idf"
+    assert run_key(smoke, start_config(smoke, plain), "pretrain") != run_key(smoke, start_config(smoke), "pretrain")
     one = dataclasses.replace(smoke, eval_datasets=["scifact"])  # Cranfield has no train split
     assert run_key(dataclasses.replace(one, eval_split="train"), smoke.train) != run_key(one, smoke.train)
     assert run_key(smoke, dataclasses.replace(smoke.train, lam=0.5)) != key
@@ -65,7 +71,7 @@ def test_gpu_recipe_runs_on_cpu_in_miniature(data_root, minilm_path, splade_tiny
     cfg = load_config(AblationConfig, ROOT / "configs" / "gpu.yaml",
                       train={"steps": 2, "batch_size": 2, "max_length": 24, "use_cpu": True, "save_steps": 1,
                              "logging_steps": 1, "warmup_steps": 0, "lambda_warmup_steps": 1},
-                      corpus_limit=300, train_query_limit=8, mining_depth=20, pretrain_pairs=8,
+                      corpus_limit=300, train_query_limit=8, dev_queries=2, mining_depth=20, pretrain_pairs=8,
                       pretrain_sources=["squad_dev", "medquad"], pretrain_steps=1, teacher_max_length=64,
                       eval_max_length=24, eval_datasets=["scifact"], data_dir=str(data_root),
                       runs_dir=str(tmp_path / "runs"), cache_dir=str(ROOT / ".cache" / "ifsr"))

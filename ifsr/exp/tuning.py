@@ -1,0 +1,118 @@
+"""Choosing settings on the dev split, never on a test set: the stage-2 step sweep of issue 27.
+
+The dev split is `dev_queries` queries of the training set held out of fine-tuning (ifsr.data.beir.dev_split,
+a fixed draw); its corpus is the training set's. `step_sweep` trains the replication's model (IDF-aware arm,
+`headline_lambda`, the first training seed, from its own stage-1 start) for each step count (and learning rate)
+of a short grid,
+with every other setting of the preset, and scores each on dev by the evaluation the protocol uses (exact,
+`eval_max_length`). The runs are cached like every other run (ifsr.exp.runs), so the grid point equal to the
+preset's steps is the protocol's own seed-0 run.
+
+    python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 100 160 --lrs 1e-4 3e-4 --out results/cpu/explore/steps
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
+from ifsr.core.idf import load_idf
+from ifsr.data.beir import BeirSet, dev_split, load_beir
+from ifsr.distill.teachers import resolve_device
+from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
+from ifsr.eval.evaluate import query_vocab_evaluation
+from ifsr.eval.metrics import per_query
+from ifsr.exp.ablations import _lazy, sweep_train_config
+from ifsr.exp.config import AblationConfig, load_config, save_config
+from ifsr.exp.runs import pretrained_run, start_config, trained_run
+from ifsr.manifest import sha256_dir
+from ifsr.serving.export import load_sparse_encoder
+
+
+def dev_set(cfg: AblationConfig) -> BeirSet:
+    """The dev split of the training set (`cfg.dev_queries` > 0 needed)."""
+    if cfg.dev_queries <= 0:
+        raise ValueError(f"{cfg.preset}: dev_queries is 0, there is no dev split to choose on")
+    _, dev = dev_split(limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg),
+                       cfg.dev_queries, cfg.seed)
+    return dev
+
+
+def dev_score(cfg: AblationConfig, model: str | Path, dev: BeirSet) -> dict[str, float]:
+    """nDCG@10 and R@100 of a model (a trained student directory, or an MLM name: the untrained start) on the dev
+    split, IDF queries, exact retrieval at `eval_max_length` (the protocol's evaluation)."""
+    if (Path(model) / "modules.json").is_file():
+        doc, _ = load_sparse_encoder(model, max_length=cfg.eval_max_length)
+    else:
+        doc = DocumentEncoder.from_pretrained(str(model), max_length=cfg.eval_max_length)
+        model = resolve_model_path(str(model))
+    doc.to(resolve_device(cfg.device))
+    query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
+    q = query.encode([dev.queries[i] for i in dev.query_ids])  # [nq, V]
+    row, run = query_vocab_evaluation(doc, str(model), sha256_dir(model), dev, q, cfg.cache_dir)
+    per_q = per_query(run, {i: dev.qrels[i] for i in dev.query_ids}, "nDCG@10")
+    return {"nDCG@10": row["nDCG@10"], "R@100": row["R@100"], "flops": row["flops"], "queries": len(per_q)}
+
+
+def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = None,
+               seed: int | None = None) -> pd.DataFrame:
+    """One row per (learning rate, stage-2 step count), and the untrained and stage-1 starts: dev nDCG@10 of the
+    replication's model (idf-flops at `headline_lambda`) trained for that many steps, training seed `seed`
+    (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the preset's `train.lr` for both
+    stages, as the protocol would run it, so each brings its own stage-1 start."""
+    if cfg.headline_lambda is None:
+        raise ValueError(f"{cfg.preset}: no headline_lambda, no model to tune")
+    if not steps or any(not isinstance(n, int) or n <= 0 for n in steps):
+        raise ValueError(f"steps must be positive integers, got {steps}")
+    if lrs is not None and (not lrs or any(not lr > 0 for lr in lrs)):
+        raise ValueError(f"learning rates must be positive, got {lrs}")
+    seed = cfg.seeds[0] if seed is None else seed
+    dev = dev_set(cfg)
+    rows = [{"model": "untrained", "lr": float("nan"), "steps": 0, **dev_score(cfg, cfg.train.student, dev)}]
+    for lr in lrs or [cfg.train.lr]:
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr))
+        data, pre = _lazy(lambda c=c: finetune_dataset(c)), _lazy(lambda c=c: pretrain_dataset(c))
+        base = sweep_train_config(c, "idf-flops", c.headline_lambda, seed)
+        start = start_config(c, base)
+        if start is not None:
+            run = pretrained_run(c, start, pre)
+            rows.append({"model": "stage-1 start", "lr": lr, "steps": 0, **dev_score(c, run.model_dir, dev)})
+        for n in sorted(set(steps)):
+            tic = time.perf_counter()
+            run = trained_run(c, dataclasses.replace(base, steps=n), data, pre)
+            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", "lr": lr, "steps": n,
+                         **dev_score(c, run.model_dir, dev), "wall_s": round(time.perf_counter() - tic, 1),
+                         "run": run.model_dir.parent.name})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="The stage-2 step sweep on the dev split (issue 27).")
+    ap.add_argument("config", help="the preset's ablation YAML, e.g. configs/cpu.yaml (its dev_queries > 0)")
+    ap.add_argument("--steps", type=int, nargs="+", required=True, help="stage-2 step counts to train and score")
+    ap.add_argument("--lrs", type=float, nargs="+", default=None,
+                    help="learning rates (both stages) to cross with the steps (default: the preset's train.lr)")
+    ap.add_argument("--out", required=True, help="folder for steps.csv and config.yaml (results/<preset>/explore/...)")
+    ap.add_argument("--data-dir", default=None, help="data directory (default: ifsr.data.beir.find_data_dir)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(AblationConfig, args.config, data_dir=args.data_dir)
+        table = step_sweep(cfg, args.steps, args.lrs)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ifsr.exp.tuning: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    table.to_csv(out / "steps.csv", index=False)
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
