@@ -6,6 +6,7 @@ optional package imports (`is_available()`, without raising), and is built from 
   `search_ids(ids, weights) -> (rows int64, scores float32)` for one query given as vocabulary ids
   and float weights; at most k hits, score desc then row asc (rows are document rows of `docs`);
 - `TextEngine` (raw text, e.g. PISA's BM25): `from_texts(texts, k, **options)`, then `search(text)`.
+`approximate` says whether an engine gives up exactness for speed by design (issue 31).
 The registry of vector engines is `ifsr.serving.engines.ENGINES`.
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ class EngineBase(ABC):
     name: ClassVar[str]
     requires: ClassVar[str | None] = None  # module imported lazily, e.g. "pyterrier_pisa"
     package: ClassVar[str | None] = None  # the pip package that provides it
+    # True: its results may differ from exact scoring by design (pruned or clustered search: Seismic, two-phase),
+    # beyond the rounding of quantized scores (PISA, BMP, Lucene: False; the flag is per class, so BMP's
+    # alpha, beta < 1, which also prune, are not marked by it)
+    approximate: ClassVar[bool] = False
     k: int
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Vector engines behind one interface (`ifsr.serving.base.Engine`): the exact scorer, PISA, Seismic, BMP; registry.
+"""Vector engines behind one interface (`ifsr.serving.base.Engine`): the exact scorer, PISA, Seismic, BMP, Lucene,
+two-phase search (a pruned first pass on one of those, exact re-scoring: `ifsr.serving.twophase`); registry.
 
 `ENGINES` maps each name to its class; `ENGINES[name].is_available()` says whether its optional
 package is installed, and `ENGINES[name].from_docs(docs, k, **options).search_ids(ids, weights)`
@@ -19,6 +20,7 @@ from ifsr.serving.blockmax import BmpImpactIndex
 from ifsr.serving.lucene import LuceneImpactIndex
 from ifsr.serving.pisa import PisaImpactIndex
 from ifsr.serving.seismic import SeismicImpactIndex
+from ifsr.serving.twophase import TwoPhaseEngine
 
 
 class ExactEngine(Engine):
@@ -57,7 +59,7 @@ class ExactEngine(Engine):
 
 
 ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "seismic": SeismicImpactIndex,
-                                    "bmp": BmpImpactIndex, "lucene": LuceneImpactIndex}
+                                    "bmp": BmpImpactIndex, "lucene": LuceneImpactIndex, "two-phase": TwoPhaseEngine}
 
 
 def _value(text: str) -> int | float | str:
@@ -72,7 +74,8 @@ def _value(text: str) -> int | float | str:
 def parse_engine(spec: str) -> tuple[str, dict[str, int | float | str]]:
     """An engine setting as the latency study names it: "bmp" or "bmp(bsize=64,alpha=0.9)" ->
     ("bmp", {"bsize": 64, "alpha": 0.9}); values are ints, floats or strings ("pisa(algorithm=maxscore)").
-    The options are those of the engine's `from_docs` (PISA: algorithm, doc_scale, query_scale)."""
+    The options are those of the engine's `from_docs` (PISA: algorithm, doc_scale, query_scale; two-phase:
+    `TwoPhaseEngine.OPTIONS`, "two-phase(base=exact,top_terms=8,candidates=100)")."""
     text = spec.replace(" ", "")
     name, paren, rest = text.partition("(")
     if paren and not rest.endswith(")"):

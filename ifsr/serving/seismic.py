@@ -14,6 +14,7 @@ class SeismicImpactIndex(Engine):
     """Seismic (approximate: pruned, clustered posting lists) over the same CSR vectors."""
 
     name, requires, package = "seismic", "seismic", "pyseismic-lsr"
+    approximate = True
     query_options = ("query_cut", "heap_factor")
 
     def __init__(self, docs: sp.csr_matrix, k: int = 10, n_postings: int = 3500, centroid_fraction: float = 0.1,
