@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,70 @@ def check_writable_dir(path: str | os.PathLike, flag: str, empty: bool = False) 
             what = "is a regular file" if q == p else f"lies under {q}, a regular file"
             raise InputError(f"{flag} {p} {what}; expected a directory (or a path to create one)")
     if empty and p.is_dir() and any(p.iterdir()):
-        raise InputError(f"{flag} {p} is not empty; expected a new or empty directory")
+        raise InputError(f"{flag} {p} is not empty; expected a new or empty directory"
+                         + (" (pass --force to replace it)" if flag == "--out" else ""))
     p.mkdir(parents=True, exist_ok=True)
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {p}: not writable; expected a directory you can write to")
     return p
 
 
-def check_out_file(path: str | os.PathLike, flag: str) -> Path:
-    """A file path to write (its folder created now); InputError if it is a directory or under a file."""
+def check_out_file(path: str | os.PathLike, flag: str, new: bool = False) -> Path:
+    """A file path to write (its folder created now); InputError if it is a directory or under a file,
+    or (`new`) if it already exists."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{flag} {p} is a directory; expected a file path")
+    if new and p.exists():
+        raise InputError(f"{flag} {p} already exists; expected a new file (pass --force to replace it)")
     check_writable_dir(p.parent, f"{flag}'s folder")
     return p
+
+
+# ----------------------------------------------------------------------------- outputs: written aside, then renamed
+
+def _aside(out: Path, what: str) -> Path:
+    out = Path(os.path.abspath(out))
+    return out.with_name(f".{out.name}.{os.getpid()}.{what}")
+
+
+def publish_file(tmp: Path, out: Path, flag: str, force: bool) -> None:
+    """Move the finished file `tmp` to `out`: replacing it with `force`, else only if `out` does not exist
+    (a hard link cannot overwrite, so of two runs writing one file, the second is refused, not last-wins)."""
+    if force:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise InputError(f"{flag} {out} was written by another run meanwhile; nothing written "
+                         f"(pass --force to replace it)") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_dir(out: Path, flag: str, force: bool, write) -> Any:
+    """Call write(tmp) on a new folder beside `out`, then rename it to `out` (absent or empty: `check_writable_dir`
+    made it). A reader never sees half a folder; of two runs into one `out`, the second to finish is refused
+    (`out` is no longer empty) unless `force`, which replaces it. The aside folder is removed on any failure."""
+    out = Path(out)
+    tmp = _aside(out, "tmp")
+    tmp.mkdir()
+    try:
+        result = write(tmp)
+        try:
+            os.rename(tmp, out)  # replaces an empty folder, refuses a non-empty one
+        except OSError as e:
+            if not (force and out.is_dir()):
+                raise InputError(f"{flag} {out} is no longer empty (another run wrote it meanwhile); nothing "
+                                 f"written (pass --force to replace it)") from e
+            old = _aside(out, "old")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def model_path(model: str) -> Path:
@@ -142,7 +193,7 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
     """(doc ids, texts) of a BEIR directory (corpus.jsonl, title + " " + text) or a JSONL file with a
     "text" field (optional "title" joined the same way, optional "_id", else the line number)."""
     from ifsr.data.beir import join_text, read_corpus
-    from ifsr.data.jsonl import read_jsonl, string_field
+    from ifsr.data.jsonl import bad_line, read_jsonl, string_field
 
     p = Path(corpus)
     if limit is not None and limit <= 0:
@@ -154,11 +205,16 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
         texts = [join_text(docs[i]["title"], docs[i]["text"]) for i in ids]
     else:
         path = check_file(p, "--corpus", "a BEIR directory or a JSONL file with a \"text\" field")
-        ids, texts = [], []
+        ids, texts, first = [], [], {}  # first: doc id -> its line
         for n, obj in read_jsonl(path, JSONL_FORMAT):
             if limit is not None and len(ids) >= limit:
                 break
-            ids.append(string_field(obj, "_id", path, n, JSONL_FORMAT, default=str(n), allow_int=True))
+            doc_id = string_field(obj, "_id", path, n, JSONL_FORMAT, default=str(n), allow_int=True)
+            if doc_id in first:  # the rule of a BEIR directory's corpus.jsonl (ifsr.data.beir.read_corpus)
+                raise bad_line(path, n, f"duplicate _id {doc_id!r} (line {first[doc_id]} has it)",
+                               f"each document's _id once; {JSONL_FORMAT}")
+            first[doc_id] = n
+            ids.append(doc_id)
             texts.append(join_text(string_field(obj, "title", path, n, JSONL_FORMAT, default=""),
                                    string_field(obj, "text", path, n, JSONL_FORMAT)))
     if not texts:
@@ -169,17 +225,22 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
 # ----------------------------------------------------------------------------- idf, train
 
 def compute_idf(corpus: str, tokenizer: str, out: Path, limit: int | None = None,
-                show_progress: bool = True) -> dict[str, Any]:
-    """The paper's IDF of every vocabulary token over `corpus`, written to `out` as idf.json (unseen: 1.0)."""
+                show_progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """The paper's IDF of every vocabulary token over `corpus`, written to `out` as idf.json (unseen: 1.0):
+    under a temporary name, then moved there (`publish_file`: an existing `out` is replaced only with `force`)."""
     _, texts = read_texts(corpus, limit)  # a bad line is reported before torch is even imported
     from ifsr.core.encoder import load_tokenizer
     from ifsr.core.idf import document_frequencies, idf_from_df, save_idf
-    from ifsr.manifest import atomic_write_with
 
     tok = load_tokenizer(tokenizer)
     df, n = document_frequencies(texts, tok, show_progress=show_progress)
     idf = idf_from_df(df, n)
-    atomic_write_with(out, lambda tmp: save_idf(tmp, idf, tok))
+    tmp = _aside(out, "tmp")
+    try:
+        save_idf(tmp, idf, tok)
+        publish_file(tmp, Path(out), "--out", force)
+    finally:
+        tmp.unlink(missing_ok=True)
     return {"n_docs": n, "vocab": len(idf), "seen": int((df > 0).sum())}
 
 
@@ -204,27 +265,46 @@ def train_from_config(config: str, **overrides: Any):
 
 # ----------------------------------------------------------------------------- export, index, search
 
+def export_index_name(corpus: str | None, index_name: str | None) -> str | None:
+    """The bulk file's OpenSearch index name (--index-name, else the corpus's name lowercased), InputError if
+    OpenSearch would refuse it; None without --corpus."""
+    from ifsr.serving.opensearch import check_index_name
+
+    name = index_name or (Path(corpus).stem.lower() if corpus is not None else None)
+    if name is None:
+        return None
+    try:
+        return check_index_name(name, "--index-name" if index_name else
+                                f"the index name from --corpus {corpus} (set another with --index-name):")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def export_model(model: str, fmt: str, out: Path, idf: str | None = None, max_length: int | None = None,
                  corpus: str | None = None, limit: int | None = None, index_name: str | None = None,
-                 batch_size: int = 32, show_progress: bool = True) -> dict[str, Path]:
+                 batch_size: int = 32, show_progress: bool = True, force: bool = False) -> dict[str, Path]:
     """Write `model` in `fmt` ("opensearch" | "sentence-transformers") to `out`; with `corpus`, also its
-    OpenSearch bulk file (mapping.json + bulk.ndjson) under out/bulk."""
+    OpenSearch bulk file (mapping.json + bulk.ndjson) under out/bulk. Written aside, then renamed (`write_dir`)."""
     from ifsr.serving import opensearch
 
     if corpus is not None and not opensearch.is_available():
         raise InputError(f"--corpus needs {opensearch.OPENSEARCH_PACKAGE}: pip install {opensearch.OPENSEARCH_PACKAGE}")
+    name = export_index_name(corpus, index_name)
     ids, texts = read_texts(corpus, limit) if corpus is not None else ([], [])
     from ifsr.serving.base import vocab_terms
     from ifsr.serving.export import load_model, save_opensearch, save_sparse_encoder
 
     doc, query = load_model(model, idf_path=idf, max_length=max_length)
-    written = {"model": (save_opensearch if fmt == "opensearch" else save_sparse_encoder)(doc, query, out)}
-    if corpus is not None:
-        vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress)
-        name = index_name or Path(corpus).stem.lower()
-        written.update(opensearch.export_opensearch(ids, vectors, vocab_terms(doc.tokenizer), out / "bulk", name,
-                                                    texts=texts, show_progress=show_progress))
-    return written
+    vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress) if corpus is not None else None
+
+    def write(tmp: Path) -> dict[str, Path]:
+        written = {"model": (save_opensearch if fmt == "opensearch" else save_sparse_encoder)(doc, query, tmp)}
+        if vectors is not None:
+            written.update(opensearch.export_opensearch(ids, vectors, vocab_terms(doc.tokenizer), tmp / "bulk", name,
+                                                        texts=texts, show_progress=show_progress))
+        return {what: Path(out) / Path(path).relative_to(tmp) for what, path in written.items()}
+
+    return write_dir(out, "--out", force, write)
 
 
 def check_engine(name: str) -> None:
@@ -243,7 +323,7 @@ def default_engine() -> str:
 
 def build_index(model: str, corpus: str, engine: str, out: Path, idf: str | None = None,
                 max_length: int | None = None, limit: int | None = None, batch_size: int = 32,
-                show_progress: bool = True) -> dict[str, Any]:
+                show_progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Encode `corpus` with `model`'s document side and write an index folder for `search` (module doc)."""
     import scipy.sparse as sp
 
@@ -255,16 +335,20 @@ def build_index(model: str, corpus: str, engine: str, out: Path, idf: str | None
     ids, texts = read_texts(corpus, limit)
     doc, query = load_model(model, idf_path=idf, max_length=max_length)
     vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress)  # CSR [n, V]
-    query.tokenizer.save_pretrained(out / "query")
-    save_idf(out / "query" / "idf.json", query.idf, query.tokenizer)
-    if engine == "pisa":
-        PisaImpactIndex.build(out / "pisa", vectors, vocab_terms(query.tokenizer), show_progress=show_progress)
-    else:
-        sp.save_npz(out / "docs.npz", sp.csr_matrix(vectors))
-    (out / "doc_ids.json").write_text(json.dumps(ids), encoding="utf-8")
     meta = {"engine": engine, "model": model, "corpus": str(corpus), "n_docs": len(ids), "max_length": doc.max_length,
             "doc_nnz": float(vectors.getnnz() / max(len(ids), 1))}
-    (out / INDEX_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last
+
+    def write(tmp: Path) -> None:
+        query.tokenizer.save_pretrained(tmp / "query")
+        save_idf(tmp / "query" / "idf.json", query.idf, query.tokenizer)
+        if engine == "pisa":
+            PisaImpactIndex.build(tmp / "pisa", vectors, vocab_terms(query.tokenizer), show_progress=show_progress)
+        else:
+            sp.save_npz(tmp / "docs.npz", sp.csr_matrix(vectors))
+        (tmp / "doc_ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (tmp / INDEX_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    write_dir(out, "--out", force, write)  # written aside, then renamed: never half an index, never two runs' mix
     return meta
 
 
@@ -283,8 +367,10 @@ def read_index(index: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return p, meta
 
 
-def search_index(index: str | os.PathLike, text: str, k: int = 10) -> list[tuple[str, float]]:
-    """Top-k (doc id, score) of one query on an index folder: IDF query side, the folder's engine."""
+def search_index(index: str | os.PathLike, text: str, k: int = 10) -> tuple[list[tuple[str, float]], bool]:
+    """Top-k (doc id, score) of one query on an index folder: IDF query side, the folder's engine; and whether
+    that engine is approximate (`EngineBase.approximate`). Scores are on the float vectors' scale for every
+    engine: PISA's integer impacts are divided back by its quantization scale (`PisaImpactIndex.score_scale`)."""
     p, meta = read_index(index)
     if k <= 0:
         raise InputError(f"-k {k}: expected a positive number of hits")
@@ -305,4 +391,5 @@ def search_index(index: str | os.PathLike, text: str, k: int = 10) -> list[tuple
         engine = ENGINES[meta["engine"]].from_docs(sp.load_npz(p / "docs.npz").tocsr(), k)
     ids = query.token_ids(text)
     rows, scores = engine.search_ids(ids, query.idf[ids])
-    return [(doc_ids[int(r)], float(s)) for r, s in zip(rows, scores)]
+    scale = getattr(engine, "score_scale", 1.0)
+    return [(doc_ids[int(r)], float(s) / scale) for r, s in zip(rows, scores)], engine.approximate

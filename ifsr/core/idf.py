@@ -20,6 +20,7 @@ from ifsr.core.encoder import special_ids
 from ifsr.data.jsonl import not_utf8
 
 UNSEEN_DEFAULT = 1.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest weight a query vector can hold
 
 
 def idf_from_df(df: np.ndarray, n_docs: int, unseen: float = UNSEEN_DEFAULT) -> np.ndarray:
@@ -139,5 +140,10 @@ def load_idf(path: str | os.PathLike, tokenizer) -> np.ndarray:
                 or (weight == 0 and vocab[token] not in special):
             raise ValueError(f"{path}: token {token!r} has weight {weight!r}; expected a positive number "
                              "(0 only on special tokens)")
+        with np.errstate(over="ignore"):
+            overflows = not np.isfinite(np.float32(weight))
+        if overflows:  # finite in JSON, inf once stored as float32 (and every score with it)
+            raise ValueError(f"{path}: token {token!r} has weight {weight!r}, beyond float32 (at most "
+                             f"{FLOAT32_MAX:.4g}); expected an IDF-sized positive number")
         idf[vocab[token]] = weight
     return idf

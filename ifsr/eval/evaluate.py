@@ -27,6 +27,7 @@ from ifsr.serving.export import load_model
 
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False
 MEASURES = ("nDCG@10", "R@100")
+DEPTH = max(int(m.rsplit("@", 1)[1]) for m in MEASURES)  # the deepest cutoff: a run needs at least this many hits
 
 Search = Callable[[int], tuple[np.ndarray, np.ndarray]]  # depth -> (indices, scores), rows = ds.query_ids
 
@@ -86,6 +87,42 @@ def nnz_sample_rows(n_docs: int, n: int = NNZ_SAMPLE) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n_docs, size=min(n, n_docs), replace=False))
 
 
+def check_depth(k: int, flag: str = "k") -> None:
+    """A run of k hits measures R@100 only with k >= DEPTH (R@100 from 5 documents is a different number)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < DEPTH:
+        raise ValueError(f"{flag} {k}: below the deepest measure ({', '.join(MEASURES)}); "
+                         f"expected a retrieval depth of at least {DEPTH}")
+
+
+def judgement_notes(ds: BeirSet, q: sp.spmatrix) -> list[str]:
+    """Warnings, with counts, about judgements that make scores 0 or meaningless: judged queries with no
+    relevant (grade > 0) document in the corpus, negative grades, queries with no weight after tokenization
+    (rows of q [nq, V], in ds.query_ids order). ValueError when every judged query is one of them (each
+    would score 0)."""
+    qids = ds.query_ids
+    where = str(ds.root / "qrels" / f"{ds.split}.tsv") if ds.root is not None else f"{ds.name} {ds.split} qrels"
+    no_relevant = [qid for qid in qids if not any(g > 0 and d in ds.corpus for d, g in ds.qrels[qid].items())]
+    empty = [qid for qid, n in zip(qids, np.diff(sp.csr_matrix(q).indptr)) if n == 0]
+    if len(no_relevant) == len(qids):
+        raise ValueError(f"{where}: none of its {len(qids)} judged queries has a relevant document (grade > 0) "
+                         f"in the corpus (e.g. {qids[:3]}); every score would be 0; expected qrels of this corpus")
+    if len(empty) == len(qids):
+        raise ValueError(f"{where}: all {len(qids)} judged queries are empty after tokenization (no token with "
+                         f"an IDF weight); every score would be 0")
+    notes = []
+    if no_relevant:
+        notes.append(f"{len(no_relevant)} of {len(qids)} judged queries have no relevant document (grade > 0) in "
+                     f"the corpus and score 0 (e.g. {no_relevant[:3]})")
+    negative = [g for qid in qids for g in ds.qrels[qid].values() if g < 0]
+    if negative:
+        notes.append(f"{len(negative)} qrels rows of the judged queries have negative grades (lowest "
+                     f"{min(negative)}); expected grades >= 0")
+    if empty:
+        notes.append(f"{len(empty)} of {len(qids)} judged queries are empty after tokenization and score 0 "
+                     f"(e.g. {empty[:3]})")
+    return notes
+
+
 def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = "test",
                    idf_path: str | os.PathLike | None = None, max_length: int = 256, k: int = 100,
                    self_hits: bool | None = None, cache_dir: str | os.PathLike | None = None,
@@ -96,23 +133,27 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     model_path_or_name: a saved ifsr model (SparseEncoder or OpenSearch layout), or an MLM name/path
     with `idf_path`. data_dir_or_name: a BEIR directory, or a set name under `<data_dir>/beir`.
     self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
+    k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries that score 0 by
+    construction, negative grades), with counts; refused when every query would score 0.
     """
+    check_depth(k)
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
     doc, query = load_model(model_path_or_name, idf_path=idf_path, max_length=max_length,  # the evaluation's length
                             show_progress=show_progress)
     doc.to(resolve_device(device))
     self_hits = self_hits_for(ds.name) if self_hits is None else self_hits
     weights = weights_checksum(resolve_model_path(model_path_or_name), doc.mlm)
+    q = query.encode([ds.queries[i] for i in ds.query_ids])  # [nq, V]
+    notes = judgement_notes(ds, q)  # before the corpus is encoded: a set that would score 0 is refused at once
     t0 = time.perf_counter()
     d = encode_corpus(doc, model_path_or_name, weights, ds, cache_dir, batch_size, show_progress)  # [nd, V]
     encode_s = time.perf_counter() - t0
-    q = query.encode([ds.queries[i] for i in ds.query_ids])  # [nq, V]
     run, qrels = judged_run(ds, lambda n: sparse_topk(q, d, n), k, self_hits)
     return {"model": str(model_path_or_name), "dataset": ds.name, "split": split,
             **evaluate_run(run, qrels, MEASURES), **sparsity_row(q, d),
             "n_queries": len(ds.query_ids), "n_docs": len(ds.doc_ids), "dataset_checksum": ds.checksum(),
             "model_checksum": weights, "max_length": max_length, "k": k, "self_hits": self_hits,
-            "encode_seconds": round(encode_s, 2)}
+            "encode_seconds": round(encode_s, 2), "warnings": notes}
 
 
 def query_vocab_evaluation(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, q: sp.spmatrix,

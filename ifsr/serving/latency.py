@@ -114,6 +114,29 @@ def _check_pisa(label: str, opts: Mapping[str, object]) -> None:
         raise ValueError(f"engine setting {label!r}: bits must be an integer in 1..32, got {bits!r}")
 
 
+NOT_OPTIONS = {"self", "cls", "docs", "k", "path", "terms", "reuse", "show_progress"}  # supplied by the study
+
+
+def check_engine_setting(spec: str) -> None:
+    """ValueError for an engine setting the study would refuse only once the corpora are encoded: an unknown
+    engine or malformed setting (`parse_engine`), an option the engine does not take (PISA: PISA_OPTIONS;
+    two-phase: its own check; the others: the keywords of their constructor and `from_docs`)."""
+    import inspect
+
+    name, opts = parse_engine(spec)
+    cls = ENGINES[name]
+    if name == "pisa":
+        _check_pisa(spec, opts)
+    elif hasattr(cls, "check"):
+        cls.check(10, opts)
+    elif opts:
+        known = {p.name for f in (cls.__init__, cls.from_docs) for p in inspect.signature(f).parameters.values()
+                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - NOT_OPTIONS
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ValueError(f"engine setting {spec!r}: unknown {name} options {unknown}; known: {sorted(known)}")
+
+
 def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence[str], workdir: Path, tokenizer,
                 idf: np.ndarray, siamese, o: dict, show_progress: bool) -> dict[tuple[str, str], _Pipe]:
     _check_pisa(label, opts)
@@ -272,9 +295,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     bad = [s for s in systems if s not in SYSTEMS]
     for spec in engines:
-        name, opts = parse_engine(spec)  # ValueError for an unknown engine or a malformed setting
-        if name == "pisa":
-            _check_pisa(spec, opts)
+        check_engine_setting(spec)  # ValueError for an unknown engine, a malformed setting or an unknown option
     if bad or not queries or repeats <= 0 or len(set(engines)) != len(engines):
         raise ValueError(f"unknown systems {bad}, or no queries, or repeats={repeats}, or repeated engines "
                          f"{list(engines)} (engines: {list(ENGINES)}, systems: {SYSTEMS})")

@@ -28,6 +28,25 @@ def require_opensearch() -> None:
         raise ImportError(f"the OpenSearch export needs {OPENSEARCH_PACKAGE}: pip install {OPENSEARCH_PACKAGE}")
 
 
+INDEX_NAME_FORBIDDEN = '\\/*?"<>|,#: '  # OpenSearch's refused characters (':' since Elasticsearch 7), and the space
+
+
+def check_index_name(name: str, what: str = "index name") -> str:
+    """`name` if OpenSearch accepts it as an index name, else ValueError saying why: lowercase, none of
+    \\ / * ? " < > | , # : or a space, not starting with - _ +, not . or .., at most 255 bytes (UTF-8)."""
+    bad = sorted({c for c in name if c in INDEX_NAME_FORBIDDEN})
+    why = ("it is empty" if not name else
+           f"it holds {' '.join(repr(c) for c in bad)}" if bad else
+           "it has uppercase letters" if name != name.lower() else
+           f"it starts with {name[0]!r}" if name[0] in "-_+" else
+           "it is . or .." if name in (".", "..") else
+           f"it is {len(name.encode())} bytes long" if len(name.encode()) > 255 else None)
+    if why:
+        raise ValueError(f"{what} {name!r}: OpenSearch refuses it ({why}); expected lowercase, no spaces, none of "
+                         f'\\ / * ? " < > | , # :, not starting with - _ +, not . or .., at most 255 bytes')
+    return name
+
+
 def escape_feature(token: str) -> str:
     """Percent-escape '%' and '.': a `rank_feature` query names `<field>.<feature>` and splits at the
     last dot, so a raw '.' in a feature name cannot be addressed (Elasticsearch < 8.16 rejects it)."""
@@ -48,6 +67,7 @@ def export_opensearch(doc_ids: Sequence[str], doc_csr: sp.csr_matrix, vocab: Seq
         raise ValueError("doc_ids, doc_csr rows and texts must have the same length")
     if doc_csr.shape[1] != len(vocab):
         raise ValueError(f"doc_csr has {doc_csr.shape[1]} columns, vocab has {len(vocab)} tokens")
+    check_index_name(index_name)
     keys = np.asarray([escape_feature(t) if escape_dots else t for t in vocab], dtype=object)
     csr = sp.csr_matrix(doc_csr, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(csr.data))

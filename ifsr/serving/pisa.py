@@ -101,6 +101,11 @@ class PisaImpactIndex(Engine):
         self.searcher = PisaSearcher(self.dependency(), path, "quantized", algorithm, k)
         self.path, self.algorithm, self.k = Path(path), algorithm, k
         self.terms, self.query_scale = np.asarray(terms, dtype=object), float(query_scale)
+        # a score / score_scale is on the float vectors' scale (sum_t q_t d_t up to rounding): the impacts
+        # carry doc_scale (recorded by `build` in pt_meta.json; 100 before it was), the query weights query_scale
+        meta = self.path / "pt_meta.json"
+        doc_scale = json.loads(meta.read_text()).get("ifsr_doc_scale", 100.0) if meta.is_file() else 100.0
+        self.score_scale = float(doc_scale) * self.query_scale
 
     @classmethod
     def from_docs(cls, docs: sp.csr_matrix, k: int = 10, *, path: str | Path, terms: Sequence[str],

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -105,3 +109,70 @@ def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     hits = [line.split("\t") for line in proc.stdout.splitlines()]
     assert 1 <= len(hits) <= 2 and hits[0][:2] == ["1", "d1"] and float(hits[0][2]) > 0
+
+
+@pytest.fixture(scope="module")
+def exact_index(tiny, tmp_path_factory, splade_tiny_path, idf_file):
+    index = tmp_path_factory.mktemp("exact") / "index"
+    proc = ifsr("index", "--model", splade_tiny_path, "--idf", idf_file, "--corpus", tiny, "--out", index,
+                "--engine", "exact", "--max-length", 64, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return index
+
+
+def _hits(proc) -> list[tuple[str, float]]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [(line.split("\t")[1], float(line.split("\t")[2])) for line in proc.stdout.splitlines()]
+
+
+def test_pisa_search_prints_real_scores_and_force_replaces_an_index(exact_index, tiny, tmp_path, splade_tiny_path,
+                                                                     idf_file):
+    """Issue 31: PISA printed its quantized integer scores (35971.0 where exact printed 35.68). Now they are
+    divided back by the quantization scale; and `--force` replaces a non-empty --out (refused without it)."""
+    from ifsr.serving.engines import ENGINES
+
+    if not ENGINES["pisa"].is_available():
+        pytest.skip("pyterrier-pisa is not installed")
+    index = tmp_path / "index"
+    shutil.copytree(exact_index, index)
+    args = ["index", "--model", splade_tiny_path, "--idf", idf_file, "--corpus", tiny, "--out", index,
+            "--engine", "pisa", "--max-length", 64, "--quiet"]
+    proc = ifsr(*args)
+    assert proc.returncode == 2 and "not empty" in proc.stderr and "--force" in proc.stderr
+    assert json.loads((index / "index.json").read_text())["engine"] == "exact"
+    assert ifsr(*args, "--force").returncode == 0
+    assert json.loads((index / "index.json").read_text())["engine"] == "pisa" and not (index / "docs.npz").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # nothing left aside
+    query = "what clears particles from the lung"
+    exact = _hits(ifsr("search", "--index", exact_index, "--query", query, "-k", 3))
+    pisa = _hits(ifsr("search", "--index", index, "--query", query, "-k", 3))
+    assert [d for d, _ in pisa] == [d for d, _ in exact]
+    for (_, p), (_, e) in zip(pisa, exact):
+        assert p == pytest.approx(e, rel=0.05)
+
+
+def test_approximate_engine_says_so(exact_index, tmp_path, capsys):
+    """Issue 31: Seismic's top-5 differed from exact and nothing said it was approximate. An index folder on an
+    approximate engine (two-phase here: Seismic is not installed everywhere) prints a note; exact does not."""
+    from ifsr.cli import main
+
+    index = tmp_path / "index"
+    shutil.copytree(exact_index, index)
+    meta = json.loads((index / "index.json").read_text())
+    (index / "index.json").write_text(json.dumps({**meta, "engine": "two-phase"}))
+    assert main(["search", "--index", str(exact_index), "--query", "lung", "-k", "2"]) == 0
+    assert "approximate" not in capsys.readouterr().err
+    assert main(["search", "--index", str(index), "--query", "lung", "-k", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: this engine is approximate" in err and out.startswith("1\td1\t")
+
+
+def test_search_into_a_closed_pipe_exits_quietly(exact_index):
+    """Issue 31: `ifsr search ... | head` ended in a BrokenPipeError traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "ifsr.cli", "search", "--index", str(exact_index), "--query",
+                             "lung", "-k", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    proc.stdout.close()  # the reader is gone before the first hit is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == "", err

@@ -106,3 +106,114 @@ def test_search_on_a_folder_that_is_not_an_index(tmp_path):
     assert_one_line_error(ifsr("search", "--index", tmp_path, "--query", "x"), "search", "index.json")
     (tmp_path / "index.json").write_text(json.dumps({"engine": "no-such-engine"}))
     assert_one_line_error(ifsr("search", "--index", tmp_path, "--query", "x"), "search", "no known engine")
+
+
+# ----------------------------------------------------------------------------- issue 31
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    """Before: a KeyboardInterrupt traceback from any command."""
+    from ifsr import cli, cli_steps
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_steps, "search_index", interrupted)
+    assert cli.main(["search", "--index", str(tmp_path), "--query", "lung"]) == 130
+    assert capsys.readouterr().err == "ifsr search: interrupted\n"
+
+
+def test_plain_oserror_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    """Before: an OSError that is none of FileNotFoundError, PermissionError ... (a read-only file system, a
+    name that cannot be fetched offline) was a traceback."""
+    import errno
+
+    from ifsr import cli, cli_steps
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "idf.json"))
+
+    monkeypatch.setattr(cli_steps, "compute_idf", read_only)
+    assert cli.main(["idf", "--corpus", str(tmp_path), "--out", str(tmp_path / "idf.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ifsr idf: error: [Errno 30] Read-only file system") and err.count("\n") == 1
+
+
+def test_idf_tokenizer_that_does_not_exist_offline(tiny, tmp_path, monkeypatch):
+    """Before: an OSError traceback ("... check your internet connection")."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = ifsr("idf", "--corpus", tiny, "--tokenizer", "no-such-tokenizer", "--out", tmp_path / "idf.json")
+    assert_one_line_error(proc, "idf")
+    assert not (tmp_path / "idf.json").exists()
+
+
+def test_jsonl_corpus_with_an_id_twice_is_refused_with_file_and_line(tmp_path):
+    """Before: indexed (both documents kept under one id); a BEIR directory's corpus.jsonl was already refused."""
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"_id": "a", "text": "one"}\n{"_id": "b", "text": "two"}\n{"_id": "a", "text": "three"}\n')
+    proc = ifsr("idf", "--corpus", docs, "--out", tmp_path / "idf.json")
+    assert_one_line_error(proc, "idf", f"{docs}:3:", "duplicate _id 'a' (line 1 has it)")
+    assert not (tmp_path / "idf.json").exists()
+
+
+def test_idf_refuses_an_existing_out_unless_force(tiny, tmp_path, splade_tiny_path):
+    """Before: `ifsr idf --out` silently replaced an existing file (a model's idf.json, say)."""
+    out = tmp_path / "idf.json"
+    out.write_text("keep me")
+    proc = ifsr("idf", "--corpus", tiny, "--out", out, "--quiet")
+    assert_one_line_error(proc, "idf", f"--out {out} already exists", "--force")
+    assert out.read_text() == "keep me"
+    proc = ifsr("idf", "--corpus", tiny, "--out", out, "--quiet", "--force")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads(out.read_text())) == 30522 and not list(tmp_path.glob(".idf.json*"))  # no leftovers
+
+
+def test_a_second_writer_into_one_out_is_refused(tmp_path):
+    """Before: two `ifsr index` into one --out both passed the emptiness check and both wrote (the last won,
+    file by file). Now each writes aside and renames: the one that finds --out taken is refused, the other's
+    folder is left whole, nothing of the loser remains; with force the new folder replaces it."""
+    from ifsr.cli_steps import InputError, write_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def write(tmp):
+        (tmp / "mine").write_text("second")
+        (out / "theirs").write_text("first")  # the other run finished meanwhile
+
+    with pytest.raises(InputError, match="no longer empty .*--force"):
+        write_dir(out, "--out", False, write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and sorted(p.name for p in out.iterdir()) == ["theirs"]
+    assert write_dir(out, "--out", True, lambda tmp: (tmp / "mine").write_text("x") and "done") == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and sorted(p.name for p in out.iterdir()) == ["mine"]
+
+    def fail(tmp):
+        (tmp / "half").write_text("")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_dir(tmp_path / "new", "--out", False, fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no half-written folder left
+
+
+@pytest.mark.parametrize("name, why", [("My Index/../*?", "' ' '*' '/' '?'"), ("-x", "starts with '-'"),
+                                       ("..", "is . or .."), ("Scifact", "uppercase"), ("a" * 256, "256 bytes")])
+def test_export_refuses_an_index_name_opensearch_refuses(saved_model, tiny, tmp_path, name, why):
+    """Before: written into bulk.ndjson, refused only by OpenSearch. Now refused before the model loads, and
+    --out is not created."""
+    proc = ifsr("export", "--model", saved_model, "--format", "opensearch", "--out", tmp_path / "o",
+                "--corpus", tiny, f"--index-name={name}")
+    assert_one_line_error(proc, "export", "--index-name", "OpenSearch refuses it", why)
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_refuses_a_corpus_name_opensearch_refuses(saved_model, tmp_path):
+    corpus = write_beir(tmp_path / "My Corpus")
+    proc = ifsr("export", "--model", saved_model, "--format", "opensearch", "--out", tmp_path / "o", "--corpus", corpus)
+    assert_one_line_error(proc, "export", "the index name from --corpus", "'my corpus'", "--index-name")
+
+
+def test_baselines_out_dir_that_is_a_file_is_refused_at_once(tmp_path):
+    """Before: minutes of scoring, then a traceback."""
+    (tmp_path / "f").write_text("")
+    proc = ifsr("baselines", "--out-dir", tmp_path / "f")
+    assert_one_line_error(proc, "baselines", "--out-dir", "regular file")

@@ -158,6 +158,30 @@ def test_real_idf_file_with_a_token_repeated_is_refused(idf_file, tokenizer, tmp
     assert str(e.value).startswith(f"{path}:1:") and "'the' appears twice" in str(e.value)
 
 
+class _TinyTokenizer:
+    """Just what load_idf reads of a tokenizer: three tokens, [PAD] special."""
+    all_special_ids = [0]
+
+    def get_vocab(self):
+        return {"[PAD]": 0, "a": 1, "b": 2}
+
+    def __len__(self):
+        return 3
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e300", "3.5e38", "NaN", "Infinity"])
+def test_idf_weight_not_finite_in_float32_is_refused_with_file_and_token(tmp_path, value):
+    """Issue 31: 1e300 is finite in JSON but inf in float32; it loaded, `ifsr index` wrote an index that
+    `ifsr search` refused and `ifsr evaluate` printed an nDCG@10 from inf weights."""
+    path = tmp_path / "idf.json"
+    path.write_text('{"[PAD]": 0, "a": 1.5, "b": %s}' % value, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        load_idf(path, _TinyTokenizer())
+    assert str(e.value).startswith(f"{path}: token 'b' has weight") and "expected" in str(e.value)
+    path.write_text('{"[PAD]": 0, "a": 1.5, "b": 3.4e38}', encoding="utf-8")  # the largest float32 still loads
+    assert load_idf(path, _TinyTokenizer())[2] == pytest.approx(3.4e38, rel=1e-6)
+
+
 def test_real_idf_file_loads_unchanged(idf_file, tokenizer):
     import numpy as np
     with open(idf_file, encoding="utf-8") as f:

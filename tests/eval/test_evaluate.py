@@ -80,6 +80,46 @@ def test_cli_evaluate_writes_json(tiny_beir, idf_file, splade_tiny_path, tmp_pat
     assert "available splits: ['test']" in capsys.readouterr().err
 
 
+def test_evaluate_refuses_k_below_the_deepest_measure(tiny_beir, idf_file, capsys):
+    """Issue 31: --k 5 reported an R@100 computed from 5 documents. Refused before any model is loaded."""
+    with pytest.raises(ValueError, match="k 5: below the deepest measure .*at least 100"):
+        evaluate_model("splade-tiny", str(tiny_beir), idf_path=idf_file, k=5, show_progress=False)
+    assert main(["evaluate", "--model", "splade-tiny", "--data", str(tiny_beir), "--idf", str(idf_file),
+                 "--k", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ifsr evaluate: error: --k 5: below the deepest measure") and "\n" not in err
+
+
+def test_evaluate_warns_with_counts_about_queries_that_score_zero(tmp_path, idf_file, splade_tiny_path, capsys):
+    """Issue 31: a query whose judged documents are all absent from the corpus, negative grades and a query that
+    is empty after tokenization scored 0 with at most one logged line. Now: counts in the result's "warnings"
+    and one `warning:` line each from the CLI."""
+    corpus = {"d1": ("", "Alveolar macrophages clear inhaled particles from the lung."),
+              "d2": ("", "Transition on a flat plate at supersonic speed.")}
+    queries = {"q1": "macrophages lung", "q2": "supersonic plate", "q3": "gone", "q4": ""}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d1": -2}, "q3": {"absent": 1}, "q4": {"d2": 1}}
+    root = write_beir(tmp_path / "odd", corpus, queries, qrels)
+    res = evaluate_model("splade-tiny", str(root), idf_path=idf_file, max_length=64, show_progress=False)
+    assert res["n_queries"] == 4 and res["nDCG@10"] == pytest.approx(0.5)
+    notes = res["warnings"]
+    assert len(notes) == 3, notes
+    assert notes[0].startswith("1 of 4 judged queries have no relevant document") and "'q3'" in notes[0]
+    assert notes[1].startswith("1 qrels rows of the judged queries have negative grades (lowest -2)")
+    assert notes[2].startswith("1 of 4 judged queries are empty after tokenization") and "'q4'" in notes[2]
+    assert main(["evaluate", "--model", "splade-tiny", "--data", str(root), "--idf", str(idf_file),
+                 "--max-length", "64", "--quiet"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ifsr evaluate: warning: ")]
+    assert len(err) == 3
+
+
+def test_evaluate_refuses_qrels_that_name_no_document_of_the_corpus(tmp_path, idf_file, splade_tiny_path):
+    """Issue 31: every judged document absent from the corpus gave nDCG@10 = 0 and exit 0."""
+    root = write_beir(tmp_path / "other", {"d1": ("", "lung macrophages")}, {"q1": "lung", "q2": "plate"},
+                      {"q1": {"x1": 1}, "q2": {"x2": 1, "d1": 0}})
+    with pytest.raises(ValueError, match="none of its 2 judged queries has a relevant document"):
+        evaluate_model("splade-tiny", str(root), idf_path=idf_file, max_length=64, show_progress=False)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def test_bm25_per_query_by_hand(tiny_beir):
