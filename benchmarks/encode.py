@@ -14,29 +14,38 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-import torch
+from _args import anchor_to_repo, max_length, positive_int  # also puts this checkout first on sys.path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="scifact", help="BEIR set name or directory")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--docs", type=int, default=256)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    ap.add_argument("--data", default="scifact", help="BEIR set name or directory (default: scifact)")
+    ap.add_argument("--data-dir", default=None, help="data directory (default: $IFSR_DATA_DIR, else "
+                    "../shared/data beside the repository, else its data/)")
+    ap.add_argument("--docs", type=positive_int, default=256, help="first N documents (default: 256)")
+    ap.add_argument("--max-length", type=max_length, default=256, help="document tokens, 1..512 (default: 256)")
+    ap.add_argument("--batch-size", type=positive_int, default=32, help="documents per batch (default: 32)")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs of each (default: 3)")
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    args = ap.parse_args(argv)
+    anchor_to_repo()
+    from ifsr.data.beir import load_beir
 
+    try:  # the data before any model: a bad name is a usage error, not a traceback
+        texts = load_beir(args.data, data_dir=args.data_dir).doc_texts()[: args.docs]
+    except (ValueError, OSError) as e:
+        ap.error(f"--data {args.data}: {' '.join(str(e).split())}")
+
+    import numpy as np
+    import torch
     from sentence_transformers import SparseEncoder
 
-    from ifsr.data.beir import load_beir
-    from ifsr.serving.export import save_sparse_encoder
     from ifsr.core.encoder import DocumentEncoder, QueryEncoder
+    from ifsr.serving.export import save_sparse_encoder
 
-    texts = load_beir(args.data, data_dir=args.data_dir).doc_texts()[: args.docs]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     doc = DocumentEncoder.from_pretrained("splade-tiny", max_length=args.max_length)
     query = QueryEncoder(doc.tokenizer, np.ones(len(doc.tokenizer), dtype=np.float32))
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import anchor_to_repo, positive_int as positive  # also puts this checkout first on sys.path
 
 CHILD = """
 import sys, time, json
@@ -32,13 +33,6 @@ doc = DocumentEncoder.from_pretrained("splade-tiny", max_length={length})
 doc.encode(texts[:8], show_progress=False)  # warm-up
 t = time.perf_counter(); doc.encode(texts, batch_size={batch}, show_progress=False); print(time.perf_counter() - t)
 """
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--reference {args.reference}: not an ifsr checkout (no ifsr/core/encoder.py)")
     if any(n > 512 for n in args.lengths):
         ap.error(f"--lengths: at most 512 (BERT's positions), got {args.lengths}")
+    anchor_to_repo()
 
     import json
     import tempfile

@@ -27,6 +27,8 @@ import functools
 import sys
 import time
 
+from _args import REPO, anchor_to_repo, nonnegative_float, positive_float, positive_int  # this checkout first on sys.path
+
 
 def cpu_gemm_tflops(n: int = 1536, reps: int = 3) -> float:
     import torch
@@ -112,22 +114,27 @@ def tokenize_seconds_per_text(model_name: str, max_length: int, n: int = 256) ->
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="gpu-quick")
-    ap.add_argument("--gpu-tflops", type=float, default=100.0, help="assumed effective device rate (TFLOP/s)")
-    ap.add_argument("--overhead-s", type=float, default=6.0, help="seconds per stage/notebook that do not speed up")
-    ap.add_argument("--step-floor-ms", type=float, default=10.0, help="per optimizer step, not sped up")
-    ap.add_argument("--window-s", type=float, default=600.0)
-    ap.add_argument("--mini", type=int, default=2, help="queries of the timed CPU step")
+    ap.add_argument("--preset", default="gpu-quick", help="a preset of configs/presets.yaml (default: gpu-quick)")
+    ap.add_argument("--gpu-tflops", type=positive_float, default=100.0,
+                    help="assumed effective device rate (TFLOP/s; default: 100)")
+    ap.add_argument("--overhead-s", type=nonnegative_float, default=6.0,
+                    help="seconds per stage/notebook that do not speed up (default: 6)")
+    ap.add_argument("--step-floor-ms", type=nonnegative_float, default=10.0,
+                    help="per optimizer step, not sped up (default: 10)")
+    ap.add_argument("--window-s", type=positive_float, default=600.0, help="the device window (default: 600)")
+    ap.add_argument("--mini", type=positive_int, default=2, help="queries of the timed CPU step (default: 2)")
     ap.add_argument("--unprepared", action="store_true",
                     help="plan the whole preset on the device (default: what is left after `gpu_replicate.sh "
                          "prepare`, which runs the baselines and the dense teacher's scoring here)")
-    ap.add_argument("--mini-docs", type=int, default=16, help="documents of the timed CPU encoding")
+    ap.add_argument("--mini-docs", type=positive_int, default=16,
+                    help="documents of the timed CPU encoding (default: 16)")
     args = ap.parse_args(argv)
+    anchor_to_repo()
 
     from ifsr.exp.work import preset_work
 
-    try:
-        planned = preset_work(args.preset, prepared=not args.unprepared)
+    try:  # the repository's presets and configs, wherever this runs from
+        planned = preset_work(args.preset, root=REPO, prepared=not args.unprepared)
     except ValueError as e:  # an unknown preset, a bad presets.yaml or config: one line, exit 2
         print(f"gpu_plan: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

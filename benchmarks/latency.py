@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _args import (anchor_to_repo, max_length, nonnegative_float, out_file, positive_float,  # this checkout first
+                   positive_int, repo_path)
 
 from ifsr.exp.ablations import lambda_student  # noqa: E402
-from ifsr.serving.engines import parse_engine  # noqa: E402
-from ifsr.serving.latency import SYSTEMS, best_ratio, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.serving.latency import (SYSTEMS, best_ratio, check_engine_setting, latency_plot,  # noqa: E402
+                                  latency_ratios, measure_latency)
 from ifsr.serving.levers import lever_plot, lever_table, parse_levers  # noqa: E402
 
 
@@ -38,8 +38,9 @@ def size_arg(text: str) -> str | int:
 
 
 def engine_arg(text: str) -> str:
+    """An engine setting the study accepts, options included (checked now, not after the corpora are encoded)."""
     try:
-        parse_engine(text)
+        check_engine_setting(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e))
     return text
@@ -50,26 +51,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", default=None, help="default $IFSR_DATA_DIR or data (ifsr.data.beir.data_dir)")
     ap.add_argument("--sizes", nargs="+", type=size_arg, default=["scifact", "real"],
                     help="'scifact', 'real' (all real passages) or N (resampled, see --resample-from)")
-    ap.add_argument("--n-queries", type=int, default=300)
+    ap.add_argument("--n-queries", type=positive_int, default=300)
     ap.add_argument("--cache-dir", default=None, help="vectors + indexes (default $IFSR_CACHE_DIR or .cache/ifsr)")
     ap.add_argument("--engines", nargs="+", type=engine_arg, default=["pisa"],
                     help="engine settings: name or name(key=value,...), e.g. 'bmp(bsize=64,alpha=0.9)'")
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     ap.add_argument("--model", default="splade-tiny")
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--max-passages", type=int, default=None,
+    ap.add_argument("--max-length", type=max_length, default=256)
+    ap.add_argument("--max-passages", type=positive_int, default=None,
                     help="cap the pair passages of 'real' (a partial corpus when encoding all is too slow)")
     ap.add_argument("--resample-from", choices=["real", "scifact"], default="real",
                     help="corpus the integer sizes are resampled from ('scifact' needs only SciFact encoded)")
     ap.add_argument("--algorithm", default="maxscore", help="PISA query algorithm, the same for every system")
-    ap.add_argument("--doc-scale", type=float, default=100.0)
-    ap.add_argument("--query-scale", type=float, default=10.0)
-    ap.add_argument("--min-query-idf", type=float, default=0.0, help="prune inference-free query tokens below this idf")
-    ap.add_argument("--max-query-terms", type=int, default=None, help="keep this many highest-idf query tokens")
+    ap.add_argument("--doc-scale", type=positive_float, default=100.0)
+    ap.add_argument("--query-scale", type=positive_float, default=10.0)
+    ap.add_argument("--min-query-idf", type=nonnegative_float, default=0.0,
+                    help="prune inference-free query tokens below this idf")
+    ap.add_argument("--max-query-terms", type=positive_int, default=None, help="keep this many highest-idf query tokens")
     ap.add_argument("--no-fold-idf", dest="fold_idf", action="store_false",
                     help="inference-free on the plain index with integer query weights (default: idf folded "
                          "into the impacts, binary query)")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=positive_int, default=1)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed time; cpu: thread CPU time (steadier on a loaded shared machine)")
     ap.add_argument("--seed", type=int, default=0)
@@ -77,14 +79,15 @@ def main(argv: list[str] | None = None) -> None:
                     "doc-top-k=64 lambda=0.08 lambda=0.08+query-min-idf=2 (timed on --lever-engine over --lever-size)")
     ap.add_argument("--lever-engine", type=engine_arg, default=None)
     ap.add_argument("--lever-size", type=size_arg, default="scifact")
-    ap.add_argument("--lever-students", default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "
+    ap.add_argument("--lever-students", type=repo_path, default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "
                     "students the lambda=X levers time (trained when absent)")
-    ap.add_argument("--lever-seeds", type=int, default=1, help="training seeds of each lambda=X lever's student "
+    ap.add_argument("--lever-seeds", type=positive_int, default=1, help="training seeds of each lambda=X lever's student "
                     "(the YAML's first seeds; its ratio and nDCG@10 change are then over seeds too)")
-    ap.add_argument("--lever-out", default=None, help="write the lever table as CSV")
-    ap.add_argument("--out", default=None, help="write the table as CSV")
-    ap.add_argument("--plot", default=None, help="write p50 vs corpus size as PNG")
+    ap.add_argument("--lever-out", type=out_file, default=None, help="write the lever table as CSV")
+    ap.add_argument("--out", type=out_file, default=None, help="write the table as CSV")
+    ap.add_argument("--plot", type=out_file, default=None, help="write p50 vs corpus size as PNG")
     args = ap.parse_args(argv)
+    anchor_to_repo()
 
     try:
         levers = parse_levers(args.levers)
@@ -94,8 +97,6 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--levers needs --lever-engine")
     if any(lv.lam is not None for lv in levers) and not args.lever_students:
         ap.error("a lambda= lever needs --lever-students")
-    if args.lever_seeds < 1:
-        ap.error(f"--lever-seeds must be >= 1, got {args.lever_seeds}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else None
     df = measure_latency(args.data_dir, args.sizes, args.n_queries, args.engines, args.systems, args.model,
                          cache_dir=cache, max_length=args.max_length, max_passages=args.max_passages,

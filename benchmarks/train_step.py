@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from _args import anchor_to_repo, max_length, positive_int  # also puts this checkout first on sys.path
+
 IMPLS = ("ifsr", "ifsr-inbatch", "ifsr-dense", "st")  # `st` last: the reference of the ratios
 
 
@@ -85,24 +87,30 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--steps", type=positive_int, default=6, help="optimizer steps timed (default: 6)")
+    ap.add_argument("--batch-size", type=positive_int, default=8, help="queries per batch (default: 8)")
+    ap.add_argument("--max-length", type=max_length, default=128, help="document tokens, 1..512 (default: 128)")
+    ap.add_argument("--repeats", type=positive_int, default=2, help="runs of each implementation (default: 2)")
     ap.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    anchor_to_repo()
     if args.impl:
         print(json.dumps(one(args.impl, args.steps, args.batch_size, args.max_length)))
-        return
+        return 0
     results = {impl: [] for impl in IMPLS}
     for _ in range(args.repeats):  # alternate, each in a fresh process
         for impl in IMPLS:
-            out = subprocess.run([sys.executable, __file__, "--impl", impl, "--steps", str(args.steps),
-                                  "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
-                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results[impl].append(json.loads(out))
+            child = subprocess.run([sys.executable, __file__, "--impl", impl, "--steps", str(args.steps),
+                                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:  # the child's own error, not a CalledProcessError traceback
+                print(child.stderr[-3000:], file=sys.stderr, end="")
+                print(f"train_step: error: the {impl} run failed (exit {child.returncode}); its stderr is above",
+                      file=sys.stderr)
+                return 1
+            results[impl].append(json.loads(child.stdout.strip().splitlines()[-1]))
     print(f"batch {args.batch_size} queries x 3 documents, max length {args.max_length}, {args.steps} steps")
     for impl, rs in results.items():
         sps = sorted(r["steps_per_s"] for r in rs)[len(rs) // 2]
@@ -113,7 +121,8 @@ def main() -> None:
         mem = [a["peak_rss_mb"] / b["peak_rss_mb"] for a, b in zip(results[impl], results["st"])]
         print(f"steps/s ratio {impl} / st: {sorted(ratios)[len(ratios) // 2]:.3f} "
               f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)}); peak memory ratio {max(mem):.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

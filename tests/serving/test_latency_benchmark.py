@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "latency.py"
     (["--levers", "none", "query-top-k=8+query-top-k=4", "--lever-engine", "pisa"], "each kind once"),
     (["--sizes", "tiny"], "a size is 'scifact', 'real' or a number"),
     (["--levers", "none", "lambda=0.08", "--lever-engine", "pisa", "--lever-students", "configs/cpu.yaml",
-      "--lever-seeds", "0"], "--lever-seeds must be >= 1"),
+      "--lever-seeds", "0"], "argument --lever-seeds: expected a positive integer"),
 ])
 def test_bad_lever_arguments_exit_2_with_a_usage_line(args, message, tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--cache-dir", str(tmp_path), *args], capture_output=True,
