@@ -6,6 +6,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 
 from ifsr.distill.trainer import TEMPERATURE_GRID
 from ifsr.replicate import load_presets
@@ -42,7 +43,8 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
                                           "03_latency.ipynb"}
     res = root / "results" / "smoke"
     curve = pd.read_csv(res / "idf_flops" / "curve.csv")
-    assert set(curve["arm"]) == {"untrained", "bm25", "stage-1 start", "idf-flops", "flops", "flops+idf-query"}
+    assert set(curve["arm"]) == {"untrained", "bm25", "stage-1 start", "stage-1 start (flops)", "idf-flops", "flops",
+                                 "flops+idf-query"}
     trained = curve[curve["arm"].isin(["idf-flops", "flops"])]
     assert set(trained["student_temperature"]) <= set(TEMPERATURE_GRID)  # smoke calibrates tau ("auto")
     assert set(trained["seed"]) == {0, 1, 2} and set(trained["dataset"]) == {"scifact", "cranfield"}
@@ -52,10 +54,19 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
         assert (res / fig).stat().st_size > 1000
     teachers = pd.read_csv(res / "teachers" / "table.csv")
     assert set(teachers["teacher"]) == {"untrained", "dense", "sparse", "ensemble-minmax", "ensemble-raw"}
-    # stage 1 is the teacher ablation: its min-max seed-0 run is the sweep's stage-1 start
-    start = curve[curve["arm"] == "stage-1 start"]["model"].unique()
-    assert len(start) == 1 and start[0] in set(teachers[(teachers["teacher"] == "ensemble-minmax")
-                                                        & (teachers["seed"] == 0)]["model"])
+    # Claim 1's arm through both stages (issue 27): the IDF-aware stage-1 start of seed s is the teacher ablation's
+    # min-max run of seed s, the plain arm has its own plain-FLOPS starts, and every stage-2 run starts from the
+    # start of its own arm and seed
+    for arm, label in (("idf-flops", "stage-1 start"), ("flops", "stage-1 start (flops)")):
+        starts = curve[curve["arm"] == label].drop_duplicates("seed").set_index("seed")["model"]
+        assert sorted(starts.index) == [0, 1, 2] and starts.nunique() == 3
+        if arm == "idf-flops":
+            minmax = teachers[teachers["teacher"] == "ensemble-minmax"].drop_duplicates("seed").set_index("seed")["model"]
+            assert all(starts[s] == minmax[s] for s in starts.index)
+        for _, r in curve[curve["arm"] == arm].drop_duplicates("model").iterrows():
+            run_cfg = yaml.safe_load((root / Path(r["model"]).parent / "train_config.yaml").read_text())
+            assert (root / run_cfg["student"]).resolve() == (root / starts[r["seed"]]).resolve()
+    assert not set(curve[curve["arm"] == "stage-1 start"]["model"]) & set(curve[curve["arm"] == "stage-1 start (flops)"]["model"])
     per_q = pd.read_csv(res / "idf_flops" / "per_query.csv")
     judged = per_q.groupby(["dataset", "arm", "lambda", "seed"], dropna=False).size()
     assert judged.groupby("dataset").nunique().eq(1).all()  # the same queries in every row of a dataset
