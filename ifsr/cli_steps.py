@@ -374,6 +374,10 @@ def search_index(index: str | os.PathLike, text: str, k: int = 10) -> tuple[list
     p, meta = read_index(index)
     if k <= 0:
         raise InputError(f"-k {k}: expected a positive number of hits")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # bytes of another encoding on the command line (decoded as surrogates)
+        raise InputError(f"--query: not valid UTF-8 (byte {e.start} of the query); give the query in UTF-8") from None
     import scipy.sparse as sp
 
     from ifsr.core.encoder import QueryEncoder, load_tokenizer
@@ -384,7 +388,14 @@ def search_index(index: str | os.PathLike, text: str, k: int = 10) -> tuple[list
 
     tok = load_tokenizer(str(p / "query"))
     query = QueryEncoder(tok, load_idf(p / "query" / "idf.json", tok))
-    doc_ids = json.loads((p / "doc_ids.json").read_text(encoding="utf-8"))
+    ids_path = check_file(p / "doc_ids.json", "--index", "a folder written by `ifsr index` (holding doc_ids.json)")
+    try:
+        doc_ids = json.loads(ids_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"--index {p}: {ids_path} is not valid JSON ({e.msg}); rebuild it with `ifsr index`") from None
+    if not isinstance(doc_ids, list) or len(doc_ids) != meta.get("n_docs"):
+        raise InputError(f"--index {p}: {ids_path} holds {len(doc_ids) if isinstance(doc_ids, list) else 'no list of'} "
+                         f"document ids for the index's {meta.get('n_docs')} documents; rebuild it with `ifsr index`")
     if meta["engine"] == "pisa":
         engine = PisaImpactIndex(p / "pisa", vocab_terms(tok), k=k)
     else:

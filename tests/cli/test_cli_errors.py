@@ -4,9 +4,12 @@ crashed or was silently ignored before issue 13 (README's report of the base che
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from cli_helpers import assert_one_line_error, ifsr, write_beir
+from cli_helpers import ROOT, assert_one_line_error, ifsr, write_beir
 
 
 @pytest.fixture()
@@ -217,3 +220,20 @@ def test_baselines_out_dir_that_is_a_file_is_refused_at_once(tmp_path):
     (tmp_path / "f").write_text("")
     proc = ifsr("baselines", "--out-dir", tmp_path / "f")
     assert_one_line_error(proc, "baselines", "--out-dir", "regular file")
+
+
+def test_search_refuses_a_query_that_is_not_utf8_and_a_short_doc_ids(splade_tiny_path, idf_file, tiny, tmp_path):
+    """Issue 31: non-UTF-8 bytes in --query, and an index whose doc_ids.json lost rows: one line, exit 2."""
+    out = tmp_path / "index"
+    proc = ifsr("index", "--model", splade_tiny_path, "--idf", idf_file, "--corpus", tiny, "--engine", "exact",
+                "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    raw = subprocess.run([sys.executable, "-m", "ifsr.cli", "search", "--index", str(out), "--query", b"lung \xff\xfe"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert_one_line_error(raw, "search", "--query", "UTF-8")
+    ids = json.loads((out / "doc_ids.json").read_text())
+    (out / "doc_ids.json").write_text(json.dumps(ids[:-1]))
+    assert_one_line_error(ifsr("search", "--index", out, "--query", "lung"), "search", "doc_ids.json",
+                          f"{len(ids) - 1} document ids", f"{len(ids)} documents")
+
