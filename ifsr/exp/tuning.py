@@ -60,32 +60,38 @@ def dev_score(cfg: AblationConfig, model: str | Path, dev: BeirSet) -> dict[str,
 
 
 def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = None,
-               seed: int | None = None) -> pd.DataFrame:
-    """One row per (learning rate, stage-2 step count), and the untrained and stage-1 starts: dev nDCG@10 of the
-    replication's model (idf-flops at `headline_lambda`) trained for that many steps, training seed `seed`
-    (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the preset's `train.lr` for both
-    stages, as the protocol would run it, so each brings its own stage-1 start."""
+               seed: int | None = None, teacher_lambdas: list[float] | None = None) -> pd.DataFrame:
+    """One row per (stage-1 lambda, learning rate, stage-2 step count), and the untrained and stage-1 starts:
+    dev nDCG@10 of the replication's model (idf-flops at `headline_lambda`) trained for that many steps, training
+    seed `seed` (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the preset's `train.lr`
+    for both stages, as the protocol would run it, and a value of `teacher_lambdas` (default: the preset's) is
+    stage 1's FLOPS weight, so each pair brings its own stage-1 start."""
     if cfg.headline_lambda is None:
         raise ValueError(f"{cfg.preset}: no headline_lambda, no model to tune")
     if not steps or any(not isinstance(n, int) or n <= 0 for n in steps):
         raise ValueError(f"steps must be positive integers, got {steps}")
     if lrs is not None and (not lrs or any(not lr > 0 for lr in lrs)):
         raise ValueError(f"learning rates must be positive, got {lrs}")
+    if teacher_lambdas is not None and (not teacher_lambdas or any(not t >= 0 for t in teacher_lambdas)):
+        raise ValueError(f"stage-1 lambdas must be >= 0, got {teacher_lambdas}")
     seed = cfg.seeds[0] if seed is None else seed
     dev = dev_set(cfg)
-    rows = [{"model": "untrained", "lr": float("nan"), "steps": 0, **dev_score(cfg, cfg.train.student, dev)}]
-    for lr in lrs or [cfg.train.lr]:
-        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr))
+    rows = [{"model": "untrained", "teacher_lambda": float("nan"), "lr": float("nan"), "steps": 0,
+             **dev_score(cfg, cfg.train.student, dev)}]
+    grid = [(t, lr) for t in teacher_lambdas or [cfg.teacher_lambda] for lr in lrs or [cfg.train.lr]]
+    for t, lr in grid:
+        c = dataclasses.replace(cfg, teacher_lambda=t, train=dataclasses.replace(cfg.train, lr=lr))
         data, pre = _lazy(lambda c=c: finetune_dataset(c)), _lazy(lambda c=c: pretrain_dataset(c))
         base = sweep_train_config(c, "idf-flops", c.headline_lambda, seed)
         start = start_config(c, base)
         if start is not None:
             run = pretrained_run(c, start, pre)
-            rows.append({"model": "stage-1 start", "lr": lr, "steps": 0, **dev_score(c, run.model_dir, dev)})
+            rows.append({"model": "stage-1 start", "teacher_lambda": t, "lr": lr, "steps": 0,
+                         **dev_score(c, run.model_dir, dev)})
         for n in sorted(set(steps)):
             tic = time.perf_counter()
             run = trained_run(c, dataclasses.replace(base, steps=n), data, pre)
-            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", "lr": lr, "steps": n,
+            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", "teacher_lambda": t, "lr": lr, "steps": n,
                          **dev_score(c, run.model_dir, dev), "wall_s": round(time.perf_counter() - tic, 1),
                          "run": run.model_dir.parent.name})
     return pd.DataFrame(rows)
@@ -97,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", required=True, help="stage-2 step counts to train and score")
     ap.add_argument("--lrs", type=float, nargs="+", default=None,
                     help="learning rates (both stages) to cross with the steps (default: the preset's train.lr)")
+    ap.add_argument("--teacher-lambdas", type=float, nargs="+", default=None,
+                    help="stage-1 FLOPS weights to cross with the rest (default: the preset's teacher_lambda)")
     ap.add_argument("--out", required=True, help="folder for steps.csv and config.yaml (results/<preset>/explore/...)")
     ap.add_argument("--data-dir", default=None, help="data directory (default: ifsr.data.beir.find_data_dir)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(AblationConfig, args.config, data_dir=args.data_dir)
-        table = step_sweep(cfg, args.steps, args.lrs)
+        table = step_sweep(cfg, args.steps, args.lrs, teacher_lambdas=args.teacher_lambdas)
     except (ValueError, FileNotFoundError) as e:
         print(f"ifsr.exp.tuning: error: {e}", file=sys.stderr)
         return 2

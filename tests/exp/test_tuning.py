@@ -26,6 +26,8 @@ def test_refusals_before_any_training(data_root, tmp_path, capsys):
         dev_set(smoke)
     with pytest.raises(ValueError, match="steps must be positive"):
         step_sweep(smoke, [0, 4])
+    with pytest.raises(ValueError, match="stage-1 lambdas must be >= 0"):
+        step_sweep(smoke, [2], teacher_lambdas=[0.001, -0.5])
     with pytest.raises(ValueError, match="headline_lambda"):
         step_sweep(dataclasses.replace(smoke, headline_lambda=None), [2])
     config = tmp_path / "no-dev.yaml"
