@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from cli_helpers import DOCS, ROOT, ifsr, write_beir
@@ -93,6 +94,40 @@ def test_export_opensearch_with_bulk_and_sentence_transformers(trained, tiny, tm
     proc = ifsr("export", "--model", model, "--format", "sentence-transformers", "--out", st_dir, "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (st_dir / "modules.json").is_file() and f"model: {st_dir}" in proc.stdout
+
+
+LONG_DOC = " ".join(text for _, _, text in DOCS * 4)  # about 100 tokens: cut at 64, it is another vector
+
+
+@pytest.fixture(scope="module")
+def saved_at_64(doc, query, tmp_path_factory):
+    """A SparseEncoder directory of splade-tiny at 64 tokens (the `doc` fixture's length), as training saves one."""
+    from ifsr.serving.export import save_sparse_encoder
+
+    return save_sparse_encoder(doc, query, tmp_path_factory.mktemp("saved") / "model")
+
+
+def test_export_of_an_opensearch_model_keeps_its_max_length(saved_at_64, doc, tmp_path):
+    """Issue 31: a model trained at 64, exported to the OpenSearch layout and from there to
+    sentence-transformers, reloaded at 512 and its document vectors changed (max difference 0.24)."""
+    from sentence_transformers import SparseEncoder
+
+    from ifsr.serving.export import load_model
+
+    os_dir, st_dir = tmp_path / "os", tmp_path / "st"
+    for source, fmt, out in ((saved_at_64, "opensearch", os_dir), (os_dir, "sentence-transformers", st_dir)):
+        proc = ifsr("export", "--model", source, "--format", fmt, "--out", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    want = doc.encode([LONG_DOC], show_progress=False).toarray()
+    assert np.abs(doc.with_max_length(512).encode([LONG_DOC], show_progress=False).toarray() - want).max() > 0.01
+    for path in (os_dir, st_dir):
+        again, _ = load_model(str(path))
+        assert again.max_length == 64, path
+        np.testing.assert_allclose(again.encode([LONG_DOC], show_progress=False).toarray(), want, atol=1e-5)
+    st = SparseEncoder(str(st_dir), device="cpu")
+    assert st.max_seq_length == 64
+    got = st.encode_document([LONG_DOC], convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_path, idf_file):
