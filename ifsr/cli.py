@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ifsr import cli_steps as steps
+from ifsr.core.names import MAX_LENGTH
 from ifsr.exp.config import PRESETS  # BaselinesConfig presets (no torch)
 
 DATA_DIR_HELP = "data root holding beir/, idf/, pairs/ (default: $IFSR_DATA_DIR, else ./data)"
@@ -168,10 +169,12 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_HELP = "saved ifsr model dir (SparseEncoder or OpenSearch layout), or an MLM name/path with --idf"
 CORPUS_HELP = 'BEIR directory (corpus.jsonl), or a JSONL file with a "text" field (and "_id", each once)'
 FORCE_HELP = "replace an existing output (default: refuse it)"
+MAX_LENGTH_HELP = ("document max tokens (default: the model's own: the length a saved model was trained or exported "
+                   f"with, else {MAX_LENGTH}; the same for evaluate, export and index)")
 ENCODE_ARGS: Arguments = {  # the document side of export --corpus and index
     "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model; "
                                        "default: the saved model's own)"},
-    "--max-length": {"type": int, "default": None, "help": "document max tokens (default: the saved model's, else 512)"},
+    "--max-length": {"type": int, "default": None, "help": MAX_LENGTH_HELP},
     "--limit": {"type": int, "default": None, "help": "only the first N documents of --corpus (default: all)"},
     "--batch-size": {"type": int, "default": 32, "help": "documents encoded at once"},
     "--force": {"action": "store_true", "help": "replace a non-empty --out (default: refuse it)"},
@@ -193,7 +196,7 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--split": {"default": "test", "help": "qrels split: <data>/qrels/<split>.tsv"},
         "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model; "
                                            "default: the saved model's own)"},
-        "--max-length": {"type": int, "default": 256, "help": "document max tokens (SPEC: 512; presets cut it)"},
+        "--max-length": {"type": int, "default": None, "help": MAX_LENGTH_HELP},
         "--k": {"type": int, "default": 100, "help": "retrieval depth (at least 100, the depth of R@100)"},
         "--self-hits": {"choices": ["auto", "on", "off"], "default": "auto",
                         "help": "drop hits whose doc id equals the query id (auto: only ArguAna, Quora)"},

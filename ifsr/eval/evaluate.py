@@ -124,7 +124,7 @@ def judgement_notes(ds: BeirSet, q: sp.spmatrix) -> list[str]:
 
 
 def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = "test",
-                   idf_path: str | os.PathLike | None = None, max_length: int = 256, k: int = 100,
+                   idf_path: str | os.PathLike | None = None, max_length: int | None = None, k: int = 100,
                    self_hits: bool | None = None, cache_dir: str | os.PathLike | None = None,
                    data_dir: str | os.PathLike | None = None, batch_size: int = 32,
                    show_progress: bool = True, device: str = "auto") -> dict[str, Any]:
@@ -132,8 +132,8 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
 
     model_path_or_name: a saved ifsr model (SparseEncoder or OpenSearch layout), or an MLM name/path
     with `idf_path`. data_dir_or_name: a BEIR directory, or a set name under `<data_dir>/beir`.
-    self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
-    k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries that score 0 by
+    self_hits: None = SELF_HITS[dataset] (default False). max_length: None = the model's own (`load_model`),
+    the length `ifsr index` and `export` encode at. k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries that score 0 by
     construction, negative grades), with counts; refused when every query would score 0.
     """
     check_depth(k)
@@ -152,7 +152,7 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     return {"model": str(model_path_or_name), "dataset": ds.name, "split": split,
             **evaluate_run(run, qrels, MEASURES), **sparsity_row(q, d),
             "n_queries": len(ds.query_ids), "n_docs": len(ds.doc_ids), "dataset_checksum": ds.checksum(),
-            "model_checksum": weights, "max_length": max_length, "k": k, "self_hits": self_hits,
+            "model_checksum": weights, "max_length": doc.max_length, "k": k, "self_hits": self_hits,
             "encode_seconds": round(encode_s, 2), "warnings": notes}
 
 

@@ -130,6 +130,19 @@ def test_export_of_an_opensearch_model_keeps_its_max_length(saved_at_64, doc, tm
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_evaluate_index_and_export_default_to_the_models_own_length(saved_at_64, tiny, tmp_path):
+    """Issue 31: `evaluate` defaulted to 256 tokens while `index` and `export` used the model's own (64), so the
+    index was not what was evaluated. Every verb now encodes at the model's length unless told otherwise."""
+    out, index = tmp_path / "eval.json", tmp_path / "index"
+    proc = ifsr("evaluate", "--model", saved_at_64, "--data", tiny, "--json", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = ifsr("index", "--model", saved_at_64, "--corpus", tiny, "--out", index, "--engine", "exact", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(out.read_text())["max_length"] == json.loads((index / "index.json").read_text())["max_length"] == 64
+    for verb in ("evaluate", "export", "index"):
+        assert "the model's own" in " ".join(ifsr(verb, "--help").stdout.split()), verb
+
+
 def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_path, idf_file):
     """The default engine: PISA when pyterrier-pisa imports, else exact (both were run by hand, and seismic)."""
     index = tmp_path / "index"
