@@ -58,22 +58,39 @@ def bm25_per_query(ds: BeirSet, k: int = 100, measure: str = "nDCG@10") -> dict[
     return per_query(*judged_run(ds, lambda n: bm.search(queries, n), k), measure)
 
 
-def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
-                  batch_size: int = 32, show_progress: bool = True, columns: np.ndarray | None = None,
-                  rows: np.ndarray | None = None) -> sp.csr_matrix:
-    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length (+ columns).
+BY_CONTENT = "by-content"  # the model and dataset key parts of an encoding named by its content alone
 
-    columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them);
-    rows: only those documents (indices into ds.doc_ids), [len(rows), V]. Under torchrun the encoder batches
-    are split over the ranks and merged (ifsr.distributed.sharded_cached_encode): every rank gets the
-    one-process matrix."""
-    texts = ds.doc_texts()
-    if rows is not None:
-        texts = [texts[i] for i in rows]
-    key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length, columns)
+
+def encode_texts(doc: DocumentEncoder, texts: list[str], weights: str, cache_dir: str | os.PathLike | None,
+                 batch_size: int = 32, show_progress: bool = True, model: str = BY_CONTENT,
+                 dataset: str = BY_CONTENT, columns: np.ndarray | None = None) -> sp.csr_matrix:
+    """Document vectors [n, V] of `texts`, cached (`corpus_key`) by model + weights + dataset + texts + max
+    length (+ columns). The defaults name an encoding by its content alone (weights checksum, texts hash,
+    max length): `ifsr evaluate`, `export --corpus` and `index` share one entry for one model and corpus.
+
+    columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them).
+    Under torchrun the encoder batches are split over the ranks and merged
+    (ifsr.distributed.sharded_cached_encode): every rank gets the one-process matrix."""
+    key = corpus_key(model, weights, DOC_ENCODER_TAG, dataset, texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
                                       shard=shard, columns=columns), cache_dir, {"batch_size": batch_size})
+
+
+def model_weights(model: str, doc: DocumentEncoder) -> str:
+    """The weights checksum of a model as the CLI gives it (`weights_checksum` of its folder)."""
+    return weights_checksum(resolve_model_path(model), doc.mlm)
+
+
+def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
+                  batch_size: int = 32, show_progress: bool = True, columns: np.ndarray | None = None,
+                  rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """Document vectors [nd, V] of `ds` (`encode_texts`), cached by model name + weights + dataset checksum +
+    max length (+ columns). rows: only those documents (indices into ds.doc_ids), [len(rows), V]."""
+    texts = ds.doc_texts()
+    if rows is not None:
+        texts = [texts[i] for i in rows]
+    return encode_texts(doc, texts, weights, cache_dir, batch_size, show_progress, model, ds.checksum(), columns)
 
 
 NNZ_SAMPLE = 32  # documents per set whose full vectors give an evaluation's doc nnz (`nnz_sample_rows`)
@@ -133,8 +150,9 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
     model_path_or_name: a saved ifsr model (SparseEncoder or OpenSearch layout), or an MLM name/path
     with `idf_path`. data_dir_or_name: a BEIR directory, or a set name under `<data_dir>/beir`.
     self_hits: None = SELF_HITS[dataset] (default False). max_length: None = the model's own (`load_model`),
-    the length `ifsr index` and `export` encode at. k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries that score 0 by
-    construction, negative grades), with counts; refused when every query would score 0.
+    the length `ifsr index` and `export` encode at. The corpus encoding is the content-keyed one those verbs
+    share (`encode_texts`). k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries
+    that score 0 by construction, negative grades), with counts; refused when every query would score 0.
     """
     check_depth(k)
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
@@ -142,11 +160,11 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
                             show_progress=show_progress)
     doc.to(resolve_device(device))
     self_hits = self_hits_for(ds.name) if self_hits is None else self_hits
-    weights = weights_checksum(resolve_model_path(model_path_or_name), doc.mlm)
+    weights = model_weights(model_path_or_name, doc)
     q = query.encode([ds.queries[i] for i in ds.query_ids])  # [nq, V]
     notes = judgement_notes(ds, q)  # before the corpus is encoded: a set that would score 0 is refused at once
     t0 = time.perf_counter()
-    d = encode_corpus(doc, model_path_or_name, weights, ds, cache_dir, batch_size, show_progress)  # [nd, V]
+    d = encode_texts(doc, ds.doc_texts(), weights, cache_dir, batch_size, show_progress)  # [nd, V]
     encode_s = time.perf_counter() - t0
     run, qrels = judged_run(ds, lambda n: sparse_topk(q, d, n), k, self_hits)
     return {"model": str(model_path_or_name), "dataset": ds.name, "split": split,

@@ -26,13 +26,6 @@ from ifsr.serving.export import load_model
 
 
 
-def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """`path`, else $IFSR_CACHE_DIR (read now), else `.cache/ifsr` (the project's cache folder, git-ignored)."""
-    if path is not None:
-        return Path(path)
-    return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
-
-
 @dataclass(frozen=True)
 class LatencyCorpus:
     name: str

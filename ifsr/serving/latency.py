@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ifsr.cache import texts_sha256
 from ifsr.core.encoder import resolve_model_path
-from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, resolve_cache_dir
 from ifsr.data.mining import Bm25Index
 from ifsr.eval.metrics import evaluate_run
 from ifsr.eval.retrieval import to_run
@@ -50,7 +50,7 @@ from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p
 from ifsr.report.stats import median_ratio
 from ifsr.serving.base import vocab_terms
 from ifsr.serving.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
-                                  resolve_cache_dir, scifact_queries)
+                                  scifact_queries)
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
 from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads

@@ -28,13 +28,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ifsr.core.encoder import resolve_model_path
-from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir, resolve_cache_dir
 from ifsr.eval.metrics import per_query
 from ifsr.manifest import sha256_dir
 from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO
 from ifsr.report.stats import median_ratio, paired_delta
 from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
-                                  resolve_cache_dir, scifact_queries)
+                                  scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
 from ifsr.serving.latency import latency_table, ranked_run
 from ifsr.serving.queryside import inference_free_query

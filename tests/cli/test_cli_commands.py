@@ -143,6 +143,33 @@ def test_evaluate_index_and_export_default_to_the_models_own_length(saved_at_64,
         assert "the model's own" in " ".join(ifsr(verb, "--help").stdout.split()), verb
 
 
+def test_evaluate_export_and_index_share_one_corpus_encoding(saved_at_64, doc, tiny, tmp_path, monkeypatch, capsys):
+    """Issue 31: the walk-through's evaluate, export --corpus and index each re-encoded the same corpus. Now the
+    first encodes it into the content-keyed cache and the other two read it: one encoder call in all, and the
+    index holds exactly the vectors of a cold encode."""
+    import scipy.sparse as sp
+
+    from ifsr.cli import main
+    from ifsr.core.encoder import DocumentEncoder
+
+    calls, encode = [], DocumentEncoder.encode
+    monkeypatch.setattr(DocumentEncoder, "encode", lambda self, texts, *a, **kw: calls.append(len(texts))
+                        or encode(self, texts, *a, **kw))
+    cache, model = str(tmp_path / "cache"), str(saved_at_64)
+    for argv in (["evaluate", "--model", model, "--data", str(tiny)],
+                 ["export", "--model", model, "--format", "opensearch", "--out", str(tmp_path / "os"), "--corpus", str(tiny)],
+                 ["index", "--model", model, "--corpus", str(tiny), "--out", str(tmp_path / "index"), "--engine", "exact"]):
+        assert main([*argv, "--cache-dir", cache, "--quiet"]) == 0, capsys.readouterr().err
+    assert calls == [len(DOCS)]  # evaluate's; export and index read it from the cache
+    assert len(list((tmp_path / "cache" / "encodings").glob("*.npz"))) == 1
+    cold = encode(doc, read_texts(tiny)[1], show_progress=False)
+    stored = sp.load_npz(tmp_path / "index" / "docs.npz")
+    assert (stored != cold).nnz == 0 and stored.nnz == cold.nnz > 0
+    assert main(["index", "--model", model, "--corpus", str(tiny), "--out", str(tmp_path / "again"), "--engine", "exact",
+                 "--no-cache", "--quiet"]) == 0
+    assert calls == [len(DOCS)] * 2  # --no-cache encodes
+
+
 def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_path, idf_file):
     """The default engine: PISA when pyterrier-pisa imports, else exact (both were run by hand, and seismic)."""
     index = tmp_path / "index"
