@@ -28,7 +28,7 @@ from typing import Any
 import papermill
 import yaml
 
-from ifsr.data.beir import find_data_dir
+from ifsr.data.beir import IDF_FILE, default_idf_path, find_data_dir
 from ifsr.exp.config import AblationConfig, load_config
 from ifsr.manifest import atomic_write, git_commit
 from ifsr.report.report import write_report
@@ -182,6 +182,27 @@ def plan(preset: str, root: str | os.PathLike = ".", data_dir: str | None = None
     return steps
 
 
+def reads_default_idf(root: str | os.PathLike, params: dict[str, Any]) -> bool:
+    """Whether a notebook reads the data directory's MS MARCO IDF table (IDF_FILE): every notebook does,
+    except a training notebook whose config names its own idf_path."""
+    cfg = notebook_config(root, params)
+    return cfg is None or cfg.idf_path is None
+
+
+def check_data_dir(data_dir: str, root: str | os.PathLike, steps: list[tuple[Path, Path, dict[str, Any]]]) -> None:
+    """Before any notebook runs: the data directory holds what the notebooks to run read and cannot fetch by
+    name, the IDF table (a BEIR set is downloaded by name when online; the IDF table is not)."""
+    readers = [notebook.stem for notebook, _, params in steps if reads_default_idf(root, params)]
+    if not readers:
+        return
+    if not Path(data_dir).is_dir():
+        raise ValueError(f"data directory {data_dir}: no such directory; expected one holding beir/, idf/, pairs/ "
+                         f"(--data-dir, else $IFSR_DATA_DIR, ../shared/data or ./data)")
+    if not default_idf_path(data_dir).is_file():
+        raise ValueError(f"data directory {data_dir}: no {IDF_FILE} (the MS MARCO IDF table {', '.join(readers)} "
+                         f"read); expected a data directory holding beir/, idf/, pairs/")
+
+
 def _record_wall_time(manifest: Path, seconds: float) -> None:
     """The whole notebook's wall time in its manifest (the manifest object itself is made at the end)."""
     if manifest.is_file():
@@ -241,6 +262,7 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
             print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
         else:
             todo.append((notebook, out_dir, params, last_wall_seconds(out_dir)))
+    check_data_dir(data_dir, root, [(notebook, out_dir, params) for notebook, out_dir, params, _ in todo])
     if todo:  # the code as it was when the run began; only when something runs
         launch = Path(root) / "results" / preset / "LAUNCH.json"
         launch.parent.mkdir(parents=True, exist_ok=True)
