@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, canonical_json, corpus_key, key_of,
                         load_arrays, save_arrays, texts_sha256, weights_checksum)
 from ifsr.core.encoder import DocumentEncoder, resolve_model_path
+from ifsr.core.retrieval import scores
 from ifsr.data.mining import Candidates, candidates_checksum
 from ifsr.distributed import gather_objects, is_main, merge_units, owned_units, rank_world
-from ifsr.eval.retrieval import scores
 from ifsr.manifest import absent_files
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
@@ -49,7 +49,7 @@ def resolve_device(device: str = "auto") -> str:
 
 class Teacher:
     """Shared logic; subclasses set name, checksum, max_length and the two encoders. A teacher's score
-    is the dot product of its vectors (`ifsr.eval.retrieval.scores`)."""
+    is the dot product of its vectors (`ifsr.core.retrieval.scores`)."""
 
     name: str
     checksum: str

@@ -12,7 +12,7 @@ pytrec_eval-terrier 0.5.11):
 * Ties. trec_eval (so pytrec_eval) re-sorts each query by score descending and breaks ties by doc
   id *descending* as strings ("c" before "a", "9" before "10"), which has nothing to do with the
   retrieval's tie-break. With ``tie_break="order"`` (default) each query's hits are first ranked by
-  score descending, ties kept in the run dict's insertion order (``ifsr.eval.retrieval.to_run`` writes
+  score descending, ties kept in the run dict's insertion order (``ifsr.core.retrieval.to_run`` writes
   score desc, then doc index asc), and handed to ir_measures with strictly decreasing scores
   ``n, n-1, ..., 1``; the real scores are untouched in the caller's run. ``tie_break="trec_eval"``
   passes the run as is (for comparison with numbers produced by pytrec_eval directly).

@@ -4,7 +4,7 @@
 returns one row per (claim, dataset) plus the mean over datasets; `verdict` turns a row's statistic
 into its word. Every row carries its power as well: `se` and `mde`, the minimum detectable effect at 80%
 power from the same bootstrap, which `verdict_cell` attaches to a "not distinguishable" (what it could have
-seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.report.stats.
+seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.eval.stats.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ifsr.report.tables import read_table
-from ifsr.report.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
+# Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
+from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO
+from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
+from ifsr.tables import read_table
 
 ALPHA = 0.05  # significance level of every verdict
 MIN_SEEDS = 3  # training seeds (latency: also timing passes) a "holds" / "reversed" needs in its statistic
-# Claim 4's p50 ratios are tested against these (ifsr.report.stats.median_ratio, in ifsr.serving.latency):
-GOAL_RATIO = 1.0  # issue 14's goal: inference-free at most BM25's p50 (columns <ratio>_p)
-PAPER_RATIO = 1.1  # the paper's "about 1.1x BM25" (SPEC section 4, client-side; columns <ratio>_p_paper)
 MEAN = "mean"  # the dataset label of the mean over datasets
 
 # The paper's side of each claim (SPEC.md; the paper body was not available, so the ablations give a
@@ -42,7 +41,7 @@ def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds:
             unit: str = "training seed(s)") -> str:
     """A claim's verdict word from its statistic, never from the sign of a difference alone.
 
-    p: two-sided p-value of the claim's two-level bootstrap over seeds and queries (ifsr.report.stats);
+    p: two-sided p-value of the claim's two-level bootstrap over seeds and queries (ifsr.eval.stats);
     delta: the difference in the paper's direction (> 0: as the paper says); seeds: the fewest training
     seeds of the arms that entered the statistic (`unit` names them in the message: latency counts timing
     passes too, `latency_verdict`).
@@ -334,7 +333,7 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
                       "model, on the same documents; it was fine-tuned on SciFact train, so its SciFact row is in-domain, as "
                       "on the curve.", ""]
         lines += [f"Ratios: 95% intervals and two-sided p against {GOAL_RATIO:.1f}× from a bootstrap over training seeds "
-                  "(`lambda` rows), timing passes and queries (`ifsr.report.stats.median_ratio`); holds / reversed: "
+                  "(`lambda` rows), timing passes and queries (`ifsr.eval.stats.median_ratio`); holds / reversed: "
                   f"p < {ALPHA:g} from ≥ {MIN_SEEDS} of each.", ""]
     return lines
 

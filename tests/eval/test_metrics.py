@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ifsr.core.retrieval import sparse_topk, to_run
 from ifsr.eval.metrics import (
-    evaluate_run,
-    flops_metric,
-    mean_nnz,
-    paired_randomization_test,
-    per_query,
-    rank_scores,
-    sparsity_row,
-)
-from ifsr.eval.retrieval import sparse_topk, to_run
+                               evaluate_run,
+                               flops_metric,
+                               mean_nnz,
+                               paired_randomization_test,
+                               per_query,
+                               rank_scores,
+                               sparsity_row,
+                               )
 
 
 def test_ndcg_and_recall_hand_computed():

@@ -17,9 +17,9 @@ impacts: the exact scorer of those impacts; a document tied with the reference's
 agreeing), nDCG@10 on the SciFact qrels and its change from that reference, and, on inference-free
 rows, p50 ratios to BM25 on the same engine and to the fastest BM25 of the corpus that agrees with exact
 BM25 (>= 0.99) with 95% intervals and p-values (against GOAL_RATIO and PAPER_RATIO) from a two-level bootstrap
-over timing passes and queries (`ifsr.report.stats.median_ratio`; paired: one pass, one query, every system).
+over timing passes and queries (`ifsr.eval.stats.median_ratio`; paired: one pass, one query, every system).
 
-Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
+Corpora (`ifsr.exp.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series that holds every real document once and resamples
 the rest from that whole pool (text and vector together; `distinct_docs` says how many are real, copies are
 distractors for the qrels).
@@ -41,16 +41,16 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ifsr.cache import texts_sha256
+from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p-values test against
 from ifsr.core.encoder import resolve_model_path
+from ifsr.core.retrieval import to_run
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
 from ifsr.data.mining import Bm25Index
 from ifsr.eval.metrics import evaluate_run
-from ifsr.eval.retrieval import to_run
-from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p-values test against
-from ifsr.report.stats import median_ratio
+from ifsr.eval.stats import median_ratio
+from ifsr.exp.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
+                              resolve_cache_dir, scifact_queries)
 from ifsr.serving.base import vocab_terms
-from ifsr.serving.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
-                                  resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
 from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
