@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ifsr.cache import corpus_key, weights_checksum
+from ifsr.cache import SPARSE_DOC_TAG, corpus_key, weights_checksum
 from ifsr.core.encoder import DocumentEncoder, query_columns, resolve_model_path
 from ifsr.core.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
-from ifsr.distill.teachers import DOC_ENCODER_TAG, resolve_device
+from ifsr.distill.teachers import resolve_device
 from ifsr.distributed import is_main, sharded_cached_encode
 from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz, per_query, sparsity_row
 from ifsr.serving.export import load_model
@@ -70,7 +70,7 @@ def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, c
     texts = ds.doc_texts()
     if rows is not None:
         texts = [texts[i] for i in rows]
-    key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length, columns)
+    key = corpus_key(model, weights, SPARSE_DOC_TAG, ds.checksum(), texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
                                       shard=shard, columns=columns), cache_dir, {"batch_size": batch_size})
