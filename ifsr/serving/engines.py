@@ -9,7 +9,7 @@ also uses (documents are numbered by row). It is the reference the other engines
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,13 +53,6 @@ def parse_engine(spec: str) -> tuple[str, dict[str, int | float | str]]:
     if name not in ENGINES:
         raise ValueError(f"engine setting {spec!r}: unknown engine {name!r}; known: {sorted(ENGINES)}")
     return name, options
-
-
-def check_engines(names: Iterable[str]) -> None:
-    """ValueError naming every unknown engine (and the known ones); settings ("bmp(alpha=0.9)") allowed."""
-    unknown = sorted({n for n in names if n.partition("(")[0].strip() not in ENGINES})
-    if unknown:
-        raise ValueError(f"unknown engines {unknown}; known: {sorted(ENGINES)}")
 
 
 def topk_agreement(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 10,
