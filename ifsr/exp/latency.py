@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ifsr.cache import texts_sha256
-from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p-values test against
+from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO  # claim 4's thresholds
 from ifsr.core.encoder import resolve_model_path
 from ifsr.core.retrieval import to_run
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
@@ -218,7 +218,6 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     return out
 
 
-MIN_AGREEMENT = 0.99  # top-10 agreement with exact scoring that counts as "the same results" (issue 14)
 TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with its 10th counts as agreeing
 
 
@@ -467,16 +466,6 @@ def latency_ratios(df: pd.DataFrame) -> pd.DataFrame:
     top-10 agreement with exact scoring and the nDCG@10 change that costs."""
     free = df[df["system"] == "inference-free"]
     return free.reindex(columns=RATIO_COLUMNS).reset_index(drop=True)
-
-
-def best_ratio(df: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
-    """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
-    those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
-    free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]
-    if "if_over_best_bm25" not in free:
-        return None
-    ok = free[free["top10_agreement"] >= min_agreement].dropna(subset=["if_over_best_bm25"])
-    return None if ok.empty else ok.sort_values("if_over_best_bm25", kind="stable").iloc[0]
 
 
 STYLES = {"inference-free": "-", "bm25": "--", "siamese": ":"}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 # Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
-from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO
+from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO
 from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
 from ifsr.tables import read_table
 
@@ -105,7 +105,7 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
     variant whose levers time the replication's model (the `lambda` lever at `headline`, no pruning), that model
     against BM25 on the same engine. Keys: compared, here, p, basis, verdict."""
     rows = []
-    best = None if latency is None else _best_free(latency)
+    best = None if latency is None else best_ratio(latency)
     if latency is not None:
         rows.append({"compared": "inference-free / fastest BM25, p50 latency (top-10 agreement ≥ 0.99)",
                      "here": "; ".join(latency_rows(latency)),
@@ -129,11 +129,13 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
     return rows
 
 
-def _best_free(table: pd.DataFrame) -> pd.Series | None:
-    """The inference-free row of the largest corpus with the lowest ratio to the fastest BM25 among those whose
-    top-10 agrees >= 0.99 with exact scoring (None: no such row)."""
-    free = _free(table)
-    ok = free[(free["docs"] == table["docs"].max()) & (free["top10_agreement"] >= 0.99)].dropna(subset=["if_over_best_bm25"])
+def best_ratio(df: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
+    """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
+    those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
+    free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]
+    if "if_over_best_bm25" not in free:
+        return None
+    ok = free[free["top10_agreement"] >= min_agreement].dropna(subset=["if_over_best_bm25"])
     return None if ok.empty else ok.sort_values("if_over_best_bm25", kind="stable").iloc[0]
 
 
@@ -223,7 +225,7 @@ def latency_rows(table: pd.DataFrame) -> list[str]:
     if "if_over_best_bm25" not in free:
         return out
     for docs, part in free.groupby("docs", sort=True):
-        ok = part[part["top10_agreement"] >= 0.99].dropna(subset=["if_over_best_bm25"])
+        ok = part[part["top10_agreement"] >= MIN_AGREEMENT].dropna(subset=["if_over_best_bm25"])
         if ok.empty:
             out.append(f"{int(docs):,} docs: no setting agrees ≥ 0.99")
             continue
@@ -242,7 +244,7 @@ def _reference_bm25(table: pd.DataFrame, engine: str, docs: int, resampled: int)
         return ""
     r = row.iloc[0]
     delta = r.get("delta_nDCG@10", 0.0)
-    if r["top10_agreement"] >= 0.99 and not abs(delta) >= 0.0005:  # 0.0005: the change shows at 4 decimals
+    if r["top10_agreement"] >= MIN_AGREEMENT and not abs(delta) >= 0.0005:  # 0.0005: the change shows at 4 decimals
         return ""
     why = " (this corpus holds resampled copies, which tie with their originals)" if resampled else ""
     return (f"That BM25's own top-10 agreement with exact BM25 is {r['top10_agreement']:.3f}{why}, nDCG@10 change "
@@ -262,7 +264,7 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
         lines += [f"Document model: `{model}`.", ""]
     free = _free(table)
     largest = int(table["docs"].max())
-    b = _best_free(table)
+    b = best_ratio(table)
     if b is not None:
         resampled = int(b["docs"]) - int(b.get("distinct_docs", b["docs"]))
         lines += [f"**Best ratio reached at {largest:,} documents** ({resampled:,} of them resampled copies): "
@@ -338,7 +340,7 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
     return lines
 
 
-def best_lever(levers: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series | None:
+def best_lever(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
     """The lever row with the lowest p50 ratio to BM25 on its engine among those whose top-10 agrees
     >= `min_agreement` with exact scoring of the same vectors (None: no such row)."""
     if "if_over_bm25" not in levers or "top10_agreement" not in levers:
@@ -347,7 +349,7 @@ def best_lever(levers: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series |
     return None if ok.empty else ok.sort_values("if_over_bm25", kind="stable").iloc[0]
 
 
-def goal_levers(levers: pd.DataFrame, min_agreement: float = 0.99) -> list[pd.Series]:
+def goal_levers(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> list[pd.Series]:
     """The lever rows that meet issue 14's goal, fastest first: the upper end of the IF/BM25 interval below 1.0
     and top-10 agreement >= `min_agreement` (never a choice among them by nDCG@10, which is measured on test)."""
     if "if_over_bm25_hi" not in levers or "top10_agreement" not in levers:

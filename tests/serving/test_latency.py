@@ -11,9 +11,10 @@ from serving_helpers import real_bits  # noqa: F401
 
 from ifsr.data.beir import load_beir
 from ifsr.exp.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
-from ifsr.exp.latency import (COLUMNS, SYSTEMS, best_bm25, best_ratio, latency_plot, latency_ratios, latency_table,
+from ifsr.exp.latency import (COLUMNS, SYSTEMS, best_bm25, latency_plot, latency_ratios, latency_table,
                               measure_latency)
 from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.report.claims import best_ratio
 from ifsr.serving.engines import ENGINES, ExactEngine
 from ifsr.serving.queryside import inference_free_query
 
