@@ -26,7 +26,7 @@ def arm_views(arm: str) -> list[tuple[str, str]]:
     return [(arm, own)] + ([(f"{arm}+idf-query", "idf")] if own != "idf" else [])
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- the ablations
 
 @dataclass
 class AblationConfig:
@@ -89,7 +89,8 @@ class AblationConfig:
 
 @dataclass
 class LatencyConfig:
-    """The latency notebook's measurement (`ifsr.exp.latency.measure_latency`'s keywords, and the preset)."""
+    """The latency notebook's measurement (`ifsr.exp.latency.measure_latency`'s keywords, and the preset) and its
+    lever study (`ifsr.exp.levers.lever_kwargs` reads the lever fields)."""
 
     preset: str = "smoke"
     sizes: list[str | int] = field(default_factory=lambda: ["scifact"])  # "scifact", "real", or an int: resampled
