@@ -73,7 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_baselines(args: argparse.Namespace) -> int:
     from ifsr.eval.baselines import baselines
     from ifsr.exp.config import preset_config
-    from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+    from ifsr.tables import attrs_provenance, markdown_table, write_table
 
     config = preset_config(args.preset, datasets=args.datasets, corpus_limit=args.corpus_limit,
                            max_length=args.max_length, out_dir=args.out_dir, cache_dir=args.cache_dir,

@@ -205,7 +205,7 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
     """(doc ids, texts) of a BEIR directory (corpus.jsonl, title + " " + text) or a JSONL file with a
     "text" field (optional "title" joined the same way, optional "_id", else the line number)."""
     from ifsr.data.beir import join_text, read_corpus
-    from ifsr.data.jsonl import bad_line, read_jsonl, string_field
+    from ifsr.jsonl import bad_line, read_jsonl, string_field
 
     p = Path(corpus)
     if limit is not None and limit <= 0:
@@ -267,7 +267,7 @@ def train_from_config(config: str, **overrides: Any):
     check_writable_dir(cfg.cache_dir, "cache_dir")
     if cfg.idf_path is not None:
         check_file(cfg.idf_path, f"{config}: idf_path", "an idf.json file (a JSON object of token -> idf)")
-    from ifsr.distill.trainsets import finetune_dataset
+    from ifsr.exp.trainsets import finetune_dataset
     from ifsr.distributed import init_from_env
     from ifsr.exp.runs import trained_run
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ifsr.data.download import looks_like_path, resolve_name
-from ifsr.data.jsonl import bad_line, not_utf8, read_jsonl, string_field
+from ifsr.jsonl import bad_line, not_utf8, read_jsonl, string_field
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Evaluate a sparse model on a BEIR set, with the judged-run and self-hit rule every evaluation shares.
 
 Conventions (SPEC §4): document text = title + " " + text, exact scoring (no index pruning), ties by
-document index ascending (ifsr.eval.retrieval), nDCG@10 / R@100 via ifsr.eval.metrics over the split's
+document index ascending (ifsr.core.retrieval), nDCG@10 / R@100 via ifsr.eval.metrics over the split's
 judged queries. Self hits (doc id == query id) are removed only where queries are documents (SELF_HITS).
 The baselines table is in ifsr.eval.baselines.
 """
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ifsr.cache import corpus_key, weights_checksum
+from ifsr.cache import SPARSE_DOC_TAG, corpus_key, weights_checksum
 from ifsr.core.encoder import DocumentEncoder, query_columns, resolve_model_path
+from ifsr.core.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
-from ifsr.distill.teachers import DOC_ENCODER_TAG, resolve_device
+from ifsr.distill.teachers import resolve_device
 from ifsr.distributed import is_main, sharded_cached_encode
 from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz, per_query, sparsity_row
-from ifsr.eval.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.serving.export import load_model
 
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False
@@ -71,7 +71,7 @@ def encode_texts(doc: DocumentEncoder, texts: list[str], weights: str, cache_dir
     columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them).
     Under torchrun the encoder batches are split over the ranks and merged
     (ifsr.distributed.sharded_cached_encode): every rank gets the one-process matrix."""
-    key = corpus_key(model, weights, DOC_ENCODER_TAG, dataset, texts, doc.max_length, columns)
+    key = corpus_key(model, weights, SPARSE_DOC_TAG, dataset, texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
                                       shard=shard, columns=columns), cache_dir, {"batch_size": batch_size})
