@@ -20,9 +20,10 @@ from _args import (anchor_to_repo, max_length, nonnegative_float, out_file, posi
                    positive_int, repo_path)
 
 from ifsr.exp.ablations import lambda_student  # noqa: E402
-from ifsr.serving.latency import (SYSTEMS, best_ratio, check_engine_setting, latency_plot,  # noqa: E402
-                                  latency_ratios, measure_latency)
-from ifsr.serving.levers import lever_plot, lever_table, parse_levers  # noqa: E402
+from ifsr.exp.latency import (SYSTEMS, check_engine_setting, latency_plot,  # noqa: E402
+                              latency_ratios, measure_latency)
+from ifsr.exp.levers import lever_plot, lever_table, parse_levers  # noqa: E402
+from ifsr.report.claims import best_ratio  # noqa: E402
 
 
 def size_arg(text: str) -> str | int:

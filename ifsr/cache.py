@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # Bump when an encoder's output changes for the same weights, text and max length (invalidates caches).
 ENCODER_VERSION = 1
+# The encoder tag of the corpus-cache keys of ifsr's sparse document encoder (`ifsr.core.encoder.DocumentEncoder`:
+# the sparse teacher, evaluation, the latency corpora). Its text is frozen: it names the class's first module, and
+# changing it would re-key every cached corpus encoding.
+SPARSE_DOC_TAG = "ifsr.models.DocumentEncoder"
 
 Matrix = sp.csr_matrix | np.ndarray
 

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from ifsr import cli_steps as steps
+from ifsr.core.names import MAX_LENGTH
+from ifsr.data.beir import CACHE_DIR
 from ifsr.exp.config import PRESETS  # BaselinesConfig presets (no torch)
 
 DATA_DIR_HELP = "data root holding beir/, idf/, pairs/ (default: $IFSR_DATA_DIR, else ./data)"
@@ -42,8 +44,7 @@ def _self_hits(value: str) -> bool | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     steps.check_model_idf(args.model, args.idf, "evaluate")  # --idf with a model that carries its own: refused
     steps.check_max_length(args.model, args.max_length)
-    if args.cache_dir is not None:
-        steps.check_writable_dir(args.cache_dir, "--cache-dir")
+    cache_dir = steps.cache_dir_of(args.cache_dir, args.no_cache)
     if args.json:
         steps.check_out_file(args.json, "--json")
     from ifsr.distributed import init_from_env
@@ -54,7 +55,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     rank, _ = init_from_env()  # under torchrun: the corpus encoding is split over the processes
     res = evaluate_model(args.model, args.data, split=args.split, idf_path=args.idf, max_length=args.max_length,
-                         k=args.k, self_hits=_self_hits(args.self_hits), cache_dir=args.cache_dir,
+                         k=args.k, self_hits=_self_hits(args.self_hits), cache_dir=cache_dir,
                          data_dir=args.data_dir, batch_size=args.batch_size, show_progress=not args.quiet)
     res.update(steps.idf_record(args.model, args.idf))
     if rank != 0:
@@ -72,7 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_baselines(args: argparse.Namespace) -> int:
     from ifsr.eval.baselines import baselines
     from ifsr.exp.config import preset_config
-    from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+    from ifsr.tables import attrs_provenance, markdown_table, write_table
 
     config = preset_config(args.preset, datasets=args.datasets, corpus_limit=args.corpus_limit,
                            max_length=args.max_length, out_dir=args.out_dir, cache_dir=args.cache_dir,
@@ -119,10 +120,12 @@ def run_export(args: argparse.Namespace) -> int:
     steps.export_index_name(args.corpus, args.index_name)  # before the --out folder is made
     steps.check_model_idf(args.model, args.idf, "export")
     steps.check_max_length(args.model, args.max_length)
+    cache_dir = steps.cache_dir_of(args.cache_dir, args.no_cache)
     out = steps.check_writable_dir(args.out, "--out", empty=not args.force)
     written = steps.export_model(args.model, args.format, out, idf=args.idf, max_length=args.max_length,
                                  corpus=args.corpus, limit=args.limit, index_name=args.index_name,
-                                 batch_size=args.batch_size, show_progress=not args.quiet, force=args.force)
+                                 batch_size=args.batch_size, show_progress=not args.quiet, force=args.force,
+                                 cache_dir=cache_dir)
     for what, path in written.items():
         print(f"{what}: {path}")
     return 0
@@ -133,10 +136,11 @@ def run_index(args: argparse.Namespace) -> int:
     steps.check_engine(engine)
     steps.check_model_idf(args.model, args.idf, "index")
     steps.check_max_length(args.model, args.max_length)
+    cache_dir = steps.cache_dir_of(args.cache_dir, args.no_cache)
     out = steps.check_writable_dir(args.out, "--out", empty=not args.force)
     meta = steps.build_index(args.model, args.corpus, engine, out, idf=args.idf, max_length=args.max_length,
                              limit=args.limit, batch_size=args.batch_size, show_progress=not args.quiet,
-                             force=args.force)
+                             force=args.force, cache_dir=cache_dir)
     print(f"index: {out} ({meta['engine']}, {meta['n_docs']} documents, {meta['doc_nnz']:.1f} terms a document)")
     return 0
 
@@ -168,13 +172,21 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_HELP = "saved ifsr model dir (SparseEncoder or OpenSearch layout), or an MLM name/path with --idf"
 CORPUS_HELP = 'BEIR directory (corpus.jsonl), or a JSONL file with a "text" field (and "_id", each once)'
 FORCE_HELP = "replace an existing output (default: refuse it)"
+MAX_LENGTH_HELP = ("document max tokens (default: the model's own: the length a saved model was trained or exported "
+                   f"with, else {MAX_LENGTH}; the same for evaluate, export and index)")
+CACHE_ARGS: Arguments = {  # the one corpus encoding of evaluate, export --corpus and index
+    "--cache-dir": {"default": None, "help": "cache the corpus encoding here, shared by evaluate, export and index: "
+                                             "one entry per model weights, corpus texts and max length (default: "
+                                             f"$IFSR_CACHE_DIR, else {CACHE_DIR})"},
+    "--no-cache": {"action": "store_true", "help": "encode the corpus without reading or writing the cache"}}
 ENCODE_ARGS: Arguments = {  # the document side of export --corpus and index
     "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model; "
                                        "default: the saved model's own)"},
-    "--max-length": {"type": int, "default": None, "help": "document max tokens (default: the saved model's, else 512)"},
+    "--max-length": {"type": int, "default": None, "help": MAX_LENGTH_HELP},
     "--limit": {"type": int, "default": None, "help": "only the first N documents of --corpus (default: all)"},
     "--batch-size": {"type": int, "default": 32, "help": "documents encoded at once"},
     "--force": {"action": "store_true", "help": "replace a non-empty --out (default: refuse it)"},
+    **CACHE_ARGS,
     "--quiet": {"action": "store_true", "help": "no progress bars"}}
 
 # Subcommands in help order: (name, run function, help, arguments). Every flag has help text; its default is
@@ -193,11 +205,11 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--split": {"default": "test", "help": "qrels split: <data>/qrels/<split>.tsv"},
         "--idf": {"default": None, "help": f"{IDF_FILE} to pair with a bare MLM (refused with a saved model; "
                                            "default: the saved model's own)"},
-        "--max-length": {"type": int, "default": 256, "help": "document max tokens (SPEC: 512; presets cut it)"},
+        "--max-length": {"type": int, "default": None, "help": MAX_LENGTH_HELP},
         "--k": {"type": int, "default": 100, "help": "retrieval depth (at least 100, the depth of R@100)"},
         "--self-hits": {"choices": ["auto", "on", "off"], "default": "auto",
                         "help": "drop hits whose doc id equals the query id (auto: only ArguAna, Quora)"},
-        "--cache-dir": {"default": None, "help": "cache document encodings here (default: no cache)"},
+        **CACHE_ARGS,
         "--data-dir": {"default": None, "help": DATA_DIR_HELP},
         "--batch-size": {"type": int, "default": 32, "help": "documents encoded at once"},
         "--json": {"default": None, "help": "write the result dict here, with the IDF file's sha256 (default: none)"},

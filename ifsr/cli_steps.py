@@ -159,6 +159,18 @@ def check_max_length(model: str, max_length: int | None) -> None:
                          f"(max_position_embeddings in {found[0]}); expected at most {positions}")
 
 
+def cache_dir_of(cache_dir: str | None, no_cache: bool) -> Path | None:
+    """The encoding cache of evaluate, export and index: --cache-dir, else `resolve_cache_dir` ($IFSR_CACHE_DIR,
+    else .cache/ifsr), made now and checked writable; None with --no-cache (refused together with --cache-dir)."""
+    if no_cache:
+        if cache_dir is not None:
+            raise InputError(f"--no-cache with --cache-dir {cache_dir}: expected one of the two")
+        return None
+    from ifsr.data.beir import resolve_cache_dir
+
+    return check_writable_dir(resolve_cache_dir(cache_dir), "--cache-dir")
+
+
 def check_model_idf(model: str, idf: str | None, command: str) -> None:
     """A saved model carries its IDF: refuse --idf with one; a bare MLM needs --idf (an existing file)."""
     layout = saved_layout(model)
@@ -193,7 +205,7 @@ def read_texts(corpus: str | os.PathLike, limit: int | None = None) -> tuple[lis
     """(doc ids, texts) of a BEIR directory (corpus.jsonl, title + " " + text) or a JSONL file with a
     "text" field (optional "title" joined the same way, optional "_id", else the line number)."""
     from ifsr.data.beir import join_text, read_corpus
-    from ifsr.data.jsonl import bad_line, read_jsonl, string_field
+    from ifsr.jsonl import bad_line, read_jsonl, string_field
 
     p = Path(corpus)
     if limit is not None and limit <= 0:
@@ -255,7 +267,7 @@ def train_from_config(config: str, **overrides: Any):
     check_writable_dir(cfg.cache_dir, "cache_dir")
     if cfg.idf_path is not None:
         check_file(cfg.idf_path, f"{config}: idf_path", "an idf.json file (a JSON object of token -> idf)")
-    from ifsr.distill.trainsets import finetune_dataset
+    from ifsr.exp.trainsets import finetune_dataset
     from ifsr.distributed import init_from_env
     from ifsr.exp.runs import trained_run
 
@@ -280,11 +292,22 @@ def export_index_name(corpus: str | None, index_name: str | None) -> str | None:
         raise InputError(str(e)) from None
 
 
+def encode_documents(doc, model: str, texts: list[str], cache_dir: Path | None, batch_size: int,
+                     show_progress: bool):
+    """CSR [n, V] of `texts`: the content-keyed encoding `ifsr evaluate`, `export --corpus` and `index` share
+    (`ifsr.eval.evaluate.encode_texts`: one cache entry per model weights, texts and max length)."""
+    from ifsr.eval.evaluate import encode_texts, model_weights
+
+    return encode_texts(doc, texts, model_weights(model, doc), cache_dir, batch_size, show_progress)
+
+
 def export_model(model: str, fmt: str, out: Path, idf: str | None = None, max_length: int | None = None,
                  corpus: str | None = None, limit: int | None = None, index_name: str | None = None,
-                 batch_size: int = 32, show_progress: bool = True, force: bool = False) -> dict[str, Path]:
+                 batch_size: int = 32, show_progress: bool = True, force: bool = False,
+                 cache_dir: Path | None = None) -> dict[str, Path]:
     """Write `model` in `fmt` ("opensearch" | "sentence-transformers") to `out`; with `corpus`, also its
-    OpenSearch bulk file (mapping.json + bulk.ndjson) under out/bulk. Written aside, then renamed (`write_dir`)."""
+    OpenSearch bulk file (mapping.json + bulk.ndjson) under out/bulk, from the shared encoding
+    (`encode_documents`, cached in `cache_dir`). Written aside, then renamed (`write_dir`)."""
     from ifsr.serving import opensearch
 
     if corpus is not None and not opensearch.is_available():
@@ -295,7 +318,7 @@ def export_model(model: str, fmt: str, out: Path, idf: str | None = None, max_le
     from ifsr.serving.export import load_model, save_opensearch, save_sparse_encoder
 
     doc, query = load_model(model, idf_path=idf, max_length=max_length)
-    vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress) if corpus is not None else None
+    vectors = encode_documents(doc, model, texts, cache_dir, batch_size, show_progress) if corpus is not None else None
 
     def write(tmp: Path) -> dict[str, Path]:
         written = {"model": (save_opensearch if fmt == "opensearch" else save_sparse_encoder)(doc, query, tmp)}
@@ -323,8 +346,9 @@ def default_engine() -> str:
 
 def build_index(model: str, corpus: str, engine: str, out: Path, idf: str | None = None,
                 max_length: int | None = None, limit: int | None = None, batch_size: int = 32,
-                show_progress: bool = True, force: bool = False) -> dict[str, Any]:
-    """Encode `corpus` with `model`'s document side and write an index folder for `search` (module doc)."""
+                show_progress: bool = True, force: bool = False, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Encode `corpus` with `model`'s document side (`encode_documents`, cached in `cache_dir`) and write an
+    index folder for `search` (module doc)."""
     import scipy.sparse as sp
 
     from ifsr.core.idf import save_idf
@@ -334,7 +358,7 @@ def build_index(model: str, corpus: str, engine: str, out: Path, idf: str | None
 
     ids, texts = read_texts(corpus, limit)
     doc, query = load_model(model, idf_path=idf, max_length=max_length)
-    vectors = doc.encode(texts, batch_size=batch_size, show_progress=show_progress)  # CSR [n, V]
+    vectors = encode_documents(doc, model, texts, cache_dir, batch_size, show_progress)  # CSR [n, V]
     meta = {"engine": engine, "model": model, "corpus": str(corpus), "n_docs": len(ids), "max_length": doc.max_length,
             "doc_nnz": float(vectors.getnnz() / max(len(ids), 1))}
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ifsr.distill.trainer import TEMPERATURE_GRID
-from ifsr.replicate import load_presets
+from ifsr.exp.presets import load_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -1,1 +1,1 @@
-"""The paper alone: the encoder (fused max head, model-free query side), IDF, and the objective."""
+"""The paper alone: the encoder (fused max head, model-free query side), IDF, the objective, exact retrieval (the one top-k and run builder), its names and constants."""

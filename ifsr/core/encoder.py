@@ -80,9 +80,13 @@ def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
 class _MaxPooledLogits(torch.autograd.Function):
     """max_i (h_i · W_j + b_j) over each document's real tokens, without the [B, L, V] logits.
 
-    Forward: the whole batch at once, the vocabulary in blocks of `chunk` columns (padding masked), so each
-    logit block stays [B, L, chunk] and only the max (and, when a gradient is needed, its argmax token) is
-    kept. Backward: the max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
+    Forward, the vocabulary in blocks of `chunk` columns, each block one GEMM shape (the last one zero-padded), so
+    a column subset gives the full head's values bit for bit; only the max (and, when a gradient is needed, its
+    argmax token) is kept. Without a gradient (encoding) one document at a time over its real tokens: a block
+    [n, chunk] stays in cache and padding costs nothing (at 512 tokens the whole-batch [B, L, chunk] block is
+    memory-bound: 0.64x the per-document speed, benchmarks/eval_encode.py). With a gradient (training, short
+    documents) the whole batch at once, padding masked, which is faster there (benchmarks/train_step.py).
+    Backward: the max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
     (after ReLU: the few hundred active terms per document), so it is a scatter, not a matmul.
     """
 
@@ -95,21 +99,25 @@ class _MaxPooledLogits(torch.autograd.Function):
         w_t = weight.new_zeros((dim, -(-vocab // chunk) * chunk))  # [H, V rounded up to chunks]
         w_t[:, :vocab] = weight.t()
         values = hidden.new_full((bsz, vocab), float("-inf"))  # [B, V]
-        index = torch.zeros((bsz, vocab), dtype=torch.long, device=hidden.device) if need_index else None
+        if not need_index:
+            for b in range(bsz):
+                h = hidden[b, mask[b]]  # [n, H]: the real tokens (none: the row stays -inf, which ReLU sends to 0)
+                if len(h):
+                    for s in range(0, vocab, chunk):
+                        width = min(chunk, vocab - s)
+                        values[b, s : s + width] = (h @ w_t[:, s : s + chunk]).amax(dim=0)[:width]
+            return values.add_(bias)  # [B, V]
+        index = torch.zeros((bsz, vocab), dtype=torch.long, device=hidden.device)
         pad = ~mask[:, :, None]  # [B, L, 1]: padding never wins the max (a document without tokens: -inf)
         for s in range(0, vocab, chunk):
             width = min(chunk, vocab - s)
             block = (hidden @ w_t[:, s : s + chunk]).masked_fill_(pad, float("-inf"))  # [B, L, chunk]
-            if need_index:
-                v, i = block.max(dim=1)  # [B, chunk]: the winning token's position
-                index[:, s : s + width] = i[:, :width]
-            else:
-                v = block.amax(dim=1)
+            v, i = block.max(dim=1)  # [B, chunk]: the winning token's position
+            index[:, s : s + width] = i[:, :width]
             values[:, s : s + width] = v[:, :width]
         values += bias
-        if need_index:
-            ctx.save_for_backward(hidden, weight, index)
-            ctx.bias_dtype = bias.dtype
+        ctx.save_for_backward(hidden, weight, index)
+        ctx.bias_dtype = bias.dtype
         return values  # [B, V]
 
     @staticmethod

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ifsr.core.encoder import special_ids
-from ifsr.data.jsonl import not_utf8
+from ifsr.jsonl import not_utf8
 
 UNSEEN_DEFAULT = 1.0
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest weight a query vector can hold

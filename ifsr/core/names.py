@@ -10,3 +10,8 @@ QUERY_WEIGHTS: tuple[str, ...] = tuple(dict.fromkeys(ARMS.values()))  # ("idf", 
 # Teacher targets of the distillation ablation (ifsr.core.objective.teacher_targets): a single teacher,
 # the min-max ensemble (the paper), or the raw sum of the teachers' scores.
 TEACHER_MODES: tuple[str, ...] = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
+
+# Document tokens kept by a model that records no length of its own (a bare masked LM, an OpenSearch folder
+# written elsewhere): the paper's 512. A saved ifsr model records the length it was trained or exported with,
+# and every `ifsr` verb encodes at that length unless --max-length says otherwise (ifsr.serving.export.load_model).
+MAX_LENGTH: int = 512

@@ -1,1 +1,1 @@
-"""Data: BEIR sets, pre-training pairs and the leakage filter, JSONL parsing, BM25 hard negatives."""
+"""Data: BEIR sets, pre-training pairs and the leakage filter, BM25 hard negatives."""

@@ -1,4 +1,5 @@
-"""BEIR sets (strict loading; named sets found or downloaded by `ifsr.data.download`) and the data directory.
+"""BEIR sets (strict loading; named sets found or downloaded by `ifsr.data.download`), the data directory and
+the cache directory.
 
 BEIR layout (one directory per set)::
 
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ifsr.data.download import looks_like_path, resolve_name
-from ifsr.data.jsonl import bad_line, not_utf8, read_jsonl, string_field
+from ifsr.jsonl import bad_line, not_utf8, read_jsonl, string_field
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 _data_dir = data_dir  # load_beir's ``data_dir`` argument shadows the function
+
+CACHE_DIR = ".cache/ifsr"  # the project's cache folder (git-ignored), relative to the working directory
+
+
+def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """The cache directory (encodings, teacher scores): `path`, else $IFSR_CACHE_DIR (read now), else CACHE_DIR."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("IFSR_CACHE_DIR") or CACHE_DIR).expanduser()
 
 IDF_FILE = "idf/msmarco_bert-base-uncased_idf.json"  # the MS MARCO IDF table, under the data directory
 

@@ -1,7 +1,7 @@
 """BM25 search and hard-negative mining, with a checksum of the mined candidate lists.
 
 Ranking ties are broken by document index: order is (score desc, doc index asc), always
-(``ifsr.eval.retrieval.top_k``).
+(``ifsr.core.retrieval.top_k``).
 Randomness comes only from explicit seeds; a query's draws depend on (seed, its id), not on the
 order or subset of queries mined alongside it.
 """
@@ -19,8 +19,8 @@ import scipy.sparse as sp
 import Stemmer
 from tqdm.auto import tqdm
 
+from ifsr.core.retrieval import top_k
 from ifsr.data.pairs import Pair, normalize_text
-from ifsr.eval.retrieval import top_k
 
 SEARCH_BATCH = 256  # queries scored at once by Bm25Index.search (memory: SEARCH_BATCH x n_docs floats)
 

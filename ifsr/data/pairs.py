@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ifsr.data.beir import BeirSet, join_text
-from ifsr.data.jsonl import read_jsonl, string_field
+from ifsr.jsonl import read_jsonl, string_field
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Distillation: teachers and their score cache, training sets, the student builder, the trainer glue."""
+"""Distillation: the training config, teachers and their score cache, the student builder, the trainer glue."""

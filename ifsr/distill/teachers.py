@@ -28,16 +28,15 @@ import torch
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from ifsr.cache import (ENCODER_VERSION, Matrix, atomic_write, cached_encode, canonical_json, corpus_key, key_of,
-                        load_arrays, save_arrays, texts_sha256, weights_checksum)
+from ifsr.cache import (ENCODER_VERSION, SPARSE_DOC_TAG, Matrix, atomic_write, cached_encode, canonical_json, corpus_key,
+                        key_of, load_arrays, save_arrays, texts_sha256, weights_checksum)
 from ifsr.core.encoder import DocumentEncoder, resolve_model_path
+from ifsr.core.retrieval import scores
 from ifsr.data.mining import Candidates, candidates_checksum
 from ifsr.distributed import gather_objects, is_main, merge_units, owned_units, rank_world
-from ifsr.eval.retrieval import scores
 from ifsr.manifest import absent_files
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
-DOC_ENCODER_TAG = "ifsr.models.DocumentEncoder"  # corpus-cache tag shared with ifsr.eval.evaluate
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -49,7 +48,7 @@ def resolve_device(device: str = "auto") -> str:
 
 class Teacher:
     """Shared logic; subclasses set name, checksum, max_length and the two encoders. A teacher's score
-    is the dot product of its vectors (`ifsr.eval.retrieval.scores`)."""
+    is the dot product of its vectors (`ifsr.core.retrieval.scores`)."""
 
     name: str
     checksum: str
@@ -122,7 +121,7 @@ class DenseTeacher(Teacher):
 
 class SparseTeacher(Teacher):
     kind = "splade-siamese"
-    encoder_tag = DOC_ENCODER_TAG
+    encoder_tag = SPARSE_DOC_TAG
 
     def __init__(self, name: str = "splade-tiny", max_length: int = 256, batch_size: int = 32,
                  show_progress: bool = True, seed: int = 0, device: str = "cpu"):

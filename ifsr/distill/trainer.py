@@ -29,10 +29,11 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import nn
 from transformers import TrainerCallback
 
+from ifsr.config import save_config
 from ifsr.core.objective import inference_free_loss, lambda_at, teacher_targets
+from ifsr.distill.config import TrainConfig
 from ifsr.distill.student import build_student, document_mlm, save_student
 from ifsr.distributed import barrier, gather_objects, gather_with_grad, global_count, is_main, rank_world
-from ifsr.exp.config import TrainConfig, save_config
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Evaluation: exact retrieval (the one top-k and run builder), metrics, model evaluation, baselines."""
+"""Evaluation: metrics, their statistics (bootstraps, paired tests), model evaluation, baselines and their config."""

@@ -1,6 +1,6 @@
 """The baselines table (issue #3): BM25, both teachers, their ensembles and the untrained model per dataset.
 
-Each system is ranked exactly (ifsr.eval.retrieval) and scored by ifsr.eval.evaluate.judged_run, so the
+Each system is ranked exactly (ifsr.core.retrieval) and scored by ifsr.eval.evaluate.judged_run, so the
 self-hit rule and the tie-break are those of every other evaluation. REFERENCE_NDCG10 holds independent
 measurements of the same table on the full corpora.
 """
@@ -18,13 +18,13 @@ from ifsr.cache import cache_info, corpus_key
 from ifsr.core.encoder import QueryEncoder
 from ifsr.core.idf import load_idf
 from ifsr.core.objective import ensemble_targets
+from ifsr.core.retrieval import SparseIndex, top_k
 from ifsr.data.beir import BeirSet, default_idf_path, load_beir
 from ifsr.data.mining import Bm25Index
 from ifsr.distill.teachers import DenseTeacher, SparseTeacher, corpus_encoding, full_corpus_scores
+from ifsr.eval.config import BaselinesConfig
 from ifsr.eval.evaluate import MEASURES, Search, judged_run, limit_corpus, self_hits_for
 from ifsr.eval.metrics import evaluate_run, sparsity_row
-from ifsr.eval.retrieval import SparseIndex, top_k
-from ifsr.exp.config import BaselinesConfig
 from ifsr.manifest import git_commit
 
 COLUMNS = ["dataset", "system", "nDCG@10", "R@100", "flops", "doc_nnz", "query_nnz"]

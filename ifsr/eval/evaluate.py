@@ -1,7 +1,7 @@
 """Evaluate a sparse model on a BEIR set, with the judged-run and self-hit rule every evaluation shares.
 
 Conventions (SPEC §4): document text = title + " " + text, exact scoring (no index pruning), ties by
-document index ascending (ifsr.eval.retrieval), nDCG@10 / R@100 via ifsr.eval.metrics over the split's
+document index ascending (ifsr.core.retrieval), nDCG@10 / R@100 via ifsr.eval.metrics over the split's
 judged queries. Self hits (doc id == query id) are removed only where queries are documents (SELF_HITS).
 The baselines table is in ifsr.eval.baselines.
 """
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ifsr.cache import corpus_key, weights_checksum
+from ifsr.cache import SPARSE_DOC_TAG, corpus_key, weights_checksum
 from ifsr.core.encoder import DocumentEncoder, query_columns, resolve_model_path
+from ifsr.core.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
-from ifsr.distill.teachers import DOC_ENCODER_TAG, resolve_device
+from ifsr.distill.teachers import resolve_device
 from ifsr.distributed import is_main, sharded_cached_encode
 from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz, per_query, sparsity_row
-from ifsr.eval.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.serving.export import load_model
 
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False
@@ -58,22 +58,39 @@ def bm25_per_query(ds: BeirSet, k: int = 100, measure: str = "nDCG@10") -> dict[
     return per_query(*judged_run(ds, lambda n: bm.search(queries, n), k), measure)
 
 
-def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
-                  batch_size: int = 32, show_progress: bool = True, columns: np.ndarray | None = None,
-                  rows: np.ndarray | None = None) -> sp.csr_matrix:
-    """Document vectors [nd, V] of `ds`, cached by model name + weights + dataset + max length (+ columns).
+BY_CONTENT = "by-content"  # the model and dataset key parts of an encoding named by its content alone
 
-    columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them);
-    rows: only those documents (indices into ds.doc_ids), [len(rows), V]. Under torchrun the encoder batches
-    are split over the ranks and merged (ifsr.distributed.sharded_cached_encode): every rank gets the
-    one-process matrix."""
-    texts = ds.doc_texts()
-    if rows is not None:
-        texts = [texts[i] for i in rows]
-    key = corpus_key(model, weights, DOC_ENCODER_TAG, ds.checksum(), texts, doc.max_length, columns)
+
+def encode_texts(doc: DocumentEncoder, texts: list[str], weights: str, cache_dir: str | os.PathLike | None,
+                 batch_size: int = 32, show_progress: bool = True, model: str = BY_CONTENT,
+                 dataset: str = BY_CONTENT, columns: np.ndarray | None = None) -> sp.csr_matrix:
+    """Document vectors [n, V] of `texts`, cached (`corpus_key`) by model + weights + dataset + texts + max
+    length (+ columns). The defaults name an encoding by its content alone (weights checksum, texts hash,
+    max length): `ifsr evaluate`, `export --corpus` and `index` share one entry for one model and corpus.
+
+    columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them).
+    Under torchrun the encoder batches are split over the ranks and merged
+    (ifsr.distributed.sharded_cached_encode): every rank gets the one-process matrix."""
+    key = corpus_key(model, weights, SPARSE_DOC_TAG, dataset, texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),
                                       shard=shard, columns=columns), cache_dir, {"batch_size": batch_size})
+
+
+def model_weights(model: str, doc: DocumentEncoder) -> str:
+    """The weights checksum of a model as the CLI gives it (`weights_checksum` of its folder)."""
+    return weights_checksum(resolve_model_path(model), doc.mlm)
+
+
+def encode_corpus(doc: DocumentEncoder, model: str, weights: str, ds: BeirSet, cache_dir: str | os.PathLike | None,
+                  batch_size: int = 32, show_progress: bool = True, columns: np.ndarray | None = None,
+                  rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """Document vectors [nd, V] of `ds` (`encode_texts`), cached by model name + weights + dataset checksum +
+    max length (+ columns). rows: only those documents (indices into ds.doc_ids), [len(rows), V]."""
+    texts = ds.doc_texts()
+    if rows is not None:
+        texts = [texts[i] for i in rows]
+    return encode_texts(doc, texts, weights, cache_dir, batch_size, show_progress, model, ds.checksum(), columns)
 
 
 NNZ_SAMPLE = 32  # documents per set whose full vectors give an evaluation's doc nnz (`nnz_sample_rows`)
@@ -124,7 +141,7 @@ def judgement_notes(ds: BeirSet, q: sp.spmatrix) -> list[str]:
 
 
 def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = "test",
-                   idf_path: str | os.PathLike | None = None, max_length: int = 256, k: int = 100,
+                   idf_path: str | os.PathLike | None = None, max_length: int | None = None, k: int = 100,
                    self_hits: bool | None = None, cache_dir: str | os.PathLike | None = None,
                    data_dir: str | os.PathLike | None = None, batch_size: int = 32,
                    show_progress: bool = True, device: str = "auto") -> dict[str, Any]:
@@ -132,9 +149,10 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
 
     model_path_or_name: a saved ifsr model (SparseEncoder or OpenSearch layout), or an MLM name/path
     with `idf_path`. data_dir_or_name: a BEIR directory, or a set name under `<data_dir>/beir`.
-    self_hits: None = SELF_HITS[dataset] (default False). max_length overrides the saved one.
-    k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries that score 0 by
-    construction, negative grades), with counts; refused when every query would score 0.
+    self_hits: None = SELF_HITS[dataset] (default False). max_length: None = the model's own (`load_model`),
+    the length `ifsr index` and `export` encode at. The corpus encoding is the content-keyed one those verbs
+    share (`encode_texts`). k must reach the deepest measure (DEPTH). "warnings": `judgement_notes` (queries
+    that score 0 by construction, negative grades), with counts; refused when every query would score 0.
     """
     check_depth(k)
     ds = load_beir(data_dir_or_name, split=split, data_dir=data_dir)
@@ -142,17 +160,17 @@ def evaluate_model(model_path_or_name: str, data_dir_or_name: str, split: str = 
                             show_progress=show_progress)
     doc.to(resolve_device(device))
     self_hits = self_hits_for(ds.name) if self_hits is None else self_hits
-    weights = weights_checksum(resolve_model_path(model_path_or_name), doc.mlm)
+    weights = model_weights(model_path_or_name, doc)
     q = query.encode([ds.queries[i] for i in ds.query_ids])  # [nq, V]
     notes = judgement_notes(ds, q)  # before the corpus is encoded: a set that would score 0 is refused at once
     t0 = time.perf_counter()
-    d = encode_corpus(doc, model_path_or_name, weights, ds, cache_dir, batch_size, show_progress)  # [nd, V]
+    d = encode_texts(doc, ds.doc_texts(), weights, cache_dir, batch_size, show_progress)  # [nd, V]
     encode_s = time.perf_counter() - t0
     run, qrels = judged_run(ds, lambda n: sparse_topk(q, d, n), k, self_hits)
     return {"model": str(model_path_or_name), "dataset": ds.name, "split": split,
             **evaluate_run(run, qrels, MEASURES), **sparsity_row(q, d),
             "n_queries": len(ds.query_ids), "n_docs": len(ds.doc_ids), "dataset_checksum": ds.checksum(),
-            "model_checksum": weights, "max_length": max_length, "k": k, "self_hits": self_hits,
+            "model_checksum": weights, "max_length": doc.max_length, "k": k, "self_hits": self_hits,
             "encode_seconds": round(encode_s, 2), "warnings": notes}
 
 

@@ -1,4 +1,4 @@
-"""Ranking metrics via ir_measures, sparsity (FLOPS, non-zeros) and a paired significance test.
+"""Ranking metrics via ir_measures and sparsity (FLOPS, non-zeros); the significance tests are in `ifsr.eval.stats`.
 
 Conventions of ``evaluate_run`` / ``per_query`` (checked against ir_measures 0.4.3 +
 pytrec_eval-terrier 0.5.11):
@@ -12,7 +12,7 @@ pytrec_eval-terrier 0.5.11):
 * Ties. trec_eval (so pytrec_eval) re-sorts each query by score descending and breaks ties by doc
   id *descending* as strings ("c" before "a", "9" before "10"), which has nothing to do with the
   retrieval's tie-break. With ``tie_break="order"`` (default) each query's hits are first ranked by
-  score descending, ties kept in the run dict's insertion order (``ifsr.eval.retrieval.to_run`` writes
+  score descending, ties kept in the run dict's insertion order (``ifsr.core.retrieval.to_run`` writes
   score desc, then doc index asc), and handed to ir_measures with strictly decreasing scores
   ``n, n-1, ..., 1``; the real scores are untouched in the caller's run. ``tie_break="trec_eval"``
   passes the run as is (for comparison with numbers produced by pytrec_eval directly).
@@ -143,39 +143,3 @@ def flops_metric(q: sp.spmatrix, d: sp.spmatrix) -> float:
 def sparsity_row(q: sp.spmatrix, d: sp.spmatrix) -> dict[str, float]:
     """``{"flops", "doc_nnz", "query_nnz"}`` to report beside every nDCG."""
     return {"flops": flops_metric(q, d), "doc_nnz": mean_nnz(d), "query_nnz": mean_nnz(q)}
-
-
-def _paired_diffs(a: Mapping[str, float], b: Mapping[str, float]) -> np.ndarray:
-    common = sorted(set(a) & set(b))  # sorted: the result does not depend on dict order
-    if not common:
-        raise ValueError("no common queries")
-    return np.array([float(a[k]) - float(b[k]) for k in common], dtype=np.float64)  # [n]
-
-
-def paired_randomization_test(a: Mapping[str, float], b: Mapping[str, float],
-                              n_resamples: int = 10000, seed: int = 0) -> float:
-    """Two-sided p-value of mean(a - b) over common queries by sign-flip permutation.
-
-    Each query's difference is flipped with probability 1/2 under H0. When 2^n <= n_resamples all
-    sign vectors are enumerated (exact p); otherwise p = (1 + #{|mean*| >= |mean|}) / (1 + R).
-    Identical systems give p = 1.
-    """
-    if n_resamples <= 0:
-        raise ValueError(f"n_resamples must be > 0, got {n_resamples}")
-    diffs = _paired_diffs(a, b)  # [n]
-    n = diffs.size
-    observed = abs(diffs.mean())
-    tol = 1e-12 * max(1.0, observed)  # float noise must not turn a tie into a miss
-    if n < 63 and 2 ** n <= n_resamples:
-        codes = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]  # [2^n, n]
-        signs = 1.0 - 2.0 * (codes & 1)  # [2^n, n] every sign vector
-        stats = np.abs(signs @ diffs) / n  # [2^n]
-        return float(np.mean(stats >= observed - tol))
-    rng = np.random.default_rng(seed)
-    hits, done = 0, 0
-    while done < n_resamples:
-        m = min(1000, n_resamples - done)
-        signs = rng.integers(0, 2, size=(m, n)) * 2.0 - 1.0  # [m, n]
-        hits += int(np.sum(np.abs(signs @ diffs) / n >= observed - tol))
-        done += m
-    return float((hits + 1) / (n_resamples + 1))

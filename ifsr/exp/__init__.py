@@ -1,1 +1,1 @@
-"""Experiments: every config dataclass and its loader, the run key, the ablations."""
+"""Experiments: the ablation and latency configs, a preset's plan, training sets, the run key, the ablations, the latency study."""

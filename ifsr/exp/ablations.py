@@ -23,11 +23,11 @@ from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
-from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.eval.evaluate import bm25_per_query, query_vocab_evaluation
 from ifsr.eval.metrics import per_query
 from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views, load_config
 from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
+from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_sparse_encoder
 
@@ -117,7 +117,7 @@ def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     own arm and seed (`ifsr.exp.runs.start_config`: the arm applies through both stages). curve.csv: one row per (dataset, arm, lambda, seed), each arm evaluated
     with the query weights it was trained with, the plain arm also with IDF queries (`arm_views`), and
     the untrained start, each arm's stage-1 starts and BM25 on the same queries; per_query.csv: nDCG@10 of every
-    query of those rows, for the report's statistics (ifsr.report.stats)."""
+    query of those rows, for the report's statistics (ifsr.eval.stats)."""
     data = _lazy(lambda: finetune_dataset(cfg))
     pre = _lazy(lambda: pretrain_dataset(cfg))
     table, per_q = _rows(evaluate_trained(cfg, cfg.train.student), {"arm": "untrained", "lambda": float("nan"),
@@ -178,7 +178,7 @@ class _lazy:
 
 
 def provenance(cfg: AblationConfig, table: pd.DataFrame) -> dict[str, Any]:
-    """`ifsr.report.tables.write_table`'s keywords for an ablation table: data and model checksums
+    """`ifsr.tables.write_table`'s keywords for an ablation table: data and model checksums
     (the table's trained students included); its Markdown keeps the blank last line it always had."""
     data = {ds: load_beir(ds, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
             for ds in sorted(set(cfg.eval_datasets) | {cfg.train_dataset})}

@@ -43,7 +43,7 @@ def slim_model_package(name: str, site: str | os.PathLike, leave_out: tuple[str,
 
 def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = None) -> list[AblationConfig]:
     """The distinct training configs of a preset's notebooks, as the runner builds them."""
-    from ifsr.replicate import load_presets, notebook_config
+    from ifsr.exp.presets import load_presets, notebook_config
 
     presets = load_presets(Path(root) / "configs" / "presets.yaml")
     if preset not in presets:
@@ -60,7 +60,7 @@ def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODEL
     """Score both stages' training candidates with every teacher (cached; a no-op when done) and return
     the cache folders of the teachers in `models`, for this config's datasets."""
     from ifsr.distill.teachers import DenseTeacher
-    from ifsr.distill.trainsets import finetune_dataset, pretrain_dataset
+    from ifsr.exp.trainsets import finetune_dataset, pretrain_dataset
     from ifsr.exp.runs import has_pretraining
 
     if has_pretraining(cfg):

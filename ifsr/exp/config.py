@@ -1,26 +1,23 @@
-"""Every config dataclass of the kit and its one loader: defaults, then a YAML file, then overrides.
-
-Unknown keys are an error at every layer, nested ones included (a typo must not silently fall back
-to a default). This module does not import torch: reading a results folder's config.yaml is cheap.
+"""The experiments' configs: AblationConfig (a preset of the replication) and LatencyConfig (the latency study),
+and the face of every config of the kit: TrainConfig (`ifsr.distill.config`), BaselinesConfig and its presets
+(`ifsr.eval.config`) and the one loader (`ifsr.config`: defaults, then a YAML file, then overrides) are
+importable from here too. This module does not import torch: reading a results folder's config.yaml is cheap.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import numbers
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-import yaml
+from ifsr.config import dump_config, from_dict, load_config, parse_list, read_yaml, save_config, to_dict
+from ifsr.core.names import ARMS, TEACHER_MODES
+from ifsr.distill.config import TrainConfig
+from ifsr.eval.config import PRESETS, BaselinesConfig, preset_config
 
-from ifsr.core.names import ARMS, QUERY_WEIGHTS, TEACHER_MODES
-
-T = TypeVar("T")
-
+__all__ = ["ARMS", "AblationConfig", "BaselinesConfig", "LatencyConfig", "PRESETS", "TrainConfig", "arm_views",
+           "dump_config", "from_dict", "load_config", "parse_list", "preset_config", "read_config", "read_yaml",
+           "save_config", "to_dict"]
 
 
 def arm_views(arm: str) -> list[tuple[str, str]]:
@@ -29,198 +26,7 @@ def arm_views(arm: str) -> list[tuple[str, str]]:
     return [(arm, own)] + ([(f"{arm}+idf-query", "idf")] if own != "idf" else [])
 
 
-# ----------------------------------------------------------------------------- the loader
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _merge(cls: type, base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on `base`; a nested dataclass field given as a mapping in both is merged key by key."""
-    types = _field_types(cls)
-    out = dict(base)
-    for key, value in over.items():
-        sub = types.get(key)
-        if dataclasses.is_dataclass(sub) and isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(sub, out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
-    """Build dataclass `cls` from a dict; nested dataclass fields are built recursively."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is not a dataclass")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
-    types = _field_types(cls)
-    kwargs = {}
-    for name, value in values.items():
-        sub = types[name]
-        nested = dataclasses.is_dataclass(sub) and isinstance(value, dict)
-        kwargs[name] = from_dict(sub, value, f"{source}.{name}") if nested else value
-    return cls(**kwargs)
-
-
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        loaded = yaml.safe_load(f) or {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a YAML mapping of config keys")
-    return loaded
-
-
-def load_config(cls: type[T], path: str | os.PathLike | None = None, **overrides: Any) -> T:
-    """Defaults, then the YAML file (if any), then the keyword overrides; every layer is checked.
-
-    An override that is None keeps the layer below (a notebook parameter left at None); a mapping
-    given for a nested dataclass field (e.g. `train={...}`) is merged over the YAML's mapping."""
-    values = read_yaml(path) if path is not None else {}
-    values = _merge(cls, values, {k: v for k, v in overrides.items() if v is not None})
-    return from_dict(cls, values, str(path or cls.__name__))
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
-
-
-def dump_config(config: Any) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
-
-
-def save_config(config: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_config(config), encoding="utf-8")
-    return path
-
-
-def parse_list(value: str | list[str]) -> list[str]:
-    """A list as given, or from a string: JSON/YAML ('["a", "b"]') or comma-separated ("a,b").
-
-    papermill's `-p datasets '["scifact"]'` hands notebooks the string, not the list.
-    """
-    if not isinstance(value, str):
-        return list(value)
-    parsed = yaml.safe_load(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",")]
-    if not isinstance(parsed, list) or not all(isinstance(v, str) and v for v in parsed):
-        raise ValueError(f"expected a list of names, got {value!r}")
-    return parsed
-
-
-# ----------------------------------------------------------------------------- training
-
-@dataclass
-class TrainConfig:
-    """One training run (a stage): `ifsr.distill.trainer.train`'s settings."""
-
-    student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
-    query_weights: str = "idf"  # ARMS' values: "idf" (the idf-flops arm, the paper) or "ones" (the flops arm)
-    teacher: str = "ensemble-minmax"  # dense | sparse | ensemble-minmax | ensemble-raw
-    teacher_scale: float = 30.0  # S, the teacher's inverse temperature
-    lam: float = 0.002  # FLOPS weight lambda (batch form)
-    lambda_warmup_steps: int = 200  # T of the quadratic warm-up
-    flops_form: str = "batch"  # "batch" (SPLADE) or "per_slot" (reference code; ~G x larger)
-    rank_loss: str = "kl"  # "kl" or "margin_mse"
-    student_temperature: float | str = 1.0  # tau: ranking term on s(q, d) / tau; 1 = the paper; "auto": calibrated
-    in_batch_negatives: bool = False  # C(q) = every document of the batch, not only q's own candidates
-    steps: int = 2000
-    batch_size: int = 8  # queries per device step; each brings 1 positive + n_neg negatives
-    grad_accum: int = 1
-    n_neg: int = 2
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 200  # learning-rate warm-up
-    max_length: int = 256  # document tokens in training
-    seed: int = 0
-    bf16: bool = False  # autocast bf16 (GPU)
-    use_cpu: bool = True
-    save_steps: int = 500
-    logging_steps: int = 10
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Every field's type, range and choice, before anything is built from the config: ValueError
-        naming the field, the value given and what is expected (the first bad field found)."""
-        _check_text(self, "student")
-        for name, choices in (("query_weights", QUERY_WEIGHTS), ("teacher", TEACHER_MODES),
-                              ("flops_form", FLOPS_FORMS), ("rank_loss", RANK_LOSSES)):
-            _check_choice(self, name, choices)
-        for name in ("in_batch_negatives", "bf16", "use_cpu"):
-            _check_bool(self, name)
-        for name, low in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("n_neg", 1), ("save_steps", 1),
-                          ("logging_steps", 1), ("warmup_steps", 0), ("lambda_warmup_steps", 0)):
-            _check_int(self, name, low)
-        _check_int(self, "max_length", 1, MAX_POSITIONS, why=f" (BERT's {MAX_POSITIONS} position embeddings)")
-        _check_int(self, "seed", 0, 2**32 - 1, why=" (numpy's seed range)")
-        _check_number(self, "lr", positive=True)
-        _check_number(self, "teacher_scale", positive=True)
-        _check_number(self, "lam", positive=False)
-        _check_number(self, "weight_decay", positive=False)
-        if self.student_temperature != "auto":
-            _check_number(self, "student_temperature", positive=True, also="or 'auto'")
-        if self.in_batch_negatives and self.rank_loss != "kl":
-            raise ValueError("in_batch_negatives needs rank_loss 'kl' (margin_mse pairs slot 0 with its own negatives)")
-
-
-# TrainConfig's choices and limits (ifsr.core.objective's flops forms and ranking losses; the students are BERTs).
-FLOPS_FORMS: tuple[str, ...] = ("batch", "per_slot")
-RANK_LOSSES: tuple[str, ...] = ("kl", "margin_mse")
-MAX_POSITIONS = 512
-
-
-def _got(value: Any) -> str:
-    return f"got {value!r} ({type(value).__name__})"
-
-
-def _check_text(config: Any, name: str) -> None:
-    value = getattr(config, name)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, {_got(value)}")
-
-
-def _check_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(config, name)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, {_got(value)}")
-
-
-def _check_bool(config: Any, name: str) -> None:
-    value = getattr(config, name)
-    if not isinstance(value, bool):  # "no", 0, "false" are not booleans: a YAML true/false is
-        raise ValueError(f"{name} must be true or false (a YAML boolean), {_got(value)}")
-
-
-def _check_int(config: Any, name: str, low: int, high: int | None = None, why: str = "") -> None:
-    value = getattr(config, name)
-    expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}{why}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be {expected}, {_got(value)}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _check_number(config: Any, name: str, positive: bool, also: str = "") -> None:
-    """A finite real number (an int is fine: its YAML spelling is kept, since it keys cached runs), > 0 or >= 0."""
-    value = getattr(config, name)
-    expected = f"a finite number {'> 0' if positive else '>= 0'}{' ' + also if also else ''}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        hint = ""
-        if isinstance(value, str):
-            try:
-                float(value)
-                hint = f"; YAML reads {value} as text: write it with a decimal point, e.g. 2.0e-5"
-            except ValueError:
-                pass
-        raise ValueError(f"{name} must be {expected}, {_got(value)}{hint}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
+# ----------------------------------------------------------------------------- the ablations
 
 @dataclass
 class AblationConfig:
@@ -279,43 +85,12 @@ class AblationConfig:
         return match[0]
 
 
-# ----------------------------------------------------------------------------- baselines, latency
-
-@dataclass
-class BaselinesConfig:
-    """The baselines table (`ifsr.eval` baselines): BM25, both teachers, their ensembles, the untrained model."""
-
-    datasets: list[str] = field(default_factory=lambda: ["scifact", "cranfield"])
-    split: str = "test"
-    max_length: int = 256                       # both teachers and the untrained doc encoder
-    k: int = 100                                # retrieval depth (R@100 needs 100)
-    corpus_limit: int | None = None             # smoke: first N docs + queries whose positives all lie there
-    dense_teacher: str = "all-MiniLM-L6-v2"
-    sparse_teacher: str = "splade-tiny"         # also the untrained inference-free document encoder
-    idf_path: str | None = None                 # None: <data_dir>/idf/msmarco_bert-base-uncased_idf.json
-    cache_dir: str | None = ".cache/ifsr"       # None: no cache
-    data_dir: str | None = None                 # None: $IFSR_DATA_DIR (read when run), else ./data
-    out_dir: str = "results/smoke/baselines"
-    batch_size: int = 32
-    device: str = "auto"                        # auto: cuda if available (caches do not record the device)
-    show_progress: bool = True
-
-
-PRESETS: dict[str, dict[str, Any]] = {"smoke": {"corpus_limit": 300}, "cpu": {}, "gpu": {}, "gpu-quick": {}}
-
-
-def preset_config(preset: str, **overrides: Any) -> BaselinesConfig:
-    """A preset's BaselinesConfig defaults, then every override that is not None (`datasets` may be a string)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    if isinstance(overrides.get("datasets"), str):
-        overrides["datasets"] = parse_list(overrides["datasets"])
-    return load_config(BaselinesConfig, **{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
-
+# ----------------------------------------------------------------------------- latency
 
 @dataclass
 class LatencyConfig:
-    """The latency notebook's measurement (`ifsr.serving.latency.measure_latency`'s keywords, and the preset)."""
+    """The latency notebook's measurement (`ifsr.exp.latency.measure_latency`'s keywords, and the preset) and its
+    lever study (`ifsr.exp.levers.lever_kwargs` reads the lever fields)."""
 
     preset: str = "smoke"
     sizes: list[str | int] = field(default_factory=lambda: ["scifact"])  # "scifact", "real", or an int: resampled
@@ -342,16 +117,8 @@ class LatencyConfig:
         """The keywords of `measure_latency` (every field but the preset and the lever study's)."""
         return {k: v for k, v in to_dict(self).items() if k != "preset" and k not in self.LEVER_FIELDS}
 
-    def lever_kwargs(self) -> dict[str, Any]:
-        """The keywords of `ifsr.serving.levers.lever_table` (levers parsed, ValueError on a bad one; `students`:
-        (FLOPS weight, seed index) -> the lever_students YAML's idf-flops student, `ifsr.exp.ablations.lambda_student`)."""
-        from ifsr.exp.ablations import lambda_student
-        from ifsr.serving.levers import parse_levers
 
-        students = None if self.lever_students is None else functools.partial(
-            lambda_student, self.lever_students, data_dir=self.data_dir, cache_dir=self.cache_dir)
-        return {"levers": parse_levers(self.levers), "engine": self.lever_engine, "size": self.lever_size,
-                "data_dir": self.data_dir, "model": self.model, "cache_dir": self.cache_dir,
-                "max_length": self.max_length, "n_queries": self.n_queries, "seed": self.seed, "repeats": self.repeats,
-                "resample_from": self.resample_from, "max_passages": self.max_passages,
-                "students": students, "seeds": self.lever_seeds}
+def read_config(path: str | os.PathLike) -> dict | None:
+    """A results folder's AblationConfig (config.yaml through `load_config`: fields the file lacks
+    have their defaults) as a dict; None if there is no such file."""
+    return to_dict(load_config(AblationConfig, path)) if Path(path).is_file() else None

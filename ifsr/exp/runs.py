@@ -20,11 +20,11 @@ from typing import Any
 from ifsr.core.encoder import load_tokenizer, resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import data_dir, load_beir
-from ifsr.distill.teachers import TeacherBank
 from ifsr.distill.student import mlm_dir
+from ifsr.distill.teachers import TeacherBank
 from ifsr.distill.trainer import flat_dataset, train
-from ifsr.distill.trainsets import build_teachers, idf_path, pretrain_dataset
 from ifsr.exp.config import AblationConfig, TrainConfig, load_config
+from ifsr.exp.trainsets import build_teachers, idf_path, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
 
 # AblationConfig fields that do not change a trained student: where things are, which runs a sweep

@@ -24,12 +24,12 @@ from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import BeirSet, dev_split, load_beir
 from ifsr.distill.teachers import resolve_device
-from ifsr.distill.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.eval.evaluate import query_vocab_evaluation
 from ifsr.eval.metrics import per_query
 from ifsr.exp.ablations import _lazy, sweep_train_config
 from ifsr.exp.config import AblationConfig, load_config, save_config
 from ifsr.exp.runs import pretrained_run, start_config, trained_run
+from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir
 from ifsr.serving.export import load_sparse_encoder
 

@@ -1,7 +1,7 @@
 """The work a preset plans, counted before anything runs: training steps, documents encoded, teacher texts.
 
 `preset_work(preset)` walks the same notebook entries and configs `ifsr replicate` runs
-(`ifsr.replicate.plan`, each AblationConfig built as its notebook builds it) and counts, per kind of
+(`ifsr.exp.presets.plan`, each AblationConfig built as its notebook builds it) and counts, per kind of
 work and setting: optimizer steps of every distinct training stage (a run shared by two notebooks,
 or a pre-training stage shared by two fine-tunings, once), corpus documents encoded for evaluation
 (one encoding per model and set), and texts the teachers encode to score the candidates. It reads
@@ -79,7 +79,7 @@ def _sizes(cfg: AblationConfig | BaselinesConfig, names: list[str], split: str) 
 
 def _train_queries(cfg: AblationConfig) -> int:
     from ifsr.data.beir import dev_split, load_beir, training_queries
-    from ifsr.distill.trainsets import limited
+    from ifsr.exp.trainsets import limited
 
     ds, _ = dev_split(limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg),
                       cfg.dev_queries, cfg.seed)
@@ -98,7 +98,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
     work (engines, not the accelerator) and are left out. `prepared`: what is left for the device after
     `scripts/gpu_replicate.sh prepare` ran here (ifsr.exp.carry): no baselines notebook, no dense-teacher scoring."""
-    from ifsr.replicate import notebook_config, plan
+    from ifsr.exp.presets import notebook_config, plan
 
     totals: Counter = Counter()
     seen_stages: set[str] = set()

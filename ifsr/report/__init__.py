@@ -1,1 +1,1 @@
-"""Reporting: the table writer, comparisons between results, figures, the replication report."""
+"""Reporting: each claim's verdict, figures, the replication report."""

@@ -4,7 +4,7 @@
 returns one row per (claim, dataset) plus the mean over datasets; `verdict` turns a row's statistic
 into its word. Every row carries its power as well: `se` and `mde`, the minimum detectable effect at 80%
 power from the same bootstrap, which `verdict_cell` attaches to a "not distinguishable" (what it could have
-seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.report.stats.
+seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.eval.stats.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ifsr.report.tables import read_table
-from ifsr.report.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
+# Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
+from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO
+from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
+from ifsr.tables import read_table
 
 ALPHA = 0.05  # significance level of every verdict
 MIN_SEEDS = 3  # training seeds (latency: also timing passes) a "holds" / "reversed" needs in its statistic
-# Claim 4's p50 ratios are tested against these (ifsr.report.stats.median_ratio, in ifsr.serving.latency):
-GOAL_RATIO = 1.0  # issue 14's goal: inference-free at most BM25's p50 (columns <ratio>_p)
-PAPER_RATIO = 1.1  # the paper's "about 1.1x BM25" (SPEC section 4, client-side; columns <ratio>_p_paper)
 MEAN = "mean"  # the dataset label of the mean over datasets
 
 # The paper's side of each claim (SPEC.md; the paper body was not available, so the ablations give a
@@ -42,7 +41,7 @@ def verdict(p: float, delta: float, seeds: int, alpha: float = ALPHA, min_seeds:
             unit: str = "training seed(s)") -> str:
     """A claim's verdict word from its statistic, never from the sign of a difference alone.
 
-    p: two-sided p-value of the claim's two-level bootstrap over seeds and queries (ifsr.report.stats);
+    p: two-sided p-value of the claim's two-level bootstrap over seeds and queries (ifsr.eval.stats);
     delta: the difference in the paper's direction (> 0: as the paper says); seeds: the fewest training
     seeds of the arms that entered the statistic (`unit` names them in the message: latency counts timing
     passes too, `latency_verdict`).
@@ -106,7 +105,7 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
     variant whose levers time the replication's model (the `lambda` lever at `headline`, no pruning), that model
     against BM25 on the same engine. Keys: compared, here, p, basis, verdict."""
     rows = []
-    best = None if latency is None else _best_free(latency)
+    best = None if latency is None else best_ratio(latency)
     if latency is not None:
         rows.append({"compared": "inference-free / fastest BM25, p50 latency (top-10 agreement ≥ 0.99)",
                      "here": "; ".join(latency_rows(latency)),
@@ -130,11 +129,13 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
     return rows
 
 
-def _best_free(table: pd.DataFrame) -> pd.Series | None:
-    """The inference-free row of the largest corpus with the lowest ratio to the fastest BM25 among those whose
-    top-10 agrees >= 0.99 with exact scoring (None: no such row)."""
-    free = _free(table)
-    ok = free[(free["docs"] == table["docs"].max()) & (free["top10_agreement"] >= 0.99)].dropna(subset=["if_over_best_bm25"])
+def best_ratio(df: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
+    """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
+    those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
+    free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]
+    if "if_over_best_bm25" not in free:
+        return None
+    ok = free[free["top10_agreement"] >= min_agreement].dropna(subset=["if_over_best_bm25"])
     return None if ok.empty else ok.sort_values("if_over_best_bm25", kind="stable").iloc[0]
 
 
@@ -224,7 +225,7 @@ def latency_rows(table: pd.DataFrame) -> list[str]:
     if "if_over_best_bm25" not in free:
         return out
     for docs, part in free.groupby("docs", sort=True):
-        ok = part[part["top10_agreement"] >= 0.99].dropna(subset=["if_over_best_bm25"])
+        ok = part[part["top10_agreement"] >= MIN_AGREEMENT].dropna(subset=["if_over_best_bm25"])
         if ok.empty:
             out.append(f"{int(docs):,} docs: no setting agrees ≥ 0.99")
             continue
@@ -243,7 +244,7 @@ def _reference_bm25(table: pd.DataFrame, engine: str, docs: int, resampled: int)
         return ""
     r = row.iloc[0]
     delta = r.get("delta_nDCG@10", 0.0)
-    if r["top10_agreement"] >= 0.99 and not abs(delta) >= 0.0005:  # 0.0005: the change shows at 4 decimals
+    if r["top10_agreement"] >= MIN_AGREEMENT and not abs(delta) >= 0.0005:  # 0.0005: the change shows at 4 decimals
         return ""
     why = " (this corpus holds resampled copies, which tie with their originals)" if resampled else ""
     return (f"That BM25's own top-10 agreement with exact BM25 is {r['top10_agreement']:.3f}{why}, nDCG@10 change "
@@ -263,7 +264,7 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
         lines += [f"Document model: `{model}`.", ""]
     free = _free(table)
     largest = int(table["docs"].max())
-    b = _best_free(table)
+    b = best_ratio(table)
     if b is not None:
         resampled = int(b["docs"]) - int(b.get("distinct_docs", b["docs"]))
         lines += [f"**Best ratio reached at {largest:,} documents** ({resampled:,} of them resampled copies): "
@@ -334,12 +335,12 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
                       "model, on the same documents; it was fine-tuned on SciFact train, so its SciFact row is in-domain, as "
                       "on the curve.", ""]
         lines += [f"Ratios: 95% intervals and two-sided p against {GOAL_RATIO:.1f}× from a bootstrap over training seeds "
-                  "(`lambda` rows), timing passes and queries (`ifsr.report.stats.median_ratio`); holds / reversed: "
+                  "(`lambda` rows), timing passes and queries (`ifsr.eval.stats.median_ratio`); holds / reversed: "
                   f"p < {ALPHA:g} from ≥ {MIN_SEEDS} of each.", ""]
     return lines
 
 
-def best_lever(levers: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series | None:
+def best_lever(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
     """The lever row with the lowest p50 ratio to BM25 on its engine among those whose top-10 agrees
     >= `min_agreement` with exact scoring of the same vectors (None: no such row)."""
     if "if_over_bm25" not in levers or "top10_agreement" not in levers:
@@ -348,7 +349,7 @@ def best_lever(levers: pd.DataFrame, min_agreement: float = 0.99) -> pd.Series |
     return None if ok.empty else ok.sort_values("if_over_bm25", kind="stable").iloc[0]
 
 
-def goal_levers(levers: pd.DataFrame, min_agreement: float = 0.99) -> list[pd.Series]:
+def goal_levers(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> list[pd.Series]:
     """The lever rows that meet issue 14's goal, fastest first: the upper end of the IF/BM25 interval below 1.0
     and top-10 agreement >= `min_agreement` (never a choice among them by nDCG@10, which is measured on test)."""
     if "if_over_bm25_hi" not in levers or "top10_agreement" not in levers:

@@ -55,9 +55,9 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
 def plot_teachers(table: pd.DataFrame, per_query: pd.DataFrame, path: str | Path) -> Path:
     """The teacher ablation as bars, in the verdict table's terms: the min-max ensemble's nDCG@10 minus
     each other teacher's (and the untrained start's), mean over seeds and queries, with the 95% interval
-    of the paired two-level bootstrap over seeds and queries (ifsr.report.stats.paired_delta).
+    of the paired two-level bootstrap over seeds and queries (ifsr.eval.stats.paired_delta).
     A bar above 0: the ensemble is better, as the paper says."""
-    from ifsr.report.stats import paired_delta, seed_matrix
+    from ifsr.eval.stats import paired_delta, seed_matrix
     sets = sorted(table["dataset"].unique())
     others = [t for t in dict.fromkeys(table["teacher"]) if t != "ensemble-minmax"]
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ifsr.exp.config import LatencyConfig, load_config, read_config
 from ifsr.report.claims import MEAN, PAPER_RATIO, claim_rows, fmt_p, latency_claims, latency_section, verdict_cell
-from ifsr.exp.config import LatencyConfig, load_config
-from ifsr.report.compare import read_config
-from ifsr.report.tables import read_table
+from ifsr.tables import read_table
 
 FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's folders, then its latency_<variant>s
 FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean ± sd over seeds"),
@@ -39,7 +38,7 @@ def _manifest(root: Path, folder: str) -> dict:
 def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
     lines = ["## Verdicts", "",
              "Each statistic is a difference of nDCG@10 in the paper's direction (> 0: as the paper says), with a "
-             "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.report.stats`). "
+             "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.eval.stats`). "
              "holds / reversed: p < 0.05 from ≥ 3 seeds; not distinguishable: p ≥ 0.05. Claim 4's statistic is a p50 "
              f"ratio, inference-free / BM25, against the paper's {PAPER_RATIO:.1f}× (holds: significantly below it), with a "
              "bootstrap over training seeds, timing passes and queries; its holds / reversed need ≥ 3 of each. "

@@ -1,1 +1,1 @@
-"""Serving: inverted-index engines behind one interface, OpenSearch and sentence-transformers export, query-side encoders, latency."""
+"""Serving: inverted-index engines behind one interface, OpenSearch and sentence-transformers export, query-side encoders."""

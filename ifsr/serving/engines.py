@@ -3,59 +3,23 @@ two-phase search (a pruned first pass on one of those, exact re-scoring: `ifsr.s
 
 `ENGINES` maps each name to its class; `ENGINES[name].is_available()` says whether its optional
 package is installed, and `ENGINES[name].from_docs(docs, k, **options).search_ids(ids, weights)`
-searches one query. `exact` is ifsr's exact scorer (`ifsr.eval.retrieval.SparseIndex`, built once):
+searches one query. `exact` is ifsr's exact scorer (`ifsr.core.retrieval.SparseIndex`, built once):
 float32 dot products, only scores > 0, ties by score desc then row asc, the order PISA's top-k
 also uses (documents are numbered by row). It is the reference the other engines are checked against.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
-from ifsr.eval.retrieval import SparseIndex
 from ifsr.serving.base import Engine
 from ifsr.serving.blockmax import BmpImpactIndex
+from ifsr.serving.exact import ExactEngine
 from ifsr.serving.lucene import LuceneImpactIndex
 from ifsr.serving.pisa import PisaImpactIndex
 from ifsr.serving.seismic import SeismicImpactIndex
 from ifsr.serving.twophase import TwoPhaseEngine
-
-
-class ExactEngine(Engine):
-    """Exact top-k by sparse dot product: one `SparseIndex` over the documents, queried many times."""
-
-    name = "exact"
-
-    def __init__(self, docs: sp.csr_matrix, k: int = 10):
-        self.index, self.k = SparseIndex(docs), k
-
-    @classmethod
-    def from_docs(cls, docs: sp.csr_matrix, k: int = 10) -> ExactEngine:
-        return cls(docs, k)
-
-    def query_matrix(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
-        """CSR [nq, V] of queries given as (vocabulary ids, float weights), terms in the given order."""
-        lengths = [len(ids) for ids, _ in queries]
-        indptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        ids = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in queries] + [np.empty(0, np.int64)])
-        weights = np.concatenate([np.asarray(w, dtype=np.float32) for _, w in queries] + [np.empty(0, np.float32)])
-        return sp.csr_matrix((weights, ids, indptr), shape=(len(queries), self.index.vocab_size))
-
-    def search_many(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of many queries at once: (rows int64 [nq, k], scores float32 [nq, k]), -1 / -inf padding."""
-        return self.index.search(self.query_matrix(queries), self.k)
-
-    def size_bytes(self) -> int:
-        """The index's size (in memory: CSR data, indices and row pointers)."""
-        m = self.index.index  # [V, n] posting lists
-        return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
-
-    def search_ids(self, ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows, scores = self.search_many([(ids, weights)])
-        hit = rows[0] >= 0
-        return rows[0][hit], scores[0][hit]
 
 
 ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "seismic": SeismicImpactIndex,
@@ -89,13 +53,6 @@ def parse_engine(spec: str) -> tuple[str, dict[str, int | float | str]]:
     if name not in ENGINES:
         raise ValueError(f"engine setting {spec!r}: unknown engine {name!r}; known: {sorted(ENGINES)}")
     return name, options
-
-
-def check_engines(names: Iterable[str]) -> None:
-    """ValueError naming every unknown engine (and the known ones); settings ("bmp(alpha=0.9)") allowed."""
-    unknown = sorted({n for n in names if n.partition("(")[0].strip() not in ENGINES})
-    if unknown:
-        raise ValueError(f"unknown engines {unknown}; known: {sorted(ENGINES)}")
 
 
 def topk_agreement(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 10,

@@ -5,7 +5,9 @@
       query route    = SparseStaticEmbedding(idf, frozen)               (no model at query time)
       document route = Transformer(fill-mask) + SpladePooling(max, relu)
     `SparseEncoder(path).encode_query / encode_document` then give ifsr's vectors.
-(b) The OpenSearch layout: a Hugging Face masked-LM directory plus `idf.json` keyed by token string.
+(b) The OpenSearch layout: a Hugging Face masked-LM directory plus `idf.json` keyed by token string, and
+    the document length in `sentence_bert_config.json` (`max_seq_length`, as sentence-transformers reads
+    a model folder), so that a model trained at 64 tokens loads back at 64.
 
 Neither layout has a notion of special tokens, so the exported document model carries ifsr's
 "special tokens are zeroed" rule in its weights (`ifsr.distill.student.bake_special_zeroing`): their
@@ -28,6 +30,7 @@ from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, 
 
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_tokenizer, resolve_model_path
 from ifsr.core.idf import load_idf, save_idf
+from ifsr.core.names import MAX_LENGTH
 from ifsr.distill.student import bake_special_zeroing, save_student
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -36,6 +39,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
                    "tokenizer.model")
 # The document side ifsr computes (DocumentEncoder): max over tokens of log1p(relu(MLM logits)).
 POOLING = {"pooling_strategy": "max", "activation_function": "relu"}
+LENGTH_FILE = "sentence_bert_config.json"  # an OpenSearch-layout folder's document length: {"max_seq_length": n}
 
 
 @contextlib.contextmanager
@@ -172,15 +176,29 @@ def save_opensearch(doc: DocumentEncoder, query: QueryEncoder, path: str | os.Pa
     mlm.save_pretrained(path)
     doc.tokenizer.save_pretrained(path)
     save_idf(path / "idf.json", query.idf, query.tokenizer)
+    (path / LENGTH_FILE).write_text(json.dumps({"max_seq_length": doc.max_length}) + "\n", encoding="utf-8")
     return path
 
 
-def load_opensearch(path: str | os.PathLike, max_length: int = 512,
+def saved_length(path: Path) -> int:
+    """An OpenSearch-layout folder's document length (LENGTH_FILE's max_seq_length), MAX_LENGTH if it has none."""
+    if not (path / LENGTH_FILE).is_file():
+        return MAX_LENGTH
+    length = _read_json(path / LENGTH_FILE, 'a JSON object {"max_seq_length": n}')
+    length = length.get("max_seq_length") if isinstance(length, dict) else None
+    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+        raise ValueError(f"{path / LENGTH_FILE}: max_seq_length {length!r}; expected a positive number of tokens")
+    return length
+
+
+def load_opensearch(path: str | os.PathLike, max_length: int | None = None,
                     show_progress: bool = True) -> tuple[DocumentEncoder, QueryEncoder]:
+    """An OpenSearch-layout folder; `max_length` None: the length saved with it (`saved_length`)."""
     path = Path(path)
     if not (path / "idf.json").is_file():
         raise FileNotFoundError(f"{path}: no idf.json (expected an OpenSearch-layout model directory)")
     check_model_folder(path, "an OpenSearch-layout model directory: a masked LM, its tokenizer and idf.json")
+    max_length = saved_length(path) if max_length is None else max_length
     with _loading(path), progress_bars(show_progress):
         doc = DocumentEncoder.from_pretrained(str(path), max_length=max_length)
     return doc, QueryEncoder(doc.tokenizer, load_idf(path / "idf.json", doc.tokenizer))
@@ -218,14 +236,15 @@ def load_model(path_or_name: str, idf_path: str | os.PathLike | None = None, max
                show_progress: bool = True):
     """Any saved layout or a model name: SparseEncoder dir, OpenSearch dir, or an MLM + `idf_path`.
 
-    `max_length` None: a SparseEncoder directory's saved length, 512 for the other layouts.
-    `show_progress` False: no transformers "Loading weights" bar (the setting is restored after)."""
+    `max_length` None: the model's own, the one place that decides it for every `ifsr` verb: the length
+    a saved model (either layout) was trained or exported with, MAX_LENGTH for a bare MLM or a folder that
+    records none. `show_progress` False: no transformers "Loading weights" bar (the setting is restored after)."""
     p = Path(path_or_name)
     if (p / "modules.json").is_file():
         return load_sparse_encoder(p, max_length, show_progress=show_progress)
-    max_length = 512 if max_length is None else max_length
     if (p / "idf.json").is_file():
         return load_opensearch(p, max_length=max_length, show_progress=show_progress)
+    max_length = MAX_LENGTH if max_length is None else max_length
     if idf_path is None:
         raise ValueError(f"{path_or_name}: not a saved ifsr model; pass idf_path to pair the MLM with an IDF table")
     local = resolve_model_path(path_or_name)

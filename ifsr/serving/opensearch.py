@@ -126,23 +126,3 @@ def query_body(query_text: str, query_encoder, form: str = "neural_sparse", fiel
         return {"size": size, "query": {"neural_sparse": {field: {"query_tokens": weights}}}}
     should = [RankFeature(field=f"{field}.{k}", linear={}, boost=w) for k, w in weights.items()]
     return {"size": size, "query": Bool(should=should).to_dict()}
-
-
-def score_bulk(bulk_path: str | Path, body: dict, field: str = "sparse_embedding") -> dict[str, float]:
-    """Score every document of an exported bulk file for a `query_body` by hand (no server, no 9-bit rounding)."""
-    query = body["query"]
-    if "neural_sparse" in query:
-        weights = query["neural_sparse"][field]["query_tokens"]
-    elif "bool" in query:
-        clauses = [c["rank_feature"] for c in query["bool"]["should"]]
-        weights = {c["field"][len(field) + 1 :]: c["boost"] for c in clauses}
-    else:
-        weights = {}
-    scores = {}
-    with open(bulk_path, encoding="utf-8") as f:
-        for action, source in zip(f, f):
-            doc = json.loads(source)
-            score = sum(w * doc[field][k] for k, w in weights.items() if k in doc[field])
-            if score > 0:
-                scores[json.loads(action)["index"]["_id"]] = score
-    return scores

@@ -7,7 +7,7 @@ against their whole document vectors and keeps the top k. Here the query weights
 the first pass keeps the `top_terms` heaviest terms (ties: earlier in the query) among those weighing
 >= `min_weight` (at least the heaviest term, so it never searches nothing), in the query's order, and
 asks the inner engine `base` for `candidates` rows. The second pass is ifsr's exact scorer
-(`ifsr.eval.retrieval.SparseIndex`) over those rows: float32 dot products summed in the query's term
+(`ifsr.core.retrieval.SparseIndex`) over those rows: float32 dot products summed in the query's term
 order, as the exact engine sums them, scores > 0, score desc then row asc.
 Approximate by design: a document the first pass does not return is never re-scored. With an exact
 `base`, top_terms >= the query's length and min_weight 0, it is the exact engine's ranking bit for bit.
@@ -27,10 +27,18 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ifsr.eval.retrieval import SparseIndex
+from ifsr.core.retrieval import SparseIndex
 from ifsr.serving.base import Engine
+from ifsr.serving.blockmax import BmpImpactIndex
+from ifsr.serving.exact import ExactEngine
+from ifsr.serving.lucene import LuceneImpactIndex
+from ifsr.serving.pisa import PisaImpactIndex
+from ifsr.serving.seismic import SeismicImpactIndex
 
 BASE_PREFIX = "base_"
+# The engines a first pass may run on (`base`): every engine of `ifsr.serving.engines.ENGINES` but two-phase itself.
+BASE_ENGINES: dict[str, type[Engine]] = {"exact": ExactEngine, "pisa": PisaImpactIndex, "bmp": BmpImpactIndex,
+                                         "seismic": SeismicImpactIndex, "lucene": LuceneImpactIndex}
 
 
 class TwoPhaseEngine(Engine):
@@ -39,7 +47,7 @@ class TwoPhaseEngine(Engine):
     name = "two-phase"
     approximate = True
     query_options = ("top_terms", "min_weight", "candidates")
-    BASES: ClassVar[tuple[str, ...]] = ("exact", "pisa", "bmp", "seismic", "lucene")
+    BASES: ClassVar[tuple[str, ...]] = tuple(BASE_ENGINES)
     OPTIONS: ClassVar[dict[str, int | float | str]] = {"base": "exact", "top_terms": 8, "min_weight": 0.0,
                                                        "candidates": 100}
 
@@ -74,8 +82,6 @@ class TwoPhaseEngine(Engine):
     def from_docs(cls, docs: sp.csr_matrix, k: int = 10, **options) -> TwoPhaseEngine:
         """The inner index of `docs` (base, with its base_* options) for `candidates` rows, and `docs` kept for
         the second pass. A pisa base is built in a temporary folder owned by the engine (terms: row ids)."""
-        from ifsr.serving.engines import ENGINES  # the registry imports this module
-
         o = cls.check(k, options)
         inner_opts = {key[len(BASE_PREFIX):]: v for key, v in o.items() if key.startswith(BASE_PREFIX)}
         owner = None
@@ -83,7 +89,7 @@ class TwoPhaseEngine(Engine):
             owner = tempfile.TemporaryDirectory(prefix="ifsr-two-phase-")
             inner_opts = {"path": owner.name, "terms": [str(i) for i in range(docs.shape[1])], "show_progress": False,
                           **inner_opts}
-        inner = ENGINES[o["base"]].from_docs(docs, o["candidates"], **inner_opts)
+        inner = BASE_ENGINES[o["base"]].from_docs(docs, o["candidates"], **inner_opts)
         return cls(docs, inner, k, o["top_terms"], o["min_weight"], o["candidates"], o["base"], owner)
 
     @property
@@ -104,8 +110,6 @@ class TwoPhaseEngine(Engine):
 
     def resized_inner(self, n: int) -> Engine:
         """The inner engine returning `n` rows (PISA's searcher holds k-sized buffers: reopened)."""
-        from ifsr.serving.pisa import PisaImpactIndex
-
         if isinstance(self.inner, PisaImpactIndex):
             return PisaImpactIndex(self.inner.path, self.inner.terms, self.inner.algorithm, n, self.inner.query_scale)
         inner = copy.copy(self.inner)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,8 +18,13 @@ QUERIES = [("q1", "what clears particles from the lung"), ("q2", "supersonic bou
            ("q3", "vitamin d and fractures")]
 
 
+# The encoding cache of `ifsr evaluate | export | index` (on by default) for these tests: one new folder per test
+# session, so that no test reads what an earlier session encoded, and none writes into the checkout's .cache/ifsr.
+CACHE_DIR = tempfile.mkdtemp(prefix="ifsr-cli-tests-cache-")
+
+
 def ifsr(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "IFSR_CACHE_DIR": CACHE_DIR}
     return subprocess.run([sys.executable, "-m", "ifsr.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from cli_helpers import DOCS, ROOT, ifsr, write_beir
@@ -93,6 +94,80 @@ def test_export_opensearch_with_bulk_and_sentence_transformers(trained, tiny, tm
     proc = ifsr("export", "--model", model, "--format", "sentence-transformers", "--out", st_dir, "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (st_dir / "modules.json").is_file() and f"model: {st_dir}" in proc.stdout
+
+
+LONG_DOC = " ".join(text for _, _, text in DOCS * 4)  # about 100 tokens: cut at 64, it is another vector
+
+
+@pytest.fixture(scope="module")
+def saved_at_64(doc, query, tmp_path_factory):
+    """A SparseEncoder directory of splade-tiny at 64 tokens (the `doc` fixture's length), as training saves one."""
+    from ifsr.serving.export import save_sparse_encoder
+
+    return save_sparse_encoder(doc, query, tmp_path_factory.mktemp("saved") / "model")
+
+
+def test_export_of_an_opensearch_model_keeps_its_max_length(saved_at_64, doc, tmp_path):
+    """Issue 31: a model trained at 64, exported to the OpenSearch layout and from there to
+    sentence-transformers, reloaded at 512 and its document vectors changed (max difference 0.24)."""
+    from sentence_transformers import SparseEncoder
+
+    from ifsr.serving.export import load_model
+
+    os_dir, st_dir = tmp_path / "os", tmp_path / "st"
+    for source, fmt, out in ((saved_at_64, "opensearch", os_dir), (os_dir, "sentence-transformers", st_dir)):
+        proc = ifsr("export", "--model", source, "--format", fmt, "--out", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    want = doc.encode([LONG_DOC], show_progress=False).toarray()
+    assert np.abs(doc.with_max_length(512).encode([LONG_DOC], show_progress=False).toarray() - want).max() > 0.01
+    for path in (os_dir, st_dir):
+        again, _ = load_model(str(path))
+        assert again.max_length == 64, path
+        np.testing.assert_allclose(again.encode([LONG_DOC], show_progress=False).toarray(), want, atol=1e-5)
+    st = SparseEncoder(str(st_dir), device="cpu")
+    assert st.max_seq_length == 64
+    got = st.encode_document([LONG_DOC], convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_evaluate_index_and_export_default_to_the_models_own_length(saved_at_64, tiny, tmp_path):
+    """Issue 31: `evaluate` defaulted to 256 tokens while `index` and `export` used the model's own (64), so the
+    index was not what was evaluated. Every verb now encodes at the model's length unless told otherwise."""
+    out, index = tmp_path / "eval.json", tmp_path / "index"
+    proc = ifsr("evaluate", "--model", saved_at_64, "--data", tiny, "--json", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = ifsr("index", "--model", saved_at_64, "--corpus", tiny, "--out", index, "--engine", "exact", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(out.read_text())["max_length"] == json.loads((index / "index.json").read_text())["max_length"] == 64
+    for verb in ("evaluate", "export", "index"):
+        assert "the model's own" in " ".join(ifsr(verb, "--help").stdout.split()), verb
+
+
+def test_evaluate_export_and_index_share_one_corpus_encoding(saved_at_64, doc, tiny, tmp_path, monkeypatch, capsys):
+    """Issue 31: the walk-through's evaluate, export --corpus and index each re-encoded the same corpus. Now the
+    first encodes it into the content-keyed cache and the other two read it: one encoder call in all, and the
+    index holds exactly the vectors of a cold encode."""
+    import scipy.sparse as sp
+
+    from ifsr.cli import main
+    from ifsr.core.encoder import DocumentEncoder
+
+    calls, encode = [], DocumentEncoder.encode
+    monkeypatch.setattr(DocumentEncoder, "encode", lambda self, texts, *a, **kw: calls.append(len(texts))
+                        or encode(self, texts, *a, **kw))
+    cache, model = str(tmp_path / "cache"), str(saved_at_64)
+    for argv in (["evaluate", "--model", model, "--data", str(tiny)],
+                 ["export", "--model", model, "--format", "opensearch", "--out", str(tmp_path / "os"), "--corpus", str(tiny)],
+                 ["index", "--model", model, "--corpus", str(tiny), "--out", str(tmp_path / "index"), "--engine", "exact"]):
+        assert main([*argv, "--cache-dir", cache, "--quiet"]) == 0, capsys.readouterr().err
+    assert calls == [len(DOCS)]  # evaluate's; export and index read it from the cache
+    assert len(list((tmp_path / "cache" / "encodings").glob("*.npz"))) == 1
+    cold = encode(doc, read_texts(tiny)[1], show_progress=False)
+    stored = sp.load_npz(tmp_path / "index" / "docs.npz")
+    assert (stored != cold).nnz == 0 and stored.nnz == cold.nnz > 0
+    assert main(["index", "--model", model, "--corpus", str(tiny), "--out", str(tmp_path / "again"), "--engine", "exact",
+                 "--no-cache", "--quiet"]) == 0
+    assert calls == [len(DOCS)] * 2  # --no-cache encodes
 
 
 def test_index_then_search_on_the_default_engine(tiny, tmp_path, splade_tiny_path, idf_file):

@@ -52,6 +52,13 @@ def test_evaluate_cache_dir_is_a_file(splade_tiny_path, idf_file, tiny, tmp_path
     assert_one_line_error(proc, "evaluate", "--cache-dir", "regular file", "expected a directory")
 
 
+def test_index_no_cache_with_a_cache_dir_is_refused_before_any_output(splade_tiny_path, idf_file, tiny, tmp_path):
+    proc = ifsr("index", "--model", splade_tiny_path, "--idf", idf_file, "--corpus", tiny, "--out", tmp_path / "index",
+                "--cache-dir", tmp_path / "cache", "--no-cache")
+    assert_one_line_error(proc, "index", "--no-cache with --cache-dir", "expected one of the two")
+    assert not (tmp_path / "index").exists() and not (tmp_path / "cache").exists()
+
+
 def test_idf_bad_jsonl_line_names_file_and_line(tmp_path):
     bad = tmp_path / "docs.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": 3}\n')

@@ -95,7 +95,7 @@ def test_cranfield_reference_ndcg(data_root, idf_file, splade_tiny_path):
     """Independent reference measurements (issue #2): a different number means a different function."""
     from ifsr.data.beir import load_beir
     from ifsr.eval.metrics import evaluate_run
-    from ifsr.eval.retrieval import sparse_topk, to_run
+    from ifsr.core.retrieval import sparse_topk, to_run
 
     ds = load_beir("cranfield", split="test", data_dir=data_root, download=False)
     enc = DocumentEncoder.from_pretrained("splade-tiny", max_length=256)

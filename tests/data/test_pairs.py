@@ -1,4 +1,4 @@
-"""Tests for ifsr.data.pairs (pre-training pairs, text normalisation, leakage filter) and ifsr.data.jsonl."""
+"""Tests for ifsr.data.pairs (pre-training pairs, text normalisation, leakage filter) and ifsr.jsonl."""
 from __future__ import annotations
 
 import gzip
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ifsr.data.beir import BeirSet, load_beir
-from ifsr.data.jsonl import bad_line, read_jsonl, string_field
 from ifsr.data.pairs import Pair, filter_leakage, load_pairs, normalize_text
+from ifsr.jsonl import bad_line, read_jsonl, string_field
 
 
 def _write_pairs(path: Path, rows) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from ifsr.eval.baselines import COLUMNS, REFERENCE_NDCG10, SYSTEMS, baselines, compare_to_reference, reference_summary
 from ifsr.exp.config import BaselinesConfig, parse_list, preset_config
-from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+from ifsr.tables import attrs_provenance, markdown_table, write_table
 
 REPO = Path(__file__).resolve().parents[2]
 

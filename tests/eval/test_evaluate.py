@@ -210,7 +210,7 @@ def test_query_vocabulary_evaluation_equals_full_encoding(trained_student, data_
     from ifsr.core.idf import load_idf
     from ifsr.eval.evaluate import MEASURES, nnz_sample_rows, query_vocab_evaluation
     from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz
-    from ifsr.eval.retrieval import sparse_topk
+    from ifsr.core.retrieval import sparse_topk
     from ifsr.manifest import sha256_dir
     from ifsr.serving.export import load_sparse_encoder
 

@@ -1,4 +1,4 @@
-"""Tests for ifsr.eval.retrieval: hand-computed micro examples, tie-breaks, padding, and agreement with a
+"""Tests for ifsr.core.retrieval: hand-computed micro examples, tie-breaks, padding, and agreement with a
 brute-force lexsort reference on random data."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ifsr.eval.retrieval import SparseIndex, remove_self_hits, scores, sparse_topk, to_run, top_k
+from ifsr.core.retrieval import SparseIndex, remove_self_hits, scores, sparse_topk, to_run, top_k
 
 NEG_INF = -np.inf
 

@@ -63,7 +63,7 @@ def test_arms_vocabulary_and_views():
 def test_reading_a_config_does_not_import_torch():
     code = ("import sys; from ifsr.exp.config import AblationConfig, load_config; "
             f"load_config(AblationConfig, {str(ROOT / 'configs' / 'cpu.yaml')!r}); "
-            "from ifsr.report.compare import read_config; assert 'torch' not in sys.modules, 'torch imported'")
+            "from ifsr.exp.config import read_config; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -84,13 +84,13 @@ def test_latency_config_is_measure_latencys_keywords():
                                     "model": "splade-tiny", "cache_dir": ".cache/ifsr", "data_dir": None,
                                     "max_passages": None, "resample_from": "real", "seed": 0, "repeats": 1,
                                     "max_length": 256, "max_docs": {}}
-    levers = load_config(LatencyConfig, levers=["none", "doc-top-k=64"], lever_engine="bmp").lever_kwargs()
+    from ifsr.exp.levers import lever_kwargs, lever_table  # the levers are timed on the latency table's own corpus
+    levers = lever_kwargs(load_config(LatencyConfig, levers=["none", "doc-top-k=64"], lever_engine="bmp"))
     assert [l.kind for l in levers["levers"]] == ["none", "doc-top-k"] and levers["engine"] == "bmp"
-    from ifsr.serving.levers import lever_table  # the levers are timed on the latency table's own corpus
     assert set(levers) <= set(inspect.signature(lever_table).parameters)
     assert (levers["resample_from"], levers["max_passages"]) == ("real", None)
     with pytest.raises(ValueError, match="lever"):
-        load_config(LatencyConfig, levers=["doc-top-k=0"]).lever_kwargs()
+        lever_kwargs(load_config(LatencyConfig, levers=["doc-top-k=0"]))
     with pytest.raises(ValueError, match="unknown key"):
         load_config(LatencyConfig, n_query=3)
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from conftest import repo_copy
-from ifsr.replicate import NOTEBOOKS, check_parameters, entry_parts, plan, replicate
-from ifsr.serving.latency import model_from_curve
+from ifsr.exp.latency import model_from_curve
+from ifsr.exp.presets import NOTEBOOKS, check_parameters, entry_parts, plan
+from ifsr.replicate import replicate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -40,6 +40,16 @@ def _fake_papermill(monkeypatch, fail: bool = False, wall: float = 1.0, fail_aft
     return calls
 
 
+def _data(tmp_path: Path) -> str:
+    """A fake data directory carrying what a real one must for the notebooks to start: the IDF table."""
+    from ifsr.data.beir import default_idf_path
+
+    idf = default_idf_path(tmp_path / "data")
+    idf.parent.mkdir(parents=True, exist_ok=True)
+    idf.write_text("{}")
+    return str(tmp_path / "data")
+
+
 def _finished(root: Path, folder: str = "teachers", wall: float = 321.0) -> Path:
     done = root / "results" / "smoke" / folder
     done.mkdir(parents=True)
@@ -55,10 +65,10 @@ def test_failed_forced_run_leaves_the_folder_unfinished(tmp_path, monkeypatch):
     done = _finished(root)
     _fake_papermill(monkeypatch, fail=True)
     with pytest.raises(RuntimeError, match="cell 3"):
-        replicate("smoke", root, force=True, data_dir=str(tmp_path))
+        replicate("smoke", root, force=True, data_dir=_data(tmp_path))
     assert not (done / "manifest.json").exists()  # not "finished": the next run redoes it
     calls = _fake_papermill(monkeypatch)
-    assert [p.name for p in replicate("smoke", root, data_dir=str(tmp_path))] == ["02_teachers.ipynb"]
+    assert [p.name for p in replicate("smoke", root, data_dir=_data(tmp_path))] == ["02_teachers.ipynb"]
     assert [c[0] for c in calls] == ["02_teachers.ipynb"]
     assert json.loads((done / "manifest.json").read_text())["new"]
     assert not (done / "manifest.previous.json").exists()  # the old manifest goes once the new one is there
@@ -68,7 +78,7 @@ def test_notebook_that_fails_after_writing_its_manifest_is_not_finished(tmp_path
     root = repo_copy(tmp_path, TEACHERS)
     _fake_papermill(monkeypatch, fail_after_manifest=True)
     with pytest.raises(RuntimeError, match="last cell"):
-        replicate("smoke", root, data_dir=str(tmp_path))
+        replicate("smoke", root, data_dir=_data(tmp_path))
     assert not (root / "results" / "smoke" / "teachers" / "manifest.json").exists()
 
 
@@ -76,12 +86,28 @@ def test_forced_run_that_succeeds_replaces_the_manifest(tmp_path, monkeypatch, c
     root = repo_copy(tmp_path, TEACHERS)
     done = _finished(root)
     _fake_papermill(monkeypatch)
-    replicate("smoke", root, force=True, data_dir=str(tmp_path))
+    replicate("smoke", root, force=True, data_dir=_data(tmp_path))
     manifest = json.loads((done / "manifest.json").read_text())
     assert manifest["new"] and manifest["wall_seconds"] >= 0
     assert sorted(p.name for p in done.iterdir()) == ["02_teachers.ipynb", "figure.png", "manifest.json", "out.csv"]
     out = capsys.readouterr().out
     assert "[1/1] 02_teachers.ipynb" in out and "estimated 5m21s from the last run's manifest" in out
+
+
+def test_a_data_dir_without_the_idf_table_is_refused_before_any_notebook(tmp_path, monkeypatch, capsys):
+    """Issue 31: `ifsr replicate --data-dir <a folder without idf/>` ran the first notebook and ended in a papermill
+    traceback after 11 s. Now one line and exit 2, before any notebook or LAUNCH.json."""
+    root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
+                           "  02_teachers: {config_path: configs/smoke.yaml}\n")
+    calls = _fake_papermill(monkeypatch)
+    (tmp_path / "empty").mkdir()
+    for data, fragment in ((tmp_path / "empty", "no idf/msmarco_bert-base-uncased_idf.json (the MS MARCO IDF table "
+                                                "00_baselines, 02_teachers read)"),
+                           (tmp_path / "absent", "no such directory")):
+        assert main(["replicate", "--preset", "smoke", "--root", str(root), "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ifsr replicate: error: data directory {data}: {fragment}"), err
+        assert err.count("\n") == 1 and calls == [] and not (root / "results").exists()
 
 
 # --------------------------------------------------------------------------- --only
@@ -136,7 +162,7 @@ def test_progress_lines_and_the_paths_of_report_and_figures(tmp_path, monkeypatc
     root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
                            "  02_teachers: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
-    replicate("smoke", root, data_dir=str(tmp_path))
+    replicate("smoke", root, data_dir=_data(tmp_path))
     out = capsys.readouterr().out
     assert "[1/2] 00_baselines.ipynb" in out and "no estimate" in out and "[2/2] 02_teachers.ipynb" in out
     assert "elapsed" in out and "nothing left" in out
@@ -149,7 +175,7 @@ def test_progress_lines_and_the_paths_of_report_and_figures(tmp_path, monkeypatc
     # a forced rerun estimates each notebook from the last run's manifest
     for folder in ("baselines", "teachers"):
         (root / "results" / "smoke" / folder / "manifest.json").write_text(json.dumps({"wall_seconds": 2.0}))
-    replicate("smoke", root, force=True, data_dir=str(tmp_path))
+    replicate("smoke", root, force=True, data_dir=_data(tmp_path))
     assert "estimated 2s from the last run's manifest; ~4s left for the preset" in capsys.readouterr().out
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ifsr.data.beir import default_idf_path
-from ifsr.distill.trainsets import finetune_dataset
 from ifsr.exp.ablations import evaluate_trained
 from ifsr.exp.config import AblationConfig, load_config
 from ifsr.exp.runs import pretrain_config, run_key, start_config, trained_run
+from ifsr.exp.trainsets import finetune_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -113,7 +113,7 @@ def test_verdict_table_comes_first_and_follows_the_statistic(tmp_path):
 def test_verdict_table_and_index_carry_the_mde(tmp_path):
     """Every claim row shows its minimum detectable effect (80% power) beside its p, as verdicts.csv has it;
     a not distinguishable reads with what it could have detected; verdicts.csv keeps the plain word."""
-    from ifsr.report.stats import MDE_Z
+    from ifsr.eval.stats import MDE_Z
 
     root = tmp_path / "results"
     rng = np.random.default_rng(0)

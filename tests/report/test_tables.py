@@ -5,7 +5,7 @@ import math
 import pandas as pd
 
 from ifsr.exp.config import BaselinesConfig, load_config
-from ifsr.report.tables import attrs_provenance, markdown_table, write_table
+from ifsr.tables import attrs_provenance, markdown_table, write_table
 
 
 def _table() -> pd.DataFrame:

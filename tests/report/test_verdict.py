@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ifsr.eval.stats import MDE_Z
 from ifsr.report.claims import teacher_rows, verdict, verdict_cell
-from ifsr.report.stats import MDE_Z
 
 
 def test_each_verdict_word():

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
+from ifsr.exp.corpora import scifact_queries
 from ifsr.serving.base import Engine
-from ifsr.serving.corpora import scifact_queries
 from ifsr.serving.engines import ExactEngine, topk_agreement
 
 

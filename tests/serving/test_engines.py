@@ -8,7 +8,7 @@ from conftest import need_module
 from serving_helpers import agreement_with_exact, zipf_corpus, zipf_queries
 
 from ifsr.serving.base import Engine
-from ifsr.serving.engines import ENGINES, ExactEngine, check_engines, topk_agreement
+from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 
 
 @pytest.mark.parametrize("name", sorted(ENGINES))
@@ -27,8 +27,8 @@ def test_missing_dependency_is_reported_not_raised():
     assert Missing.is_available() is False
     with pytest.raises(ImportError, match="pip install no-such-package"):
         Missing.dependency()
-    with pytest.raises(ValueError, match=r"unknown engines \['no-such-engine'\]"):
-        check_engines(["exact", "no-such-engine"])
+    with pytest.raises(ValueError, match=r"unknown engine 'no-such-engine'"):
+        parse_engine("no-such-engine")
 
 
 def brute_force(dense: np.ndarray, ids: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +109,6 @@ def test_bmp_engine_is_exact_when_safe_and_prunes_when_not():
 
 
 def test_engine_settings_parse_and_refuse_malformed_ones():
-    from ifsr.serving.engines import parse_engine
-
     assert parse_engine("bmp") == ("bmp", {})
     assert parse_engine("bmp(bsize=64, alpha=0.9)") == ("bmp", {"bsize": 64, "alpha": 0.9})
     assert parse_engine("pisa(algorithm=block_max_wand)") == ("pisa", {"algorithm": "block_max_wand"})
@@ -118,9 +116,8 @@ def test_engine_settings_parse_and_refuse_malformed_ones():
                        ("bmp(a=1,a=2)", "new key"), ("bmp(=3)", "key=value")]:
         with pytest.raises(ValueError, match=match):
             parse_engine(bad)
-    check_engines(["bmp(alpha=0.5)", "exact"])
-    with pytest.raises(ValueError, match="unknown engines"):
-        check_engines(["bmp(alpha=0.5)", "lucy(x=1)"])
+    with pytest.raises(ValueError, match="unknown engine 'lucy'"):
+        parse_engine("lucy(x=1)")
 
 
 def test_bm25_impacts_on_a_vector_engine_match_bm25(data_root):

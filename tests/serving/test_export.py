@@ -5,7 +5,8 @@ from conftest import SAMPLE_TEXTS
 from sentence_transformers import SparseEncoder
 
 from ifsr.core.encoder import QueryEncoder, special_ids
-from ifsr.serving.export import load_model, load_sparse_encoder, save_opensearch, save_sparse_encoder
+from ifsr.core.names import MAX_LENGTH
+from ifsr.serving.export import LENGTH_FILE, load_model, load_sparse_encoder, save_opensearch, save_sparse_encoder
 
 
 def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
@@ -27,12 +28,18 @@ def test_saved_layouts_give_the_same_vectors(doc, query, tmp_path):
 
 
 def test_max_length_saved_or_asked(doc, query, tmp_path):
-    """A SparseEncoder directory keeps its length; an explicit one (an evaluation's) wins."""
+    """Both layouts keep their length (issue 31: an OpenSearch folder reloaded at 512); an explicit one wins;
+    an OpenSearch folder that records none (written elsewhere) loads at MAX_LENGTH."""
     path = save_sparse_encoder(doc, query, tmp_path / "st")
     assert load_sparse_encoder(path)[0].max_length == load_model(str(path))[0].max_length == 64
     assert load_model(str(path), max_length=16)[0].max_length == 16
-    save_opensearch(doc, query, tmp_path / "os")
-    assert load_model(str(tmp_path / "os"))[0].max_length == 512
+    os_dir = save_opensearch(doc, query, tmp_path / "os")
+    assert load_model(str(os_dir))[0].max_length == 64 and load_model(str(os_dir), max_length=16)[0].max_length == 16
+    (os_dir / LENGTH_FILE).unlink()
+    assert load_model(str(os_dir))[0].max_length == MAX_LENGTH == 512
+    (os_dir / LENGTH_FILE).write_text('{"max_seq_length": 0}')
+    with pytest.raises(ValueError, match=r"sentence_bert_config\.json: max_seq_length 0; expected a positive"):
+        load_model(str(os_dir))
 
 
 def test_opensearch_export_of_a_trained_student_loads_back(doc, query, tmp_path):

@@ -9,12 +9,13 @@ import scipy.sparse as sp
 from conftest import need_module
 from serving_helpers import real_bits  # noqa: F401
 
-from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.data.beir import load_beir
-from ifsr.serving.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
+from ifsr.exp.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
+from ifsr.exp.latency import (COLUMNS, SYSTEMS, best_bm25, latency_plot, latency_ratios, latency_table,
+                              measure_latency)
+from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.report.claims import best_ratio
 from ifsr.serving.engines import ENGINES, ExactEngine
-from ifsr.serving.latency import (COLUMNS, SYSTEMS, best_bm25, best_ratio, latency_plot, latency_ratios, latency_table,
-                                  measure_latency)
 from ifsr.serving.queryside import inference_free_query
 
 need_module("pyterrier_pisa", "pyterrier-pisa")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ifsr.serving.levers import Lever, parse_levers, prune_docs
+from ifsr.exp.levers import Lever, parse_levers, prune_docs
 
 
 def test_prune_docs_keeps_each_rows_top_k_ties_by_id():
@@ -61,7 +61,7 @@ def test_combined_levers_parse_to_one_setting_and_refuse_repeats():
 
 
 def test_a_lambda_lever_needs_the_ablation_config_of_its_students(tmp_path):
-    from ifsr.serving.levers import lever_table
+    from ifsr.exp.levers import lever_table
 
     with pytest.raises(ValueError, match="students"):
         lever_table(parse_levers(["none", "lambda=0.1"]), "exact", size=300, resample_from="scifact",
@@ -69,8 +69,8 @@ def test_a_lambda_lever_needs_the_ablation_config_of_its_students(tmp_path):
 
 
 def test_query_ndcg_is_per_query_by_hand_and_its_mean_is_the_sets_ndcg():
-    from ifsr.serving.latency import ranked_ndcg
-    from ifsr.serving.levers import query_ndcg
+    from ifsr.exp.latency import ranked_ndcg
+    from ifsr.exp.levers import query_ndcg
 
     # three documents over a 3-term vocabulary; query "a" hits d1 > d0, query "b" only d2, "c" nothing
     docs = sp.csr_matrix(np.array([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0]], dtype=np.float32))
@@ -87,7 +87,7 @@ def test_query_ndcg_is_per_query_by_hand_and_its_mean_is_the_sets_ndcg():
 
 
 def test_ndcg_change_is_the_mean_paired_difference_with_an_interval_over_queries():
-    from ifsr.serving.levers import ndcg_change
+    from ifsr.exp.levers import ndcg_change
 
     ref = np.array([0.5, 0.2, 0.9, 0.4])
     same = ndcg_change(ref, ref)
@@ -114,12 +114,12 @@ def test_a_lambda_levers_seeds_are_pooled_in_its_relevance_and_its_ratio(tmp_pat
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    import ifsr.serving.corpora
-    import ifsr.serving.levers
+    import ifsr.exp.corpora
+    import ifsr.exp.levers
     from ifsr.eval.evaluate import limit_corpus
-    from ifsr.serving.levers import lever_table
+    from ifsr.exp.levers import lever_table
 
-    for module in (ifsr.serving.levers, ifsr.serving.corpora):
+    for module in (ifsr.exp.levers, ifsr.exp.corpora):
         monkeypatch.setattr(module, "load_beir", lambda *a, _load=module.load_beir, **k: limit_corpus(_load(*a, **k), 300))
 
     other = tmp_path / "seed1"

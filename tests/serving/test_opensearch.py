@@ -10,9 +10,29 @@ from conftest import need_module
 from serving_helpers import real_bits  # noqa: F401
 
 from ifsr.serving.base import vocab_terms
-from ifsr.serving.opensearch import escape_feature, export_opensearch, query_body, score_bulk, unescape_feature
+from ifsr.serving.opensearch import escape_feature, export_opensearch, query_body, unescape_feature
 
 need_module("opensearchpy", "opensearch-py")
+
+
+def score_bulk(bulk_path: str | Path, body: dict, field: str = "sparse_embedding") -> dict[str, float]:
+    """Score every document of an exported bulk file for a `query_body` by hand (no server, no 9-bit rounding)."""
+    query = body["query"]
+    if "neural_sparse" in query:
+        weights = query["neural_sparse"][field]["query_tokens"]
+    elif "bool" in query:
+        clauses = [c["rank_feature"] for c in query["bool"]["should"]]
+        weights = {c["field"][len(field) + 1 :]: c["boost"] for c in clauses}
+    else:
+        weights = {}
+    scores = {}
+    with open(bulk_path, encoding="utf-8") as f:
+        for action, source in zip(f, f):
+            doc = json.loads(source)
+            score = sum(w * doc[field][k] for k, w in weights.items() if k in doc[field])
+            if score > 0:
+                scores[json.loads(action)["index"]["_id"]] = score
+    return scores
 
 
 @pytest.mark.parametrize("form", ["neural_sparse", "rank_feature"])

@@ -17,9 +17,9 @@ impacts: the exact scorer of those impacts; a document tied with the reference's
 agreeing), nDCG@10 on the SciFact qrels and its change from that reference, and, on inference-free
 rows, p50 ratios to BM25 on the same engine and to the fastest BM25 of the corpus that agrees with exact
 BM25 (>= 0.99) with 95% intervals and p-values (against GOAL_RATIO and PAPER_RATIO) from a two-level bootstrap
-over timing passes and queries (`ifsr.report.stats.median_ratio`; paired: one pass, one query, every system).
+over timing passes and queries (`ifsr.eval.stats.median_ratio`; paired: one pass, one query, every system).
 
-Corpora (`ifsr.serving.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
+Corpora (`ifsr.exp.corpora`): SciFact (title + " " + text); every real passage at hand (SciFact + the
 distinct passages of pairs/*.jsonl.gz); a scale series that holds every real document once and resamples
 the rest from that whole pool (text and vector together; `distinct_docs` says how many are real, copies are
 distractors for the qrels).
@@ -41,16 +41,16 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ifsr.cache import texts_sha256
+from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO  # claim 4's thresholds
 from ifsr.core.encoder import resolve_model_path
-from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path
+from ifsr.core.retrieval import to_run
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, resolve_cache_dir
 from ifsr.data.mining import Bm25Index
 from ifsr.eval.metrics import evaluate_run
-from ifsr.eval.retrieval import to_run
-from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO  # what the p50 ratios' p-values test against
-from ifsr.report.stats import median_ratio
+from ifsr.eval.stats import median_ratio
+from ifsr.exp.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
+                              scifact_queries)
 from ifsr.serving.base import vocab_terms
-from ifsr.serving.corpora import (LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance,
-                                  resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine, topk_agreement
 from ifsr.serving.pisa import PisaBM25Index, PisaImpactIndex, index_built, posting_lengths
 from ifsr.serving.queryside import inference_free_query, pisa_idf_query, siamese_query, torch_threads
@@ -218,7 +218,6 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     return out
 
 
-MIN_AGREEMENT = 0.99  # top-10 agreement with exact scoring that counts as "the same results" (issue 14)
 TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with its 10th counts as agreeing
 
 
@@ -467,16 +466,6 @@ def latency_ratios(df: pd.DataFrame) -> pd.DataFrame:
     top-10 agreement with exact scoring and the nDCG@10 change that costs."""
     free = df[df["system"] == "inference-free"]
     return free.reindex(columns=RATIO_COLUMNS).reset_index(drop=True)
-
-
-def best_ratio(df: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
-    """The inference-free row of the largest corpus with the lowest p50 ratio to the fastest BM25 among
-    those whose top-10 agrees >= `min_agreement` with exact scoring (None: no such row)."""
-    free = df[(df["system"] == "inference-free") & (df["docs"] == df["docs"].max())]
-    if "if_over_best_bm25" not in free:
-        return None
-    ok = free[free["top10_agreement"] >= min_agreement].dropna(subset=["if_over_best_bm25"])
-    return None if ok.empty else ok.sort_values("if_over_best_bm25", kind="stable").iloc[0]
 
 
 STYLES = {"inference-free": "-", "bm25": "--", "siamese": ":"}

@@ -1,7 +1,7 @@
 """A results folder's config is read through the one loader: fields the file lacks are their defaults."""
 import yaml
 
-from ifsr.report.compare import read_config
+from ifsr.exp.config import read_config
 
 
 def test_read_config_fills_defaults(tmp_path):

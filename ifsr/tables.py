@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ifsr.exp.config import dump_config
+from ifsr.config import dump_config
 from ifsr.manifest import Manifest, atomic_write, sha256_file
 
 

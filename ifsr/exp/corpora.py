@@ -16,21 +16,13 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ifsr.cache import ENCODER_VERSION, cached_encode, texts_sha256, weights_checksum
+from ifsr.cache import ENCODER_VERSION, SPARSE_DOC_TAG, cached_encode, texts_sha256, weights_checksum
 from ifsr.core.encoder import resolve_model_path
 from ifsr.data.beir import files_sha256, load_beir
 from ifsr.data.pairs import load_pairs
-from ifsr.distill.teachers import DOC_ENCODER_TAG
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.serving.export import load_model
 
-
-
-def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """`path`, else $IFSR_CACHE_DIR (read now), else `.cache/ifsr` (the project's cache folder, git-ignored)."""
-    if path is not None:
-        return Path(path)
-    return Path(os.environ.get("IFSR_CACHE_DIR") or ".cache/ifsr").expanduser()
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,7 @@ def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, m
     blocks = []
     for start in tqdm(range(0, len(texts), chunk), desc="encode corpus (cached chunks)", disable=not show_progress):
         part = list(texts[start : start + chunk])
-        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": DOC_ENCODER_TAG,
+        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": SPARSE_DOC_TAG,
                "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
                "encoder_version": ENCODER_VERSION}
         def compute(part: list[str] = part) -> sp.csr_matrix:

@@ -6,7 +6,7 @@ weights can be pruned once, at index time. Each lever setting gets one row: nDCG
 Cranfield by exact scoring of the pruned vectors (the function itself, no engine), its change from the
 unpruned model with a 95% paired bootstrap interval over queries, and the single-thread p50 of the
 inference-free pipeline on one engine setting over one corpus of the latency study
-(`ifsr.serving.latency.latency_table`, its top-10 agreement measured against exact scoring of the same
+(`ifsr.exp.latency.latency_table`, its top-10 agreement measured against exact scoring of the same
 pruned documents and pruned query: how faithfully the engine computes the lever's function; what the
 lever itself costs is the nDCG@10 change), timed beside BM25 on the same engine (p50 ratio with its 95%
 bootstrap interval over queries; BM25 is never pruned).
@@ -18,26 +18,31 @@ combine with "+" ("lambda=0.08+query-min-idf=2": that student with its queries p
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO
 from ifsr.core.encoder import resolve_model_path
-from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir
+from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir, resolve_cache_dir
 from ifsr.eval.metrics import per_query
+from ifsr.eval.stats import median_ratio, paired_delta
+from ifsr.exp.ablations import lambda_student
+from ifsr.exp.config import LatencyConfig
+from ifsr.exp.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
+                              scifact_queries)
+from ifsr.exp.latency import latency_table, ranked_run
 from ifsr.manifest import sha256_dir
-from ifsr.report.claims import GOAL_RATIO, PAPER_RATIO
-from ifsr.report.stats import median_ratio, paired_delta
-from ifsr.serving.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
-                                  resolve_cache_dir, scifact_queries)
 from ifsr.serving.engines import ExactEngine, parse_engine
-from ifsr.serving.latency import latency_table, ranked_run
 from ifsr.serving.queryside import inference_free_query
+from ifsr.tables import write_table
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
 COLUMNS = ["lever", "value", "seeds", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
@@ -146,7 +151,7 @@ def query_ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str
 
 
 def ndcg_change(pruned: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval: `ifsr.report.stats.paired_delta`
+    """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval: `ifsr.eval.stats.paired_delta`
     on per-query nDCG@10, [queries] (one model: the interval is over queries only) or [seeds, queries] (a
     "lambda" lever's students, one row per training seed: over seeds and queries)."""
     b = paired_delta([np.atleast_2d(pruned)], [np.atleast_2d(reference)], seed=seed)
@@ -173,7 +178,7 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     swaps `model` for `students(lambda, i)`, the model directory of the idf-flops student of that FLOPS weight
     and its i-th training seed (`ifsr.exp.ablations.lambda_student` of an ablation YAML), for i < `seeds`: the
     same documents, each seed's vectors, its own index; its nDCG@10 change and its p50 ratio to BM25 are then
-    over seeds too (`ndcg_change`, `ifsr.report.stats.median_ratio`), and `seeds` says how many (NaN: a fixed
+    over seeds too (`ndcg_change`, `ifsr.eval.stats.median_ratio`), and `seeds` says how many (NaN: a fixed
     model, no training seed). Ratios: `if_over_bm25` with `_lo`/`_hi` and `_p` (against the goal, 1.0) and
     `_p_paper` (against the paper's 1.1), from the bootstrap over seeds, `repeats` timing passes and queries."""
     parse_engine(engine)
@@ -276,16 +281,27 @@ def lever_plot(levers: pd.DataFrame, path: str | os.PathLike, dataset: str = "sc
     fig.savefig(path, dpi=150)
 
 
-def lever_study(config, out_dir: str | os.PathLike) -> pd.DataFrame | None:
+def lever_kwargs(config: LatencyConfig) -> dict[str, Any]:
+    """The keywords of `lever_table` from a LatencyConfig (levers parsed, ValueError on a bad one; `students`:
+    (FLOPS weight, seed index) -> the lever_students YAML's idf-flops student, `ifsr.exp.ablations.lambda_student`)."""
+    c = config
+    students = None if c.lever_students is None else functools.partial(
+        lambda_student, c.lever_students, data_dir=c.data_dir, cache_dir=c.cache_dir)
+    return {"levers": parse_levers(c.levers), "engine": c.lever_engine, "size": c.lever_size,
+            "data_dir": c.data_dir, "model": c.model, "cache_dir": c.cache_dir,
+            "max_length": c.max_length, "n_queries": c.n_queries, "seed": c.seed, "repeats": c.repeats,
+            "resample_from": c.resample_from, "max_passages": c.max_passages,
+            "students": students, "seeds": c.lever_seeds}
+
+
+def lever_study(config: LatencyConfig, out_dir: str | os.PathLike) -> pd.DataFrame | None:
     """The latency notebook's lever section: `lever_table` of a LatencyConfig's levers (None when it names
     none), written to <out_dir>/levers/ (table, levers.png, config and manifest with the data checksums)."""
-    from ifsr.report.tables import write_table
-
     if not config.levers:
         return None
     if not config.lever_engine:
         raise ValueError("levers need lever_engine: the engine setting they are timed on")
-    table = lever_table(**config.lever_kwargs())
+    table = lever_table(**lever_kwargs(config))
     out = Path(out_dir) / "levers"
     lever_plot(table, out / "levers.png")
     write_table(table, config, out, "table", **table.attrs["provenance"])
