@@ -70,14 +70,18 @@ dry-run)
 prepare)
     data=$("$PY" -c 'from ifsr.data.beir import data_dir; print(data_dir())')
     rm -rf .device && mkdir -p .device/wheels
-    tar -czf .device/data.tar.gz -C "$data" beir/scifact beir/cranfield idf pairs
+    "$PY" -m ifsr.exp.carry "$preset" .device --data-dir "$data"
+    # the data the preset reads: both BEIR sets, the IDF table, and the pre-training pairs it draws (.device/pairs,
+    # ifsr.exp.carry.trim_pairs: 14 MiB of pair files cut to those pairs) or, when none was trimmed, every pair file
+    if [ -d .device/pairs ]; then pairs=(-C "$PWD/.device" pairs); else pairs=(pairs); fi
+    tar -czf .device/data.tar.gz -C "$data" beir/scifact beir/cranfield idf "${pairs[@]}"
+    rm -rf .device/pairs
     if [ "${NO_WHEELS:-0}" != 1 ]; then
         mapfile -t specs < <(wheel_specs)
         "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
             -d .device/wheels "${specs[@]}"
     fi
-    "$PY" -m ifsr.exp.carry "$preset" .device --data-dir "$data"
     # The baselines (their dense rows encode whole corpora with the dense teacher) run here, on CPU; the device
     # run finds them finished. The results index is put back as it was (the device run writes its own).
     index=results/REPORT.md; saved=""

@@ -66,9 +66,10 @@ def finetune_dataset(cfg: AblationConfig):
     return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
 
 
-def pretrain_dataset(cfg: AblationConfig):
-    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
-    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
+def pretrain_pairs(cfg: AblationConfig) -> list:
+    """The pre-training pairs: those of `pretrain_sources` with no eval query or document, up to `pretrain_pairs` a
+    source drawn with `seed` (file order kept), sources sorted. A pairs folder holding exactly these (in this order,
+    ifsr.exp.carry.trim_pairs) gives them back unchanged: none leaks, and no source has more than the cap."""
     pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
     evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]
     pairs, _ = filter_leakage(pairs, evals)
@@ -76,8 +77,14 @@ def pretrain_dataset(cfg: AblationConfig):
     by_src: dict[str, list] = {}
     for pair in pairs:
         by_src.setdefault(pair.source, []).append(pair)
-    pairs = [p for src in sorted(by_src) for p in
-             (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
+    return [p for src in sorted(by_src) for p in
+            (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
+
+
+def pretrain_dataset(cfg: AblationConfig):
+    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
+    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
+    pairs = pretrain_pairs(cfg)
     cands = mine_in_source(pairs, n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
     doc_text = passage_table(pairs)
     scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, "pairs") for t in build_teachers(cfg)]
