@@ -16,6 +16,8 @@
 #                                               `ifsr replicate --preset PRESET`, pack results/PRESET and the log
 #                                               into $OUT
 #
+# CACHE_FROM=DIR (prepare): seed .cache/ifsr from another checkout's (hard links), e.g. one that ran the cpu preset:
+# its baselines (the same 00_baselines parameters) and fine-tuning candidates have the same keys as gpu-quick's.
 # PRESET defaults to gpu-quick; SITE to /tmp/site. NO_INSTALL=1 skips the wheel install and NO_WHEELS=1 their
 # download (the CPU miniature in tests/test_gpu_script.py prepares and runs `smoke` that way, OUT set to a scratch
 # folder); scripts/device_image_check.sh runs `run smoke` WITH the install, in a stand-in for the image (CI).
@@ -70,6 +72,10 @@ dry-run)
 prepare)
     data=$("$PY" -c 'from ifsr.data.beir import data_dir; print(data_dir())')
     rm -rf .device && mkdir -p .device/wheels
+    if [ -n "${CACHE_FROM:-}" ]; then  # another checkout's .cache/ifsr: content-keyed, so a hit is the same work
+        [ -d "$CACHE_FROM" ] || { echo "gpu_replicate: error: CACHE_FROM=$CACHE_FROM is not a folder" >&2; exit 2; }
+        mkdir -p .cache/ifsr && cp -rln "$CACHE_FROM"/. .cache/ifsr/  # hard links; nothing here is overwritten
+    fi
     "$PY" -m ifsr.exp.carry "$preset" .device --data-dir "$data"
     # the data the preset reads: both BEIR sets, the IDF table, and the pre-training pairs it draws (.device/pairs,
     # ifsr.exp.carry.trim_pairs: 14 MiB of pair files cut to those pairs) or, when none was trimmed, every pair file

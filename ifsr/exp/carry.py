@@ -57,18 +57,20 @@ def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = N
 
 
 def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODELS) -> list[Path]:
-    """Score both stages' training candidates with every teacher (cached; a no-op when done) and return
-    the cache folders of the teachers in `models`, for this config's datasets."""
-    from ifsr.distill.teachers import DenseTeacher
-    from ifsr.distill.trainsets import finetune_dataset, pretrain_dataset
+    """Score both stages' training candidates with the teachers in `models` only (what travels; the device scores
+    with the others itself), with the teacher objects and keys the training sets use (cached; a no-op when
+    done), and return those cache folders."""
+    from ifsr.distill.trainsets import build_teachers, finetune_candidates, pretrain_candidates
+    from ifsr.distill.teachers import score_candidates
     from ifsr.exp.runs import has_pretraining
 
-    if has_pretraining(cfg):
-        pretrain_dataset(cfg)
-    finetune_dataset(cfg)
-    wanted = {(m, DenseTeacher(m, max_length=cfg.teacher_max_length, device="cpu").checksum) for m in models
-              if m == cfg.dense_teacher}
-    datasets = {"pairs", f"{cfg.train_dataset}-train"}
+    teachers = [t for t in build_teachers(cfg) if t.name in models]
+    sets = [finetune_candidates(cfg)] + ([pretrain_candidates(cfg)] if has_pretraining(cfg) else [])
+    wanted = {(t.name, t.checksum) for t in teachers}
+    for cands, doc_text, dataset in sets:
+        for t in teachers:
+            score_candidates(t, cands, doc_text, cfg.cache_dir, dataset)
+    datasets = {name for _, _, name in sets}
     out = []
     for key_file in sorted((Path(cfg.cache_dir) / "teacher_scores").glob("*/key.json")):
         key = json.loads(key_file.read_text())
