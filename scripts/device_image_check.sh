@@ -141,6 +141,8 @@ check)
     echo "device image check: prepare smoke (the project's python), then run smoke in the stand-in: $entries"
     (cd "$scratch/repo" && PY=$PY NO_WHEELS=1 IFSR_DATA_DIR=$data bash scripts/gpu_replicate.sh prepare smoke) \
         > "$scratch/prepare.log" 2>&1 || { tail -20 "$scratch/prepare.log" >&2; die "prepare smoke failed (log above)"; }
+    grep -q '"teacher_score_dirs": [1-9]' "$scratch/prepare.log" || die "prepare carried no dense-teacher scores"
+    [ -z "$(find "$scratch/repo/.device" -name '*.safetensors')" ] || die "prepare carries model weights: they cannot travel"
     cp "$dir/wheels"/*.whl "$scratch/repo/.device/wheels/"
     rm -rf "$scratch/repo/.cache" "$scratch/repo/runs"  # a bare machine: only what .device/ carries
     mkdir -p "$scratch/out" "$scratch/jupyter"
