@@ -59,7 +59,7 @@ smoke: install
 
 test: install
 	IFSR_DATA_DIR="$(DATA_DIR)" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory device-check
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory device-check; fi  # the whole suite only
 
 device-check: install
 	IFSR_DATA_DIR="$(DATA_DIR)" PY=$(PY) TORCH="$(TORCH)" scripts/device_image_check.sh

@@ -18,9 +18,10 @@
 #
 # CACHE_FROM=DIR (prepare): seed .cache/ifsr from another checkout's (hard links), e.g. one that ran the cpu preset:
 # its baselines (the same 00_baselines parameters) and fine-tuning candidates have the same keys as gpu-quick's.
-# PRESET defaults to gpu-quick; SITE to /tmp/site. NO_INSTALL=1 skips the wheel install and NO_WHEELS=1 their
-# download (the CPU miniature in tests/test_gpu_script.py prepares and runs `smoke` that way, OUT set to a scratch
-# folder); scripts/device_image_check.sh runs `run smoke` WITH the install, in a stand-in for the image (CI).
+# PRESET defaults to gpu-quick; SITE to /tmp/site. NO_WHEELS=1 skips the wheels' download in prepare and
+# NO_INSTALL=1 their install in run (a python that holds them already). scripts/device_image_check.sh (CI)
+# prepares `smoke` with NO_WHEELS=1, puts its own wheels of the same list in .device/wheels and runs `run smoke`
+# WITH the install, in a stand-in for the image.
 # transformers, tokenizers and huggingface-hub are the image's (5.17.0, 0.23.2, 1.33.0): the core, student,
 # trainer, teacher and evaluation tests passed here with those versions. Nothing is written outside .device/,
 # .cache/, runs/, results/, $SITE and $OUT.
