@@ -19,6 +19,8 @@
 # fetches them for the image's 3.12). Nothing of the project's venv. It is built once per machine and lists, under
 # $DEVICE_CHECK_CACHE (default ~/.cache/ifsr/device-image), keyed by both lists, the roots, TORCH and the python.
 # PY: the project's python, for `prepare` (default .venv/bin/python). Exit 2 with one line on a failure.
+# Cost (issue 28, 2 cores shared with a load of ~6): building the stand-in 2 min (once); the check 57 min wall,
+# ~12 CPU-min, nearly all of it the smoke prepare + run that tests/test_gpu_script.py ran before (moved here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
