@@ -1,7 +1,9 @@
 # The README's two commands:
 #   make replicate    set up (venv + packages, once) and run the replication preset a reader runs first (cpu)
-#   make test         set up (the same, once) and run the tests
-# Also: make smoke (the smoke preset, minutes), make install (set up only), make data-dir (which data is used).
+#   make test         set up (the same, once), run the tests, then the device-image check
+# Also: make smoke (the smoke preset, minutes), make install (set up only), make data-dir (which data is used),
+# make device-check (scripts/device_image_check.sh alone: the device run's `run smoke` in a CPU stand-in for the
+# device image; the stand-in venv is built once per machine and wheel list, under ~/.cache/ifsr/device-image).
 #
 # Setup is idempotent: the venv is made once and reused; the packages are installed once, and again only
 # when pyproject.toml changes (a stamp file in the venv records the install). Every command runs with the
@@ -27,12 +29,13 @@ STAMP := $(VENV)/.ifsr-installed
 DATA_DIR = $$($(PY) -c 'from ifsr.data.beir import find_data_dir; print(find_data_dir()[0])')
 
 .DEFAULT_GOAL := help
-.PHONY: help install replicate smoke test data-dir
+.PHONY: help install replicate smoke test device-check data-dir
 
 help:
 	@echo "make replicate   set up once, then run the $(PRESET) preset into results/$(PRESET)/ (hours on a CPU)"
 	@echo "make smoke       set up once, then run the smoke preset (minutes)"
-	@echo "make test        set up once, then run the tests"
+	@echo "make test        set up once, then run the tests and the device-image check"
+	@echo "make device-check  the device run (gpu_replicate.sh run smoke) in a CPU stand-in for the device image"
 	@echo "make install     set up only: $(VENV) with torch ($(TORCH)) and ifsr[$(EXTRAS)]"
 	@echo "make data-dir    print the data directory the runs and tests use"
 
@@ -56,6 +59,10 @@ smoke: install
 
 test: install
 	IFSR_DATA_DIR="$(DATA_DIR)" $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory device-check; fi  # the whole suite only
+
+device-check: install
+	IFSR_DATA_DIR="$(DATA_DIR)" PY=$(PY) TORCH="$(TORCH)" scripts/device_image_check.sh
 
 data-dir: install
 	@echo "$(DATA_DIR)"

@@ -9,11 +9,15 @@
    and the dense teacher's scoring here, ifsr.exp.carry); `--unprepared`: the whole preset.
 2. Unit costs, measured here on CPU in miniature, at each work item's own model and length: one AdamW
    step on `--mini` queries x group documents (scaled linearly to the step's batch), and the encoding of
-   `--mini-docs` SciFact documents (the longest, so each is near the length cap).
+   `--mini-docs` SciFact documents (the longest, so each is near the length cap) by the code the work runs:
+   the dense teacher, the sparse encoder on every column (baselines, the doc-nnz sample), or on the eval
+   queries' vocabulary only (the students' evaluation, `qvocab`: SciFact's test queries' columns).
 3. The speed-up: this CPU's measured fp32 matrix-product rate against `--gpu-tflops`, the rate assumed
    for these small models on the device (default 100 TFLOP/s: an eighth of the 788 TFLOP/s bf16 that
    an H200 here ran on large products, .library/device/KINDS.md; small hidden sizes run far below peak),
-   What does not speed up is added at its CPU cost: tokenization (measured here per text, at the
+   Every cost here is in CPU seconds (process time, all threads), so a busy machine does not inflate it
+   (the GEMM rate too: per CPU second). What does not speed up is added at its CPU cost:
+   tokenization (measured here per text, at the
    length), `--step-floor-ms` per optimizer step (kernel launches, optimizer, trainer bookkeeping: tiny
    models are launch-bound on a GPU) and `--overhead-s` per training stage and per notebook (loading,
    saving, kernel start). Every assumption is printed beside the result; the estimate is a check, not
@@ -35,10 +39,10 @@ def cpu_gemm_tflops(n: int = 1536, reps: int = 3) -> float:
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(reps):
         a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+    return 2 * n**3 * reps / (time.process_time() - t0) / 1e12
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,26 +80,47 @@ def step_seconds_per_query(model_name: str, max_length: int, group: int, mini: i
     def once() -> float:
         feats = [model.preprocess([d[:60] for d in docs[:mini]], task="query")] + [
             model.preprocess(docs[g * mini:(g + 1) * mini], task="document") for g in range(group)]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         sum(loss(feats, labels).values()).backward()
         opt.step()
         opt.zero_grad()
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
     once()  # warm-up
     return min(once() for _ in range(reps)) / mini
 
 
-def encode_seconds_per_doc(model_name: str, max_length: int, n: int, dense: bool) -> float:
-    from ifsr.distill.teachers import DenseTeacher, SparseTeacher
+@functools.lru_cache(maxsize=1)
+def eval_query_columns():
+    """The vocabulary ids of SciFact's test queries (the larger eval set; ifsr.core.encoder.query_columns)."""
+    from ifsr.core.encoder import QueryEncoder, load_tokenizer, query_columns
+    from ifsr.core.idf import load_idf
+    from ifsr.data.beir import default_idf_path, load_beir
+    from ifsr.distill.student import mlm_dir
+
+    tok = load_tokenizer(mlm_dir("splade-tiny"))
+    ds = load_beir("scifact")
+    return query_columns(QueryEncoder(tok, load_idf(default_idf_path(), tok)).encode(list(ds.queries.values())))
+
+
+def encode_seconds_per_doc(model_name: str, max_length: int, n: int, dense: bool, query_vocab: bool = False) -> float:
+    """Seconds to encode one long document: the dense teacher (SentenceTransformer), or the sparse MLM encoder of
+    the evaluation (ifsr.core.encoder.DocumentEncoder), on every column or only the eval queries' (`query_vocab`)."""
+    from ifsr.core.encoder import DocumentEncoder
+    from ifsr.distill.teachers import DenseTeacher
 
     texts = long_texts(n)
-    t = (DenseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False) if dense
-         else SparseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False))
-    t.encode_docs(texts[:2])  # warm-up
-    t0 = time.perf_counter()
-    t.encode_docs(texts)
-    return (time.perf_counter() - t0) / n
+    if dense:
+        t = DenseTeacher(model_name, max_length=max_length, batch_size=n, show_progress=False)
+        run = t.encode_docs
+    else:
+        enc = DocumentEncoder.from_pretrained(model_name, max_length=max_length)
+        cols = eval_query_columns() if query_vocab else None
+        run = lambda texts: enc.encode(texts, batch_size=n, show_progress=False, columns=cols)  # noqa: E731
+    run(texts[:2])  # warm-up
+    t0 = time.process_time()
+    run(texts)
+    return (time.process_time() - t0) / n
 
 
 def tokenize_seconds_per_text(model_name: str, max_length: int, n: int = 256) -> float:
@@ -107,9 +132,9 @@ def tokenize_seconds_per_text(model_name: str, max_length: int, n: int = 256) ->
     tok = load_tokenizer(mlm_dir(model_name))
     texts = random.Random(0).sample(list(scifact_texts()), n)  # typical lengths, not the longest
     tok(texts[:4], truncation=True, max_length=max_length)  # warm-up
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     tok(texts, truncation=True, max_length=max_length)
-    return (time.perf_counter() - t0) / n
+    return (time.process_time() - t0) / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     work, notebooks, stages = planned.items, planned.notebooks, planned.stages
     cpu = cpu_gemm_tflops()
     speedup = args.gpu_tflops / cpu
-    print(f"preset {args.preset}: {notebooks} notebooks; CPU fp32 GEMM {cpu * 1e3:.0f} GFLOP/s measured here; "
+    print(f"preset {args.preset}: {notebooks} notebooks; CPU fp32 GEMM {cpu * 1e3:.0f} GFLOP/s per CPU second here; "
           f"assumed device {args.gpu_tflops:.0f} TFLOP/s effective -> speed-up {speedup:.0f}x; "
           f"{args.overhead_s:.0f} s per stage/notebook and {args.step_floor_ms:.0f} ms per step not sped up; "
-          f"tokenization at its CPU cost")
+          f"tokenization at its CPU cost, each eval corpus once")
     print("the whole preset on the device" if args.unprepared else
           "left for the device after `scripts/gpu_replicate.sh prepare` (baselines and dense-teacher scores made here)")
     print(f"{'work':<8} {'model':<18} {'len':>4} {'batch':>9} {'count':>9} {'CPU s/unit':>11} {'CPU total s':>12} "
@@ -157,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             shape = f"{w.batch_size}x{w.group}"
             unsped = tok * w.batch_size * (w.group + 1) + args.step_floor_ms / 1e3
         else:
-            per = encode_seconds_per_doc(w.model, w.max_length, args.mini_docs, w.dense)
-            shape = "-"
-            unsped = tok
+            per = encode_seconds_per_doc(w.model, w.max_length, args.mini_docs, w.dense, w.query_vocab)
+            shape = "qvocab" if w.query_vocab else "-"
+            unsped = tok * w.tokenized / w.count  # an eval corpus is tokenized once for every student
         cpu_total = per * w.count
         gpu = cpu_total / speedup + unsped * w.count
         total += gpu

@@ -255,8 +255,7 @@ class DocumentEncoder(nn.Module):
             raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
         was_training = self.training
         self.eval()
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)
-        ids = enc["input_ids"]
+        ids = self._token_ids(texts)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first
         vocab = self.mlm.config.vocab_size
         cols = None if columns is None else _check_columns(columns, vocab)
@@ -280,10 +279,43 @@ class DocumentEncoder(nn.Module):
         inverse[order] = np.arange(len(order))
         return stacked[inverse].astype(np.float32)
 
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The texts' token ids at max_length, remembered for the last TOKENIZED_KEEP (tokenizer, length, texts):
+        the evaluation encodes one corpus with every student, and they share a tokenizer (same ids)."""
+        fast = getattr(self.tokenizer, "backend_tokenizer", None)
+        if fast is None:
+            return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
+        from ifsr.cache import texts_sha256
+
+        key = (_tokenizer_fingerprint(fast), self.max_length, texts_sha256(texts))
+        if key not in _TOKENIZED:
+            _TOKENIZED[key] = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                             verbose=False)["input_ids"]
+            while len(_TOKENIZED) > TOKENIZED_KEEP:
+                _TOKENIZED.pop(next(iter(_TOKENIZED)))
+        return _TOKENIZED[key]
+
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Hugging Face layout (config, weights, tokenizer): loadable by `from_pretrained(path)`."""
         self.mlm.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+
+TOKENIZED_KEEP = 4  # corpora whose token ids DocumentEncoder.encode remembers (the eval sets of a preset)
+_TOKENIZED: dict[tuple[str, int, str], list[list[int]]] = {}  # insertion order: the oldest goes first
+
+
+def _tokenizer_fingerprint(fast) -> str:
+    """sha256 of a fast tokenizer's whole definition (vocabulary, normalizer, truncation settings excluded: the
+    length is part of the key), remembered per tokenizer object."""
+    import hashlib
+
+    fp = getattr(fast, "_ifsr_fingerprint", None)
+    if fp is None:
+        fp = hashlib.sha256(fast.to_str().encode()).hexdigest()
+        with contextlib.suppress(AttributeError, TypeError):
+            fast._ifsr_fingerprint = fp
+    return fp
 
 
 def _check_columns(columns: np.ndarray, vocab: int) -> np.ndarray:

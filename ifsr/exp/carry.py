@@ -57,18 +57,20 @@ def preset_configs(preset: str, root: str | Path = ".", data_dir: str | None = N
 
 
 def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODELS) -> list[Path]:
-    """Score both stages' training candidates with every teacher (cached; a no-op when done) and return
-    the cache folders of the teachers in `models`, for this config's datasets."""
-    from ifsr.distill.teachers import DenseTeacher
-    from ifsr.exp.trainsets import finetune_dataset, pretrain_dataset
+    """Score both stages' training candidates with the teachers in `models` only (what travels; the device scores
+    with the others itself), with the teacher objects and keys the training sets use (cached; a no-op when
+    done), and return those cache folders."""
+    from ifsr.exp.trainsets import build_teachers, finetune_candidates, pretrain_candidates
+    from ifsr.distill.teachers import score_candidates
     from ifsr.exp.runs import has_pretraining
 
-    if has_pretraining(cfg):
-        pretrain_dataset(cfg)
-    finetune_dataset(cfg)
-    wanted = {(m, DenseTeacher(m, max_length=cfg.teacher_max_length, device="cpu").checksum) for m in models
-              if m == cfg.dense_teacher}
-    datasets = {"pairs", f"{cfg.train_dataset}-train"}
+    teachers = [t for t in build_teachers(cfg) if t.name in models]
+    sets = [finetune_candidates(cfg)] + ([pretrain_candidates(cfg)] if has_pretraining(cfg) else [])
+    wanted = {(t.name, t.checksum) for t in teachers}
+    for cands, doc_text, dataset in sets:
+        for t in teachers:
+            score_candidates(t, cands, doc_text, cfg.cache_dir, dataset)
+    datasets = {name for _, _, name in sets}
     out = []
     for key_file in sorted((Path(cfg.cache_dir) / "teacher_scores").glob("*/key.json")):
         key = json.loads(key_file.read_text())
@@ -78,11 +80,42 @@ def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODEL
     return out
 
 
+def trim_pairs(configs: list[AblationConfig], dest: str | Path) -> int:
+    """DEST/<file>.jsonl.gz: only the pre-training pairs the configs draw (ifsr.distill.trainsets.pretrain_pairs),
+    each in the file it came from, in the drawn order: read there, they give the same pairs, hence the same
+    candidates and cache keys, at a fraction of the bytes. Returns the pairs written; 0 (nothing written) when
+    the configs draw different pairs or none (the whole folder must travel then)."""
+    import gzip
+
+    from ifsr.data.beir import data_dir
+    from ifsr.data.pairs import load_pairs
+    from ifsr.distill.trainsets import pretrain_pairs
+    from ifsr.exp.runs import has_pretraining
+
+    drawn = {tuple(pretrain_pairs(cfg)) for cfg in configs if has_pretraining(cfg)}
+    if len(drawn) != 1:
+        return 0
+    (pairs,) = drawn
+    src = data_dir(configs[0].data_dir) / "pairs"
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    left = set(pairs)
+    for path in sorted(src.glob("*.jsonl.gz")):
+        here = set(load_pairs(src, sources=[path.name[: -len(".jsonl.gz")]])) & left
+        if here:
+            with gzip.open(Path(dest) / path.name, "wt", encoding="utf-8") as f:
+                for p in pairs:
+                    if p in here:
+                        f.write(json.dumps({"query": p.query, "positive": p.positive, "source": p.source}) + "\n")
+            left -= here
+    return len(pairs)
+
+
 def prepare(preset: str, dest: str | Path, data_dir: str | None = None, root: str | Path = ".") -> dict[str, int]:
-    """DEST/site: slim copies of SLIM_MODELS' packages; DEST/cache/teacher_scores: their cached scores."""
+    """DEST/site: slim copies of SLIM_MODELS' packages; DEST/cache/teacher_scores: their cached scores;
+    DEST/pairs: the pre-training pairs the preset draws (`trim_pairs`; absent: the whole folder travels)."""
     dest = Path(dest)
     configs = preset_configs(preset, root, data_dir)  # every check before anything is written
-    for sub in ("site", "cache"):
+    for sub in ("site", "cache", "pairs"):
         if (dest / sub).exists():
             shutil.rmtree(dest / sub)
     for m in SLIM_MODELS:
@@ -90,7 +123,8 @@ def prepare(preset: str, dest: str | Path, data_dir: str | None = None, root: st
     dirs = sorted({d for cfg in configs for d in teacher_score_dirs(cfg)})
     for d in dirs:
         shutil.copytree(d, dest / "cache" / "teacher_scores" / d.name)
-    return {"slim_models": len(SLIM_MODELS), "teacher_score_dirs": len(dirs)}
+    return {"slim_models": len(SLIM_MODELS), "teacher_score_dirs": len(dirs),
+            "pretrain_pairs": trim_pairs(configs, dest / "pairs")}
 
 
 def main(argv: list[str] | None = None) -> int:

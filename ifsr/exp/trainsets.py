@@ -51,9 +51,9 @@ def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) 
     return rows
 
 
-def finetune_dataset(cfg: AblationConfig):
-    """SciFact-train (by default) queries less the dev split (`dev_queries`), BM25 hard negatives, both
-    teachers' raw scores (cached)."""
+def finetune_candidates(cfg: AblationConfig) -> tuple[list, dict[str, str], str]:
+    """(candidates, doc id -> text, the scores' dataset name) of fine-tuning: SciFact-train (by default) queries
+    less the dev split (`dev_queries`), BM25 hard negatives."""
     ds, _ = dev_split(limited(load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir), cfg),
                       cfg.dev_queries, cfg.seed)  # the dev queries are never trained on
     tq = training_queries(ds)[: cfg.train_query_limit]
@@ -61,14 +61,20 @@ def finetune_dataset(cfg: AblationConfig):
     cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,
                                 n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
     Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
-    doc_text = dict(zip(ds.doc_ids, ds.doc_texts()))
-    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, f"{ds.name}-train") for t in build_teachers(cfg)]
+    return cands, dict(zip(ds.doc_ids, ds.doc_texts())), f"{ds.name}-train"
+
+
+def finetune_dataset(cfg: AblationConfig):
+    """The fine-tuning candidates (`finetune_candidates`) with both teachers' raw scores (cached)."""
+    cands, doc_text, name = finetune_candidates(cfg)
+    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, name) for t in build_teachers(cfg)]
     return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
 
 
-def pretrain_dataset(cfg: AblationConfig):
-    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
-    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
+def pretrain_pairs(cfg: AblationConfig) -> list:
+    """The pre-training pairs: those of `pretrain_sources` with no eval query or document, up to `pretrain_pairs` a
+    source drawn with `seed` (file order kept), sources sorted. A pairs folder holding exactly these (in this order,
+    ifsr.exp.carry.trim_pairs) gives them back unchanged: none leaks, and no source has more than the cap."""
     pairs = load_pairs(data_dir(cfg.data_dir) / "pairs", sources=cfg.pretrain_sources)
     evals = [load_beir(name, split=cfg.eval_split, data_dir=cfg.data_dir) for name in cfg.eval_datasets]
     pairs, _ = filter_leakage(pairs, evals)
@@ -76,11 +82,22 @@ def pretrain_dataset(cfg: AblationConfig):
     by_src: dict[str, list] = {}
     for pair in pairs:
         by_src.setdefault(pair.source, []).append(pair)
-    pairs = [p for src in sorted(by_src) for p in
-             (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
-    cands = mine_in_source(pairs, n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
-    doc_text = passage_table(pairs)
-    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, "pairs") for t in build_teachers(cfg)]
+    return [p for src in sorted(by_src) for p in
+            (by_src[src][i] for i in sorted(rng.permutation(len(by_src[src]))[: cfg.pretrain_pairs]))]
+
+
+def pretrain_candidates(cfg: AblationConfig) -> tuple[list, dict[str, str], str]:
+    """(candidates, passage id -> text, the scores' dataset name) of pre-training: the drawn pairs
+    (`pretrain_pairs`) with in-source BM25 negatives."""
+    pairs = pretrain_pairs(cfg)
+    return mine_in_source(pairs, n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed), passage_table(pairs), "pairs"
+
+
+def pretrain_dataset(cfg: AblationConfig):
+    """Shared query-passage pairs, in-source BM25 negatives; a DatasetDict keyed by source, so each
+    training batch is drawn from a single source (sentence-transformers' multi-dataset sampler)."""
+    cands, doc_text, name = pretrain_candidates(cfg)
+    scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, name) for t in build_teachers(cfg)]
     by_source: dict[str, list] = {}
     for c in cands:
         by_source.setdefault(c.source, []).append(c)

@@ -33,6 +33,8 @@ class Work:
     batch_size: int = 0  # queries a step (train)
     group: int = 0  # documents a query (train: 1 positive + n_neg)
     dense: bool = False  # encoded by the dense teacher (a SentenceTransformer), not a sparse MLM encoder
+    query_vocab: bool = False  # encode: only the evaluation queries' vocabulary columns (query_vocab_evaluation)
+    tokenized: int = 0  # units whose texts are tokenized: an eval corpus once for all students, else count
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,22 @@ def _pair_count(cfg: AblationConfig) -> int:
     return sum(min(n, cfg.pretrain_pairs) for n in per_source.values())
 
 
+def _evaluation(totals: Counter, tokenized: Counter, student: str, max_length: int, sizes: dict[str, int]) -> None:
+    """One student's evaluation on every eval set (ifsr.eval.evaluate.query_vocab_evaluation): each corpus encoded
+    on its queries' vocabulary, and NNZ_SAMPLE documents of each in full (the doc nnz). The students share one
+    tokenizer, so each corpus and sample is tokenized once (ifsr.core.encoder.DocumentEncoder._token_ids)."""
+    from ifsr.eval.evaluate import NNZ_SAMPLE
+
+    full = ("encode", student, max_length, "docs", 0, 0, False, True)
+    sample = ("encode", student, max_length, "docs", 0, 0, False, False)
+    first = full not in totals
+    totals[full] += sum(sizes.values())
+    totals[sample] += sum(min(NNZ_SAMPLE, n) for n in sizes.values())
+    if first:
+        tokenized[full] += sum(sizes.values())
+        tokenized[sample] += sum(min(NNZ_SAMPLE, n) for n in sizes.values())
+
+
 def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None, prepared: bool = False) -> WorkPlan:
     """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
     work (engines, not the accelerator) and are left out. `prepared`: what is left for the device after
@@ -101,6 +119,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     from ifsr.exp.presets import notebook_config, plan
 
     totals: Counter = Counter()
+    tokenized: Counter = Counter()  # the units whose texts are tokenized (fewer than encoded for the evaluation)
     seen_stages: set[str] = set()
     seen_enc: set[tuple] = set()
     seen_teacher: set[tuple] = set()
@@ -118,7 +137,9 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                 for model in (cfg.dense_teacher, cfg.sparse_teacher):
                     if (model, name, cfg.max_length) not in seen_enc:
                         seen_enc.add((model, name, cfg.max_length))
-                        totals[("encode", model, cfg.max_length, "docs", 0, 0, model == cfg.dense_teacher)] += n
+                        key = ("encode", model, cfg.max_length, "docs", 0, 0, model == cfg.dense_teacher, False)
+                        totals[key] += n
+                        tokenized[key] += n
             continue
         cfg = notebook_config(root, params, data_dir)
         if cfg is None:
@@ -134,23 +155,26 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                     continue
                 if (what, model, length, n_queries, group) not in seen_teacher:
                     seen_teacher.add((what, model, length, n_queries, group))
-                    totals[("teacher", model, length, "texts", 0, 0, model == cfg.dense_teacher)] += (
-                        n_queries * (1 + group))  # queries + candidates
+                    key = ("teacher", model, length, "texts", 0, 0, model == cfg.dense_teacher, False)
+                    totals[key] += n_queries * (1 + group)  # queries + candidates
+                    tokenized[key] += n_queries * (1 + group)
         sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)
         untrained = ("untrained", tc.student, cfg.eval_max_length)
         if untrained not in seen_enc:
             seen_enc.add(untrained)
-            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
+            _evaluation(totals, tokenized, tc.student, cfg.eval_max_length, sizes)
         for stage in _train_stages(cfg, entry):
             key = json.dumps(stage, sort_keys=True, default=str)
             if key in seen_stages:
                 continue
             seen_stages.add(key)
             t = stage["train"]
-            totals[("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group,
-                    False)] += t["steps"]
+            key = ("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group, False, False)
+            totals[key] += t["steps"]
+            tokenized[key] += t["steps"]  # each step's batch is tokenized (benchmarks/gpu_plan.py: per text)
             # each trained student is evaluated once on every eval set (encodings are cached by model content)
-            totals[("encode", tc.student, cfg.eval_max_length, "docs", 0, 0, False)] += sum(sizes.values())
-    items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense)
-             for (k, m, length, u, b, g, dense), c in sorted(totals.items())]
+            _evaluation(totals, tokenized, tc.student, cfg.eval_max_length, sizes)
+    items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense,
+                  query_vocab=qv, tokenized=tokenized[key])
+             for key, c in sorted(totals.items()) for (k, m, length, u, b, g, dense, qv) in [key]]
     return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps) - skipped)

@@ -193,3 +193,20 @@ def test_settings_are_fixed_at_construction(doc):
     assert short.tokenize(SAMPLE_TEXTS)["input_ids"].shape[1] == 4
     with pytest.raises(ValueError, match="max_length"):
         DocumentEncoder(doc.mlm, doc.tokenizer, max_length=0)
+
+
+def test_a_corpus_is_tokenized_once_for_every_encoder_that_shares_the_tokenizer(splade_tiny_path):
+    """The evaluation encodes one corpus with every student: the token ids are made once per (tokenizer, length,
+    texts), and an encoding from the remembered ids is the same matrix."""
+    from ifsr.core import encoder
+
+    encoder._TOKENIZED.clear()
+    a, b = (DocumentEncoder.from_pretrained(splade_tiny_path, max_length=32) for _ in range(2))
+    first = a.encode(SAMPLE_TEXTS, show_progress=False)
+    assert len(encoder._TOKENIZED) == 1
+    again = b.encode(SAMPLE_TEXTS, show_progress=False, columns=np.arange(1000, 3000))
+    assert len(encoder._TOKENIZED) == 1  # b's (same) tokenizer was not run again
+    cols = np.arange(1000, 3000)
+    assert abs(again[:, cols] - first[:, cols]).max() == 0
+    a.with_max_length(16).encode(SAMPLE_TEXTS, show_progress=False)
+    assert len(encoder._TOKENIZED) == 2  # another length: other ids

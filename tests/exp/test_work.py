@@ -17,6 +17,10 @@ def test_prepared_plan_leaves_out_the_baselines_and_the_dense_teacher(data_root)
     assert [w for w in left.items if w.kind == "train"] == [w for w in whole.items if w.kind == "train"]
     # 12 stage-1 teacher runs, 12 stage-2 runs, and the plain arm's own 3 stage-1 starts (issue 27)
     assert left.stages == whole.stages == 27 and left.notebooks == whole.notebooks - 1
+    # the students' evaluation: every corpus on its queries' vocabulary, and the doc-nnz sample in full
+    evals = [w for w in left.items if w.kind == "encode"]
+    assert {w.query_vocab for w in evals} == {True, False} and all(w.model == "splade-tiny" for w in evals)
+    assert sum(w.count for w in evals if not w.query_vocab) < sum(w.count for w in evals if w.query_vocab)
     sparse = [w for w in whole.items if w.kind == "teacher" and not w.dense]
     assert sparse and sparse == [w for w in left.items if w.kind == "teacher"]  # the sparse teacher still scores there
 
