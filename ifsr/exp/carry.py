@@ -81,7 +81,7 @@ def teacher_score_dirs(cfg: AblationConfig, models: tuple[str, ...] = SLIM_MODEL
 
 
 def trim_pairs(configs: list[AblationConfig], dest: str | Path) -> int:
-    """DEST/<file>.jsonl.gz: only the pre-training pairs the configs draw (ifsr.distill.trainsets.pretrain_pairs),
+    """DEST/<file>.jsonl.gz: only the pre-training pairs the configs draw (ifsr.exp.trainsets.pretrain_pairs),
     each in the file it came from, in the drawn order: read there, they give the same pairs, hence the same
     candidates and cache keys, at a fraction of the bytes. Returns the pairs written; 0 (nothing written) when
     the configs draw different pairs or none (the whole folder must travel then)."""
@@ -89,7 +89,7 @@ def trim_pairs(configs: list[AblationConfig], dest: str | Path) -> int:
 
     from ifsr.data.beir import data_dir
     from ifsr.data.pairs import load_pairs
-    from ifsr.distill.trainsets import pretrain_pairs
+    from ifsr.exp.trainsets import pretrain_pairs
     from ifsr.exp.runs import has_pretraining
 
     drawn = {tuple(pretrain_pairs(cfg)) for cfg in configs if has_pretraining(cfg)}

@@ -3,7 +3,7 @@ read there give back the same pairs, in the same order (so the same candidates a
 import dataclasses
 from pathlib import Path
 
-from ifsr.distill.trainsets import pretrain_pairs
+from ifsr.exp.trainsets import pretrain_pairs
 from ifsr.exp.carry import preset_configs, trim_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
