@@ -306,16 +306,11 @@ _TOKENIZED: dict[tuple[str, int, str], list[list[int]]] = {}  # insertion order:
 
 
 def _tokenizer_fingerprint(fast) -> str:
-    """sha256 of a fast tokenizer's whole definition (vocabulary, normalizer, truncation settings excluded: the
-    length is part of the key), remembered per tokenizer object."""
+    """sha256 of a fast tokenizer's whole definition (vocabulary, normalizer; truncation settings excluded: the
+    length is part of the key). Computed per call (a few ms), never stored on the tokenizer object."""
     import hashlib
 
-    fp = getattr(fast, "_ifsr_fingerprint", None)
-    if fp is None:
-        fp = hashlib.sha256(fast.to_str().encode()).hexdigest()
-        with contextlib.suppress(AttributeError, TypeError):
-            fast._ifsr_fingerprint = fp
-    return fp
+    return hashlib.sha256(fast.to_str().encode()).hexdigest()
 
 
 def _check_columns(columns: np.ndarray, vocab: int) -> np.ndarray:
