@@ -74,6 +74,12 @@ def _index_path(workdir: str | os.PathLike, corpus: LatencyCorpus, kind: str, ve
     return Path(workdir) / f"pisa-{kind}-{key}"
 
 
+def _bm25_path(workdir: str | os.PathLike, corpus: LatencyCorpus) -> Path:
+    """PISA's BM25 index of a corpus: keyed by its texts alone, in one folder beside the models' index folders
+    (`workdir`'s parent), so it is built once per corpus, not once per model or student."""
+    return _index_path(Path(workdir).parent / "bm25", corpus, "bm25")
+
+
 @dataclass
 class _Pipe:
     run: Callable[[str], np.ndarray]  # text -> top-k rows: the whole client-side pipeline
@@ -170,7 +176,7 @@ def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence
         out[(label, "siamese")] = _Pipe(lambda t: plain.search_ids(*siamese(t))[0], "siamese-exact", plain.size_bytes(),
                                         lambda t: plain.query_dict(*siamese(t)), posting_lengths(plain.path))
     if "bm25" in systems:
-        path = _index_path(workdir, corpus, "bm25")
+        path = _bm25_path(workdir, corpus)
         bm25 = PisaBM25Index.from_texts(corpus.texts, o["k"], path=path, algorithm=algorithm, reuse=True,
                                         show_progress=show_progress)
         out[(label, "bm25")] = _Pipe(lambda t: bm25.search(t)[0], "bm25-pisa", bm25.size_bytes(), bm25.query_terms,
@@ -180,10 +186,11 @@ def _pisa_pipes(corpus: LatencyCorpus, label: str, opts: dict, systems: Sequence
 
 def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[str], workdir: Path, tokenizer,
                idf: np.ndarray, doc_encoder, bm25: _Bm25Impacts, o: dict,
-               show_progress: bool) -> dict[tuple[str, str], _Pipe]:
-    """(engine setting, system) -> its pipeline, for one corpus."""
+               show_progress: bool, built: EngineCache | None = None) -> dict[tuple[str, str], _Pipe]:
+    """(engine setting, system) -> its pipeline, for one corpus. `built`: the indexes of the engines other than
+    PISA (whose indexes are folders), shared across calls when given."""
     out: dict[tuple[str, str], _Pipe] = {}
-    built: dict[tuple, object] = {}
+    built = EngineCache(len(engines) * 2 + 1) if built is None else built
     if_query = inference_free_query(tokenizer, idf, o["min_query_idf"], o["max_query_terms"])
     siamese = siamese_query(doc_encoder) if "siamese" in systems else None
     for spec in engines:
@@ -199,10 +206,10 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
 
         def build(kind: str, vectors: Callable[[], sp.csr_matrix]):
             """One index per (engine, index-time options, vectors), shared by its query-time settings."""
-            key = (name, tuple(sorted(index_opts.items())), kind)
-            if key not in built:
-                built[key] = cls.from_docs(vectors(), o["k"], **index_opts)
-            return built[key].with_query_options(**query_opts) if query_opts else built[key]
+            m = vectors()
+            key = (name, tuple(sorted(index_opts.items())), kind, _index_path("", corpus, kind, m).name)
+            engine = built.get(key, lambda: cls.from_docs(m, o["k"], **index_opts))
+            return engine.with_query_options(**query_opts) if query_opts else engine
         if set(systems) - {"bm25"}:  # any other registered engine: built from the vectors, searched by ids and weights
             engine = build("vectors", lambda: corpus.vectors)
             if "inference-free" in systems:
@@ -218,6 +225,26 @@ def _pipelines(corpus: LatencyCorpus, engines: Sequence[str], systems: Sequence[
     return out
 
 
+class EngineCache:
+    """Built in-memory indexes by content key, the `size` most recently used kept (an index of 1M documents
+    takes minutes to build and a GB or two to hold): query-time settings of one index, and the rows of a lever
+    study that share one, reuse it."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size, self._items = size, {}
+
+    def get(self, key: tuple, build: Callable[[], object]) -> object:
+        if key in self._items:
+            self._items[key] = self._items.pop(key)  # most recent last
+        else:
+            while len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = build()
+        return self._items[key]
+
+
 TIE_DEPTH = 100  # how deep each reference ranks, so that a document tied with its 10th counts as agreeing
 
 
@@ -228,7 +255,7 @@ def _reference(key: str, corpus: LatencyCorpus, queries: Sequence[str], tokenize
     the engine must reproduce; what the pruning costs is the nDCG@10 change) or the siamese query; PISA's
     exhaustive ranked_or over its BM25 index; the exact engine on BM25 impacts."""
     if key == "bm25-pisa":
-        exhaustive = PisaBM25Index(_index_path(workdir, corpus, "bm25"), "ranked_or", depth)
+        exhaustive = PisaBM25Index(_bm25_path(workdir, corpus), "ranked_or", depth)
         return [tuple(map(np.asarray, exhaustive.search(q))) for q in queries]
     if key == "bm25-impacts":
         exact = ExactEngine.from_docs(bm25.matrix, depth)
@@ -269,6 +296,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
                   repeats: int = 1, clock: str = "wall", query_ids: Sequence[str] | None = None,
                   qrels: Mapping[str, Mapping[str, int]] | None = None, n_boot: int = 2000, seed: int = 0,
                   max_docs: Mapping[str, int] | None = None, min_agreement: float = MIN_AGREEMENT,
+                  bm25_engine: str | None = None, engine_cache: EngineCache | None = None,
                   show_progress: bool = True) -> pd.DataFrame:
     """Time every (engine setting, system) on every corpus; one row each (COLUMNS first, then details).
 
@@ -284,7 +312,10 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     `query_ids` (aligned with `queries`), `qrels` and the corpus's doc_ids, else NaN. max_docs: the
     largest corpus an engine is timed on, by setting ("bmp(bsize=64)") or by name ("lucene"), e.g. to
     leave out engines whose build does not fit the machine's time at 1M documents (unnamed: every corpus).
-    The "best BM25" of a corpus (if_over_best_bm25, best_bm25_engine) is its fastest BM25 row among those whose
+    bm25_engine: time BM25 on that engine setting alone (its index built once per corpus: PISA's is keyed by the
+    texts), not on every engine, and the other systems not on it unless it is in `engines` (e.g. an approximate
+    engine's inference-free rows against BM25 on PISA). engine_cache: built indexes of the non-PISA engines,
+    shared across calls (`EngineCache`). The "best BM25" of a corpus (if_over_best_bm25, best_bm25_engine) is its fastest BM25 row among those whose
     agreement with exact BM25 is >= `min_agreement` (the fastest of all when none is).
     Ratios (if_over_bm25, if_over_best_bm25, siamese_over_if): medians over queries of each query's mean time over
     the `repeats` passes, with `_lo`/`_hi` (95%) and `_p` (two-sided, against GOAL_RATIO; `_p_paper` against
@@ -293,7 +324,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     bad = [s for s in systems if s not in SYSTEMS]
-    for spec in engines:
+    for spec in [*engines, *([bm25_engine] if bm25_engine else [])]:
         check_engine_setting(spec)  # ValueError for an unknown engine, a malformed setting or an unknown option
     if bad or not queries or repeats <= 0 or len(set(engines)) != len(engines):
         raise ValueError(f"unknown systems {bad}, or no queries, or repeats={repeats}, or repeated engines "
@@ -322,8 +353,13 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
             active = [e for e in engines if timed_on(e, len(corpus.texts))]
             if not active:
                 continue
-            pipes = _pipelines(corpus, active, systems, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
-                               show_progress)
+            plan = {e: list(systems) if bm25_engine is None else [s for s in systems if s != "bm25"] for e in active}
+            if bm25_engine is not None and "bm25" in systems:
+                plan.setdefault(bm25_engine, []).append("bm25")
+            pipes, cache = {}, engine_cache if engine_cache is not None else EngineCache(2 * len(plan) + 1)
+            for spec, mine in plan.items():
+                pipes.update(_pipelines(corpus, [spec], mine, Path(workdir), tokenizer, idf, doc_encoder, bm25, o,
+                                        show_progress, cache))
             found = {key: [p.run(q) for q in queries] for key, p in pipes.items()}  # warm-up pass
             deep = {r: _reference(r, corpus, queries, tokenizer, idf, doc_encoder, bm25, Path(workdir),
                                   max(k, TIE_DEPTH), o) for r in dict.fromkeys(p.reference for p in pipes.values())}

@@ -38,17 +38,18 @@ from ifsr.exp.ablations import lambda_student
 from ifsr.exp.config import LatencyConfig
 from ifsr.exp.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                               scifact_queries)
-from ifsr.exp.latency import latency_table, ranked_run
+from ifsr.exp.latency import EngineCache, latency_table, ranked_run
 from ifsr.manifest import sha256_dir
-from ifsr.serving.engines import ExactEngine, parse_engine
+from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine
 from ifsr.serving.queryside import inference_free_query
 from ifsr.tables import write_table
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
-COLUMNS = ["lever", "value", "seeds", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
+COLUMNS = ["lever", "engine", "value", "seeds", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
            "nDCG@10 cranfield", "delta cranfield", "delta cranfield lo", "delta cranfield hi", "p50_ms",
            "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "if_over_bm25_p", "if_over_bm25_p_paper", "repeats",
-           "top10_agreement", "doc_nnz", "query_terms"]
+           "top10_agreement", "approximate", "no_relevance_cost", "pareto", "doc_nnz", "query_terms"]
+DATASETS = ("scifact", "cranfield")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Lever:
     kind: str
     value: float | None = None
     base: tuple[Lever, ...] = ()
+    engine: str | None = None  # the engine setting this row is searched on ("...@two-phase(top_terms=8)"); None: the study's
 
     def __post_init__(self):
         if self.kind not in LEVERS:
@@ -71,6 +73,8 @@ class Lever:
             raise ValueError(f"lever {self.kind!r} takes a positive integer k, got {self.value!r}")
         if self.kind == "lambda" and not self.value >= 0:
             raise ValueError(f"lever 'lambda' takes a FLOPS weight >= 0, got {self.value!r}")
+        if self.engine is not None:
+            parse_engine(self.engine)  # ValueError for an unknown engine or a malformed setting
         kinds = [part.kind for part in self.base] + [self.kind]
         if len(kinds) > 1 and ("none" in kinds or len(set(kinds)) != len(kinds) or any(p.base for p in self.base)):
             raise ValueError(f"a combined lever takes each kind once and never 'none', got {'+'.join(kinds)}")
@@ -92,6 +96,10 @@ class Lever:
         """The setting as parsed ("lambda=0.08+query-min-idf=2")."""
         return "+".join(p.kind if p.value is None else f"{p.kind}={p.value:g}" for p in self.parts)
 
+    def engine_for(self, default: str) -> str:
+        """The engine setting this row is searched on: its own (after "@"), else the study's `default`."""
+        return (self.engine or default).replace(" ", "")
+
     @property
     def lam(self) -> float | None:
         """The FLOPS weight of the student this setting times (None: the model itself)."""
@@ -109,18 +117,22 @@ class Lever:
 
 def parse_levers(specs: Sequence[str]) -> list[Lever]:
     """["none", "query-top-k=8", "doc-top-k=64", "lambda=0.08+query-min-idf=2", ...] -> Levers (ValueError on a
-    malformed one)."""
+    malformed one). "<lever>@<engine setting>" searches that row on its own engine, e.g.
+    "lambda=0.005@two-phase(base=pisa,top_terms=8,candidates=1000)" or "lambda=0.005@seismic(heap_factor=0.8)"."""
     out = []
     for spec in specs:
         try:
+            levers, at, engine = str(spec).partition("@")
+            if at and not engine.strip():
+                raise ValueError("'@' must be followed by an engine setting")
             parts = []
-            for part in str(spec).split("+"):
+            for part in levers.split("+"):
                 kind, eq, value = part.strip().partition("=")
                 parts.append(Lever(kind, float(value) if eq else None))
-            out.append(Lever(parts[-1].kind, parts[-1].value, tuple(parts[:-1])))
+            out.append(Lever(parts[-1].kind, parts[-1].value, tuple(parts[:-1]), engine.strip() or None))
         except ValueError as e:
             raise ValueError(f"lever {spec!r}: {e} (e.g. 'none', 'query-top-k=8', 'query-min-idf=3', "
-                             "'doc-top-k=64', 'lambda=0.02', 'lambda=0.08+query-min-idf=2')") from None
+                             "'doc-top-k=64', 'lambda=0.02', 'lambda=0.08+query-min-idf=2', 'lambda=0.02@seismic')") from None
     return out
 
 
@@ -141,20 +153,35 @@ def prune_docs(vectors: sp.csr_matrix, top_k: int) -> sp.csr_matrix:
 
 
 def query_ndcg(vectors: sp.csr_matrix, doc_ids: Sequence[str], queries: dict[str, str], qrels, encode,
-               k: int = 10) -> np.ndarray:
+               k: int = 10, engine: str = "exact") -> np.ndarray:
     """Per-query nDCG@10 of exact scoring (ties by row) of `vectors` for the encoded queries, one value per
-    query of `qrels` in its order (0 where nothing was found): its mean is the set's nDCG@10."""
+    query of `qrels` in its order (0 where nothing was found): its mean is the set's nDCG@10. An approximate
+    `engine` setting (Seismic, two-phase: what it returns may differ from exact scoring by design) ranks with
+    its own index of `vectors` instead; an exact one computes the same function, so exact scoring stands in."""
     qids = list(queries)
-    rows, _ = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
+    name, opts = parse_engine(engine)
+    if ENGINES[name].approximate:
+        index = ENGINES[name].from_docs(sp.csr_matrix(vectors), k, **opts)
+        rows = [index.search_ids(*encode(queries[q]))[0] for q in qids]
+    else:
+        rows, _ = ExactEngine.from_docs(vectors, k).search_many([encode(queries[q]) for q in qids])
     got = per_query(ranked_run(list(rows), qids, list(doc_ids), k), qrels, "nDCG@10")
     return np.array([got[str(q)] for q in qrels], dtype=float)
 
 
-def ndcg_change(pruned: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
+def ndcg_change(pruned: np.ndarray, reference: np.ndarray, seed: int = 0, same_models: bool = False) -> dict[str, float]:
     """The nDCG@10 change mean(pruned) - mean(reference) and its 95% interval: `ifsr.eval.stats.paired_delta`
     on per-query nDCG@10, [queries] (one model: the interval is over queries only) or [seeds, queries] (a
-    "lambda" lever's students, one row per training seed: over seeds and queries)."""
-    b = paired_delta([np.atleast_2d(pruned)], [np.atleast_2d(reference)], seed=seed)
+    "lambda" lever's students, one row per training seed: over seeds and queries). same_models: row s of both
+    is the same model (a pruning or engine lever on the reference's own students), so the pair is per seed too:
+    the interval of the per-(seed, query) differences, drawn over seeds and queries."""
+    a, b = np.atleast_2d(pruned), np.atleast_2d(reference)
+    if same_models:
+        if a.shape != b.shape:
+            raise ValueError(f"same_models needs the same [seeds, queries], got {a.shape} and {b.shape}")
+        d = paired_delta([a - b], seed=seed)
+        return {"delta": d.delta, "lo": d.low, "hi": d.high}
+    b = paired_delta([a], [b], seed=seed)
     return {"delta": b.delta, "lo": b.low, "hi": b.high}
 
 
@@ -183,8 +210,8 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     `_p_paper` (against the paper's 1.1), from the bootstrap over seeds, `repeats` timing passes and queries."""
     parse_engine(engine)
     check_sizes([size], resample_from)
-    if not levers or levers[0].kind != "none":
-        raise ValueError("the first lever must be 'none' (the unpruned reference of every delta)")
+    if not levers:
+        raise ValueError("no levers: the first is the reference of every nDCG@10 change")
     if any(lever.lam is not None for lever in levers) and students is None:
         raise ValueError("a 'lambda=' lever needs `students`: (FLOPS weight, seed index) -> the model directory of its "
                          "idf-flops student (e.g. ifsr.exp.ablations.lambda_student)")
@@ -194,6 +221,7 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     idf_path = default_idf_path(data_dir)
     query_ids, queries, qrels = scifact_queries(data_dir, n_queries, seed, with_qrels=True)
     encoded = {}
+    built = EngineCache(max(seeds, 1))  # one row's indexes (a model, or each seed's student) kept for the next
 
     def encoded_by(name: str):
         """(doc encoder, query encoder, eval sets, latency corpus, index workdir) of one document model."""
@@ -210,46 +238,54 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
             encoded[name] = (doc, query, sets, corpus, cache_dir / "latency-indexes" / f"{weights[:16]}-L{max_length}")
         return encoded[name]
 
-    rows, reference, models = [], {}, {}
+    rows, reference, models, ref_names = [], {}, {}, None
+    bm25_label = engine.replace(" ", "")
     for lever in levers:
         names = [str(students(lever.lam, i)) for i in range(seeds)] if lever.lam is not None else [model]
+        mine = lever.engine_for(engine)
         ndcg, timed, runs = {}, [], []
         for name in names:  # one model, or each training seed's student
             models[name] = resolve_model_path(name)
             doc, query, sets, corpus, workdir = encoded_by(name)
             encode = inference_free_query(doc.tokenizer, query.idf, **lever.query_options)
             for ds_name, (vectors, doc_ids, qs, qr) in sets.items():
-                ndcg.setdefault(ds_name, []).append(query_ndcg(lever.docs(vectors), doc_ids, qs, qr, encode))
+                ndcg.setdefault(ds_name, []).append(query_ndcg(lever.docs(vectors), doc_ids, qs, qr, encode,
+                                                               engine=mine))
             pruned = replace(corpus, name=f"{corpus.name}-{lever.name}", vectors=lever.docs(corpus.vectors))
-            both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [engine],
+            both = latency_table([pruned], queries, doc.tokenizer, query.idf, None, Path(workdir), [mine],
                                  ("inference-free", "bm25"), min_query_idf=lever.query_options["min_idf"],
                                  max_query_terms=lever.query_options["max_terms"], repeats=repeats,
-                                 query_ids=query_ids, qrels=qrels, seed=seed, show_progress=show_progress)
+                                 query_ids=query_ids, qrels=qrels, seed=seed, bm25_engine=bm25_label,
+                                 engine_cache=built, show_progress=show_progress)
             times = both.attrs["times"]
-            runs.append([times[(engine.replace(" ", ""), system, len(pruned.texts))] for system in ("inference-free", "bm25")])
-            timed.append((both, pruned.vectors, float(np.mean([len(encode(q)[0]) for q in queries]))))
+            n = len(pruned.texts)
+            runs.append([times[(mine, "inference-free", n)], times[(bm25_label, "bm25", n)]])
+            timed.append((both[both["system"] == "inference-free"], pruned.vectors,
+                          float(np.mean([len(encode(q)[0]) for q in queries]))))
         row = {"lever": lever.label, "value": lever.value, "seeds": len(names) if lever.lam is not None else np.nan}
+        ref_names = names if ref_names is None else ref_names
+        same = names == ref_names  # the reference's own model(s): the pair is per seed as well as per query
         for ds_name, per_seed in ndcg.items():
             got = np.stack(per_seed)  # [seeds, queries]
-            change = ndcg_change(got, reference.setdefault(ds_name, got), seed)
+            change = ndcg_change(got, reference.setdefault(ds_name, got), seed, same_models=same)
             row.update({f"nDCG@10 {ds_name}": float(got.mean()), f"delta {ds_name}": change["delta"],
                         f"delta {ds_name} lo": change["lo"], f"delta {ds_name} hi": change["hi"]})
         free, bm25 = (np.stack([r[i] for r in runs]) for i in (0, 1))  # [seeds, repeats, queries] ms
         stat = median_ratio(free, bm25, GOAL_RATIO, seed=seed)
         tables = [t for t, _, _ in timed]
         row.update({"p50_ms": float(np.percentile(free, 50)), "bm25_p50_ms": float(np.percentile(bm25, 50)),
-                    "top10_agreement": min(float(t.loc[t["system"] == "inference-free", "top10_agreement"].iloc[0])
-                                           for t in tables),
+                    "top10_agreement": min(float(t["top10_agreement"].iloc[0]) for t in tables),
                     "if_over_bm25": stat.delta, "if_over_bm25_lo": stat.low, "if_over_bm25_hi": stat.high,
                     "if_over_bm25_p": stat.p, "if_over_bm25_p_paper": median_ratio(free, bm25, PAPER_RATIO, seed=seed).p,
                     "repeats": repeats,
                     **pd.DataFrame([_postings(t) for t in tables]).mean().to_dict(),
                     "doc_nnz": float(np.mean([v.nnz / v.shape[0] for _, v, _ in timed])),
                     "query_terms": float(np.mean([terms for _, _, terms in timed])),
-                    "engine": engine, "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
+                    "index_mb": float(np.mean([t["index_mb"].iloc[0] for t in tables])),
+                    "engine": mine, "approximate": ENGINES[parse_engine(mine)[0]].approximate, "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS + ["bm25_p50_ms", "postings_per_query", "bm25_postings_per_query",
-                                                          "engine", "docs", "corpus", "model"])
+    table = pareto(pd.DataFrame(rows)).reindex(columns=COLUMNS + [
+        "bm25_p50_ms", "postings_per_query", "bm25_postings_per_query", "index_mb", "docs", "corpus", "model"])
     data, model_sums = provenance(data_dir, models.pop(model), idf_path)
     model_sums.update({str(path): sha256_dir(path) for path in models.values()})  # the lambda levers' students
     data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
@@ -257,28 +293,69 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     return table
 
 
-def lever_plot(levers: pd.DataFrame, path: str | os.PathLike, dataset: str = "scifact") -> None:
-    """nDCG@10 on `dataset` against inference-free p50, one marker style per lever, values annotated."""
+def pareto(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `no_relevance_cost` (the nDCG@10 change's 95% interval holds 0 on both sets: nothing is
+    shown lost) and `pareto` (no other row on the same engine, whatever its options, is at least as fast, p50 ratio
+    to BM25, and at least as relevant, the mean of the two sets' changes, and better in one)."""
+    t = table.copy()
+    family = t["engine"].map(lambda e: parse_engine(str(e))[0])
+    t["no_relevance_cost"] = np.logical_and.reduce([(t[f"delta {d} lo"] <= 0) & (t[f"delta {d} hi"] >= 0)
+                                                    for d in DATASETS])
+    gain = t[[f"delta {d}" for d in DATASETS]].mean(axis=1)
+    front = []
+    for i in t.index:
+        peers = t.index[family == family[i]]
+        front.append(not any((t.at[j, "if_over_bm25"] <= t.at[i, "if_over_bm25"]) and (gain[j] >= gain[i]) and
+                             ((t.at[j, "if_over_bm25"] < t.at[i, "if_over_bm25"]) or (gain[j] > gain[i]))
+                             for j in peers if j != i))
+    t["pareto"] = front
+    return t
+
+
+def lever_plot(levers: pd.DataFrame, path: str | os.PathLike) -> None:
+    """The Pareto figure, one panel per set: nDCG@10 change against the p50 ratio to BM25, both with their 95%
+    intervals, one colour per engine, each engine's front joined; filled markers: no relevance cost shown."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.subplots()
-    for i, (kind, part) in enumerate(levers.groupby("lever", sort=False)):
-        ax.plot(part["p50_ms"], part[f"nDCG@10 {dataset}"], "os^Dv"[i % 5] + "-", label=kind, color=f"C{i}")
-        for _, r in part.iterrows():
-            if r["value"] == r["value"]:  # not NaN
-                ax.annotate(f"{r['value']:g}", (r["p50_ms"], r[f"nDCG@10 {dataset}"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
-    engine = levers["engine"].iloc[0] if "engine" in levers else "?"
-    docs = int(levers["docs"].iloc[0]) if "docs" in levers else 0
-    ax.set_xlabel(f"inference-free p50 (ms), {engine}, {docs:,} docs")
-    ax.set_ylabel(f"nDCG@10 ({dataset}, exact scoring)")
-    ax.set_title("Pruning levers: relevance against latency")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    t = levers if "pareto" in levers else pareto(levers)
+    fig = Figure(figsize=(11, 4.4))
+    axes = fig.subplots(1, len(DATASETS), sharex=True)
+    for ax, d in zip(axes, DATASETS):
+        family = t["engine"].map(lambda e: parse_engine(str(e))[0])
+        for i, (engine, part) in enumerate(t.groupby(family, sort=False)):
+            color = f"C{i}"
+            x, y = part["if_over_bm25"], part[f"delta {d}"]
+            ax.errorbar(x, y, xerr=[x - part["if_over_bm25_lo"], part["if_over_bm25_hi"] - x],
+                        yerr=[y - part[f"delta {d} lo"], part[f"delta {d} hi"] - y], fmt="none", ecolor=color,
+                        alpha=0.35, lw=0.8)
+            free = part["no_relevance_cost"].astype(bool)
+            ax.scatter(x[free], y[free], color=color, label=engine, zorder=3)
+            ax.scatter(x[~free], y[~free], facecolors="none", edgecolors=color, zorder=3)
+            front = part[part["pareto"].astype(bool)].sort_values("if_over_bm25")
+            ax.plot(front["if_over_bm25"], front[f"delta {d}"], "-", color=color, alpha=0.6)
+            for _, r in part.iterrows():
+                ax.annotate(_short(r), (r["if_over_bm25"], r[f"delta {d}"]), fontsize=6, textcoords="offset points",
+                            xytext=(3, 3))
+        ax.axhline(0, color="grey", lw=0.6)
+        for ratio, style in ((GOAL_RATIO, "--"), (PAPER_RATIO, ":")):
+            ax.axvline(ratio, color="grey", lw=0.6, ls=style)
+        ax.set_xlabel(f"p50 ratio to BM25 ({int(t['docs'].iloc[0]):,} docs)")
+        ax.set_ylabel(f"nDCG@10 change, {d}")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Latency levers: relevance change against speed (filled: no cost shown; lines: Pareto fronts)",
+                 fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
+
+
+def _short(row: pd.Series) -> str:
+    """A point's label: the lever's setting, and the engine's options where it has any."""
+    label, value = str(row["lever"]), row["value"]
+    label = label if value != value else f"{label}={value:g}"  # NaN: "none"
+    _, opts = parse_engine(str(row["engine"]))
+    return label + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items() if k != "base"))
 
 
 def lever_kwargs(config: LatencyConfig) -> dict[str, Any]:

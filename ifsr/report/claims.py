@@ -116,7 +116,9 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
     for folder, levers in variants.items():
         if headline is None or levers is None or "lever" not in levers:
             continue
-        own = levers[(levers["lever"] == "lambda") & np.isclose(levers["value"].astype(float), headline)]
+        study = levers["engine"].iloc[0] if "engine" in levers else None  # rows on their own engine are not "no pruning"
+        own = levers[(levers["lever"] == "lambda") & np.isclose(levers["value"].astype(float), headline)
+                     & ((levers["engine"] == study) if study is not None else True)]
         if own.empty:
             continue
         r = own.iloc[0]
@@ -292,8 +294,21 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
     lines += ["", "BM25 on PISA is PISA's own (porter2, k1 0.9, b 0.4); on the vector engines, bm25s's Lucene BM25 "
               "(k1 1.2, b 0.75) as impact vectors. `benchmarks/latency.py` prints the same ratios.", ""]
     if levers is not None and not levers.empty:
-        lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}`, {int(levers['docs'].iloc[0]):,} docs; "
-                  "nDCG@10 by exact scoring):", ""]
+        lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}` unless the row names its engine, "
+                  f"{int(levers['docs'].iloc[0]):,} docs, against BM25 on `{levers['engine'].iloc[0]}`; nDCG@10 by exact "
+                  "scoring, an approximate engine's (Seismic, two-phase) by its own ranking on each set's corpus; "
+                  "Δ against the first row):", ""]
+        free = fastest_free(levers) if "no_relevance_cost" in levers else None
+        if free is not None:
+            lines += [f"**Fastest setting whose nDCG@10 change interval holds 0 on both sets**: `{_lever_name(free)}` on "
+                      f"`{free['engine']}`, {free['if_over_bm25']:.2f}× [{free['if_over_bm25_lo']:.2f}, "
+                      f"{free['if_over_bm25_hi']:.2f}] BM25 (p {fmt_p(free.get('if_over_bm25_p', float('nan')))} against "
+                      f"{GOAL_RATIO:.1f}×, {fmt_p(free.get('if_over_bm25_p_paper', float('nan')))} against "
+                      f"{PAPER_RATIO:.1f}×), top-10 agreement {free['top10_agreement']:.3f}; nDCG@10 "
+                      f"{_change(free, 'scifact')} on SciFact and {_change(free, 'cranfield')} on Cranfield. "
+                      "Each engine's Pareto front is in the figure and the `pareto` column.", ""]
+        elif "no_relevance_cost" in levers:
+            lines += ["No setting's nDCG@10 change interval holds 0 on both sets.", ""]
         best = best_lever(levers)
         if best is not None:
             hi = best["if_over_bm25_hi"]
@@ -315,18 +330,19 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
                           for r in under) + ". None is chosen by its nDCG@10: these are the test sets.", ""]
         elif best is not None:
             lines += ["No lever setting's IF/BM25 interval lies below 1.0.", ""]
-        lines += ["| lever | value | nDCG@10 SciFact (Δ [95%]) | nDCG@10 Cranfield (Δ [95%]) | p50 ms | IF / BM25 (same engine) "
-                  f"| ≤ {GOAL_RATIO:.1f}× BM25 (p): verdict | top-10 agr. | doc nnz | query terms |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| lever | engine | value | nDCG@10 SciFact (Δ [95%]) | nDCG@10 Cranfield (Δ [95%]) | p50 ms | IF / BM25 "
+                  f"| ≤ {GOAL_RATIO:.1f}× BM25 (p): verdict | top-10 agr. | Pareto | doc nnz | query terms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         nan = float("nan")
         for r in levers.to_dict("records"):
             ratio = r.get("if_over_bm25", nan)
             ratio = "–" if ratio != ratio else (f"{ratio:.2f}× [{r.get('if_over_bm25_lo', nan):.2f}, "
                                                 f"{r.get('if_over_bm25_hi', nan):.2f}]")
-            lines.append(f"| {r['lever']} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} ({_change(r, 'scifact')}) "
-                         f"| {r['nDCG@10 cranfield']:.4f} ({_change(r, 'cranfield')}) | {r['p50_ms']:.3f} | {ratio} | "
-                         f"({fmt_p(r.get('if_over_bm25_p', nan))}): {latency_verdict(r)} | "
-                         f"{f(r.get('top10_agreement', nan), '.3f')} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
+            front = {True: "front", False: "–"}.get(r.get("pareto"), "–")
+            lines.append(f"| {r['lever']} | {r.get('engine', '–')} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} "
+                         f"({_change(r, 'scifact')}) | {r['nDCG@10 cranfield']:.4f} ({_change(r, 'cranfield')}) | "
+                         f"{r['p50_ms']:.3f} | {ratio} | ({fmt_p(r.get('if_over_bm25_p', nan))}): {latency_verdict(r)} | "
+                         f"{f(r.get('top10_agreement', nan), '.3f')} | {front} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
         lines.append("")
         if levers["lever"].astype(str).str.startswith("lambda").any():
             n = int(levers["seeds"].max()) if "seeds" in levers and levers["seeds"].notna().any() else 1
@@ -338,6 +354,18 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
                   "(`lambda` rows), timing passes and queries (`ifsr.eval.stats.median_ratio`); holds / reversed: "
                   f"p < {ALPHA:g} from ≥ {MIN_SEEDS} of each.", ""]
     return lines
+
+
+def fastest_free(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:
+    """The fastest lever row (p50 ratio to BM25) among those with no relevance cost shown on either set
+    (`no_relevance_cost`, ifsr.exp.levers.pareto), an exact engine's row also agreeing >= `min_agreement` with
+    exact scoring (its relevance is exact scoring's; an approximate engine's is its own ranking's); None: none."""
+    if "no_relevance_cost" not in levers:
+        return None
+    approximate = levers["approximate"].astype(bool) if "approximate" in levers else False
+    ok = levers[levers["no_relevance_cost"].astype(bool) & (approximate | (levers["top10_agreement"] >= min_agreement))]
+    ok = ok.dropna(subset=["if_over_bm25"])
+    return None if ok.empty else ok.sort_values("if_over_bm25", kind="stable").iloc[0]
 
 
 def best_lever(levers: pd.DataFrame, min_agreement: float = MIN_AGREEMENT) -> pd.Series | None:

@@ -22,7 +22,7 @@ FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean 
            ("teachers/teachers.png", "teacher ablation (stage 1, zero-shot), 95% CI over seeds and queries"),
            ("idf_flops/training.png", "training curves: loss terms and λ_t per step"),
            ("latency/latency.png", "latency against corpus size, per engine setting and system"),
-           ("latency/levers/levers.png", "pruning levers: nDCG@10 against p50"))
+           ("latency/levers/levers.png", "levers: nDCG@10 change against the ratio to BM25, Pareto fronts"))
 
 
 def _folders(root: Path) -> list[str]:
@@ -82,7 +82,7 @@ def _mde_sentence(claims: pd.DataFrame) -> str:
 
 def _figures(root: Path) -> list[str]:
     lines = []
-    variants = [(f"{p.parent.parent.name}/levers/levers.png", f"levers of `{p.parent.parent.name}`: nDCG@10 against p50")
+    variants = [(f"{p.parent.parent.name}/levers/levers.png", f"levers of `{p.parent.parent.name}`: nDCG@10 change against the ratio to BM25, Pareto fronts")
                 for p in sorted(root.glob("latency_*/levers/levers.png"))]
     for rel, what in list(FIGURES) + variants:
         if (root / rel).is_file():

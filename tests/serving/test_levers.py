@@ -148,3 +148,92 @@ def test_a_lambda_levers_seeds_are_pooled_in_its_relevance_and_its_ratio(tmp_pat
     assert pruned["query_terms"] <= 4 < none["query_terms"] and pruned["top10_agreement"] == 1.0  # exact engine
     with pytest.raises(ValueError, match="seeds"):
         lever_table(parse_levers(["none"]), seeds=0, **common)
+
+
+def test_a_lever_can_name_its_own_engine_after_an_at_sign():
+    lever, = parse_levers(["lambda=0.1+query-top-k=4@two-phase(base=exact,top_terms=2,candidates=50)"])
+    assert (lever.kind, lever.lam, lever.engine) == ("query-top-k", 0.1, "two-phase(base=exact,top_terms=2,candidates=50)")
+    assert lever.engine_for("pisa") == "two-phase(base=exact,top_terms=2,candidates=50)"
+    assert parse_levers(["none"])[0].engine_for("pisa (algorithm=maxscore)") == "pisa(algorithm=maxscore)"
+    for bad in ("none@", "none@nosuchengine", "none@seismic(heap_factor"):
+        with pytest.raises(ValueError, match="lever"):
+            parse_levers([bad])
+
+
+def _row(engine, ratio, sci, cran, lo=-0.01, hi=0.01):
+    return {"engine": engine, "if_over_bm25": ratio, "delta scifact": sci, "delta scifact lo": sci + lo,
+            "delta scifact hi": sci + hi, "delta cranfield": cran, "delta cranfield lo": cran + lo,
+            "delta cranfield hi": cran + hi}
+
+
+def test_pareto_marks_each_engines_front_and_the_rows_that_cost_nothing_shown():
+    import pandas as pd
+
+    from ifsr.exp.levers import pareto
+
+    t = pareto(pd.DataFrame([
+        _row("pisa", 2.0, 0.0, 0.0),               # the reference: slowest, best
+        _row("pisa", 1.0, -0.005, -0.005),         # faster, a little worse, interval holds 0: front, free
+        _row("pisa", 1.2, -0.02, -0.02),           # dominated by the row above
+        _row("pisa", 0.6, -0.05, -0.01),           # fastest: front, but costs on SciFact (interval below 0)
+        _row("seismic", 1.5, -0.02, -0.02),        # worse than every pisa row at 1.2 or faster, yet its engine's front
+        _row("seismic(heap_factor=0.7)", 1.6, -0.03, -0.03),  # the same engine, other options: dominated
+    ]))
+    assert t["pareto"].tolist() == [True, True, False, True, True, False]
+    assert t["no_relevance_cost"].tolist() == [True, True, False, False, False, False]
+
+
+def test_the_report_names_the_fastest_setting_that_costs_nothing_shown():
+    import pandas as pd
+
+    from ifsr.exp.levers import pareto
+    from ifsr.report.claims import fastest_free
+
+    rows = [_row("pisa", 2.0, 0.0, 0.0), _row("pisa", 1.1, -0.004, 0.0), _row("two-phase", 0.9, -0.003, 0.002),
+            _row("pisa", 0.7, -0.05, -0.05)]
+    t = pareto(pd.DataFrame(rows)).assign(top10_agreement=[1.0, 0.98, 0.9, 1.0], approximate=[False, False, True, False])
+    best = fastest_free(t)
+    assert best["engine"] == "two-phase" and best["if_over_bm25"] == 0.9  # approximate: its own ranking is judged
+    assert fastest_free(t.assign(approximate=False))["if_over_bm25"] == 2.0  # pisa at 0.98 agreement is not faithful
+    assert fastest_free(t.assign(no_relevance_cost=False)) is None
+
+
+def test_same_model_changes_pair_per_seed_and_query():
+    from ifsr.exp.levers import ndcg_change
+
+    rng = np.random.default_rng(0)
+    b = rng.random((3, 50))
+    a = b + 0.01  # the same students, every query up by 0.01: no spread at all once paired per seed
+    paired = ndcg_change(a, b, same_models=True)
+    assert paired["delta"] == pytest.approx(0.01) and paired["lo"] == pytest.approx(0.01)
+    assert paired["hi"] == pytest.approx(0.01)
+    unpaired = ndcg_change(a, b)  # seeds drawn apart: the students' spread enters the interval
+    assert unpaired["delta"] == pytest.approx(0.01) and unpaired["hi"] - unpaired["lo"] > 0.01
+    with pytest.raises(ValueError, match="same_models"):
+        ndcg_change(a[:2], b, same_models=True)
+
+
+def test_an_approximate_engines_relevance_is_its_own_ranking(tmp_path, splade_tiny_path, data_root, monkeypatch):
+    """Rows on two-phase: with every query term in the first pass and every document a candidate it is exact
+    scoring, so its nDCG@10 equals the study engine's row and the change, paired per query, is exactly 0; a first
+    pass of one term ranks otherwise. BM25 is timed on the study's engine for every row."""
+    import ifsr.exp.corpora
+    import ifsr.exp.levers
+    from ifsr.eval.evaluate import limit_corpus
+    from ifsr.exp.levers import lever_table
+
+    for module in (ifsr.exp.levers, ifsr.exp.corpora):
+        monkeypatch.setattr(module, "load_beir", lambda *a, _load=module.load_beir, **k: limit_corpus(_load(*a, **k), 300))
+    whole = "two-phase(base=exact,top_terms=64,candidates=300)"
+    table = lever_table(parse_levers(["none", f"none@{whole}", "none@two-phase(base=exact,top_terms=1,candidates=10)"]),
+                        engine="exact", size=300, data_dir=data_root, cache_dir=tmp_path / "cache", max_length=32,
+                        n_queries=20, resample_from="scifact", show_progress=False)
+    exact, full, one = (table.iloc[i] for i in range(3))
+    assert table["engine"].tolist() == ["exact", whole, "two-phase(base=exact,top_terms=1,candidates=10)"]
+    assert table["approximate"].tolist() == [False, True, True]
+    for ds in ("scifact", "cranfield"):
+        assert full[f"nDCG@10 {ds}"] == exact[f"nDCG@10 {ds}"]
+        assert full[f"delta {ds}"] == full[f"delta {ds} lo"] == full[f"delta {ds} hi"] == 0.0
+    assert full["top10_agreement"] == 1.0 and one["top10_agreement"] < 1.0
+    assert one["nDCG@10 scifact"] != exact["nDCG@10 scifact"] or one["nDCG@10 cranfield"] != exact["nDCG@10 cranfield"]
+    assert (table["bm25_p50_ms"] > 0).all() and table["pareto"].any()
