@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed time; cpu: thread CPU time (steadier on a loaded shared machine)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--levers", nargs="+", default=[], help="'none' first, then e.g. query-top-k=8 query-min-idf=3 "
-                    "doc-top-k=64 lambda=0.08 lambda=0.08+query-min-idf=2 (timed on --lever-engine over --lever-size)")
+    ap.add_argument("--levers", nargs="+", default=[], help="the reference first (e.g. 'none'), then e.g. query-top-k=8 query-min-idf=3 "
+                    "doc-top-k=64 lambda=0.08 lambda=0.08+query-min-idf=2 'lambda=0.08@seismic' (timed on --lever-engine, or the engine after '@', over --lever-size)")
     ap.add_argument("--lever-engine", type=engine_arg, default=None)
     ap.add_argument("--lever-size", type=size_arg, default="scifact")
     ap.add_argument("--lever-students", type=repo_path, default=None, help="ablation YAML (e.g. configs/cpu.yaml) whose idf-flops "

@@ -193,9 +193,9 @@ def test_latency_row_and_section_pick_the_best_agreeing_setting(tmp_path):
     assert lines_with(text, "Best ratio reached at 1,000 documents", "900 of them resampled", "`bmp` at 0.440 ms",
                       "1.10× [1.00, 1.20] the fastest BM25", "1.10× BM25 on its own engine", "0.999")
     assert "| bmp(alpha=0.5) | 1,000 | 100 | 0.300 | 0.400 | 0.75× | 0.75× | 20.0× | 3000 | 12.5 | 0.900 | -0.0010 |" in text
-    assert ("| query-top-k | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | (–): not judged: no "
-            "p-value (an older table) | 1.000 | 120 | 4.0 |") in text
-    assert "| none | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | (–): not judged" in text  # no ratio: a dash
+    assert ("| query-top-k | bmp | 4 | 0.6000 (-0.0200) | 0.2900 (-0.0100) | 0.300 | 1.50× [1.20, 1.90] | (–): not judged: "
+            "no p-value (an older table) | 1.000 | – | 120 | 4.0 |") in text  # an older table: no Pareto column
+    assert "| none | bmp | – | 0.6200 (+0.0000) | 0.3000 (+0.0000) | 0.500 | – | (–): not judged" in text  # no ratio: a dash
     assert lines_with(text, "Fastest lever setting with top-10 agreement ≥ 0.99", "same pruned query and documents",
                       "`query-top-k=4` at 0.300 ms",
                       "1.50× [1.20, 1.90] BM25 on the same engine", "the interval lies above 1.0", "-0.0200 on SciFact")
@@ -245,7 +245,7 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     # lambda 0.08 is faster but agrees 0.98 < 0.99: the fastest agreeing setting is lambda 0.02
     assert lines_with(section, "`lambda=0.02` at 0.240 ms", "0.96× [0.90, 1.02]", "the interval includes 1.0", "reading 1.50× BM25's posting entries per query",
                       "+0.0100 on SciFact", "-0.0100 on Cranfield", "≤ 1.0× BM25: not judged: no p-value")
-    assert lines_with(section, "`lambda` rows: the idf-flops student") and "| lambda | 0.08 |" in section
+    assert lines_with(section, "`lambda` rows: the idf-flops student") and "| lambda | pisa(bits=8) | 0.08 |" in section
     assert lines_with(section, "No lever setting's IF/BM25 interval lies below 1.0")  # 0.02's reaches 1.02; 0.08 agrees 0.98
     # two combined settings under BM25's p50: both listed, fastest first, with their costs; one that agrees 0.98 is not
     _csv(var / "levers" / "table.csv", [
@@ -266,8 +266,8 @@ def test_a_latency_variant_gets_its_own_section_and_its_fastest_agreeing_lever(t
     goal, = lines_with(section, "Settings under BM25's p50 on the same engine")
     assert goal.index("`lambda=0.02+query-top-k=8` 0.36× [0.34, 0.41]") < goal.index("`lambda=0.02+query-top-k=12` 0.83×")
     assert "-0.0200 [-0.0300, -0.0100] SciFact / -0.0050 [-0.0090, -0.0010] Cranfield" in goal and "query-top-k=4`" not in goal
-    assert "| lambda=0.02+query-top-k | 12 | 0.5800 (-0.0200 [-0.0300, -0.0100]) |" in section
-    assert "| lambda=0.02+query-top-k | 8 | 0.5000 (-0.1000) |" in section  # a row without its interval: the change alone
+    assert "| lambda=0.02+query-top-k | pisa(bits=8) | 12 | 0.5800 (-0.0200 [-0.0300, -0.0100]) |" in section
+    assert "| lambda=0.02+query-top-k | pisa(bits=8) | 8 | 0.5000 (-0.1000) |" in section  # a row without its interval: the change alone
 
 
 def test_latency_verdicts_follow_the_ratios_p_and_what_it_rests_on():
