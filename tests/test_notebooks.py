@@ -116,3 +116,29 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     assert "Claim 1" in (root / "results" / "REPORT.md").read_text()
     # a second run does not overwrite finished results
     assert replicate("smoke", root=root, data_dir=str(data_root.resolve())) == []
+
+
+@pytest.mark.parametrize("notebook, config, renamed", [("00_baselines", "ifsr.eval.config:BaselinesConfig", {"top_k": "k"}),
+                                                       ("03_latency", "ifsr.exp.config:LatencyConfig", {})])
+def test_a_notebook_parameter_has_its_configs_default(notebook, config, renamed):
+    """Every default is declared once, in the config dataclass: a notebook parameter that feeds a config field
+    (by name, or `renamed`) must default to that field's default, so an interactive run and a papermill run with
+    no parameters build the same config."""
+    import ast
+    import dataclasses
+    import importlib
+
+    module, name = config.split(":")
+    fields = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    import papermill
+
+    params = papermill.inspect_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"))
+    checked = 0
+    for param, spec in params.items():
+        field = fields.get(renamed.get(param, param))
+        if field is None:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert ast.literal_eval(spec["default"]) == default, f"{notebook}: {param} defaults differ from {name}.{field.name}"
+        checked += 1
+    assert checked >= 5  # the comparison ran over the shared parameters
