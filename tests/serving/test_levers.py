@@ -215,8 +215,9 @@ def test_same_model_changes_pair_per_seed_and_query():
 
 def test_an_approximate_engines_relevance_is_its_own_ranking(tmp_path, splade_tiny_path, data_root, monkeypatch):
     """Rows on two-phase: with every query term in the first pass and every document a candidate it is exact
-    scoring, so its nDCG@10 equals the study engine's row and the change, paired per query, is exactly 0; a first
-    pass of one term ranks otherwise. BM25 is timed on the study's engine for every row."""
+    scoring, so its nDCG@10 equals the study engine's row (PISA's, judged by exact scoring) and the change,
+    paired per query, is exactly 0; a first pass of one term ranks otherwise. BM25 is timed on the study's engine
+    (PISA) for every row, and its posting reads are counted for each."""
     import ifsr.exp.corpora
     import ifsr.exp.levers
     from ifsr.eval.evaluate import limit_corpus
@@ -226,10 +227,10 @@ def test_an_approximate_engines_relevance_is_its_own_ranking(tmp_path, splade_ti
         monkeypatch.setattr(module, "load_beir", lambda *a, _load=module.load_beir, **k: limit_corpus(_load(*a, **k), 300))
     whole = "two-phase(base=exact,top_terms=64,candidates=300)"
     table = lever_table(parse_levers(["none", f"none@{whole}", "none@two-phase(base=exact,top_terms=1,candidates=10)"]),
-                        engine="exact", size=300, data_dir=data_root, cache_dir=tmp_path / "cache", max_length=32,
+                        engine="pisa", size=300, data_dir=data_root, cache_dir=tmp_path / "cache", max_length=32,
                         n_queries=20, resample_from="scifact", show_progress=False)
     exact, full, one = (table.iloc[i] for i in range(3))
-    assert table["engine"].tolist() == ["exact", whole, "two-phase(base=exact,top_terms=1,candidates=10)"]
+    assert table["engine"].tolist() == ["pisa", whole, "two-phase(base=exact,top_terms=1,candidates=10)"]
     assert table["approximate"].tolist() == [False, True, True]
     for ds in ("scifact", "cranfield"):
         assert full[f"nDCG@10 {ds}"] == exact[f"nDCG@10 {ds}"]
@@ -237,3 +238,4 @@ def test_an_approximate_engines_relevance_is_its_own_ranking(tmp_path, splade_ti
     assert full["top10_agreement"] == 1.0 and one["top10_agreement"] < 1.0
     assert one["nDCG@10 scifact"] != exact["nDCG@10 scifact"] or one["nDCG@10 cranfield"] != exact["nDCG@10 cranfield"]
     assert (table["bm25_p50_ms"] > 0).all() and table["pareto"].any()
+    assert (table["bm25_postings_per_query"] > 0).all() and exact["postings_per_query"] > 0  # PISA's posting reads
