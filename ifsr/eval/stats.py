@@ -110,6 +110,48 @@ def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None,
     return _summary(delta, reps, min(arm[0].shape[0] for arm in arrays))
 
 
+@dataclass(frozen=True)
+class PowerSplit:
+    """Where a paired_delta's standard error comes from, and what more seeds or queries would buy.
+
+    se: the two-level bootstrap's (seeds and queries); se_queries: the same statistic with each arm's seeds
+    averaged first, so only the queries are drawn (what infinitely many seeds would leave); se_seeds: the rest,
+    sqrt(se^2 - se_queries^2). Under the usual scaling, the seed part's variance goes as 1/seeds and the query
+    part's as 1/queries (approximate: a bootstrap of 3 seeds is coarse)."""
+
+    se: float
+    se_queries: float
+    se_seeds: float
+    seeds: int
+
+    @property
+    def floor(self) -> float:
+        """The MDE no number of training seeds can go below: MDE_Z x se_queries."""
+        return MDE_Z * self.se_queries
+
+    def mde(self, seeds: int | None = None, query_factor: float = 1.0) -> float:
+        """The MDE with `seeds` training seeds per arm (default: as now) and `query_factor` x the queries."""
+        if query_factor <= 0 or (seeds is not None and seeds < 1):
+            raise ValueError(f"seeds must be >= 1 and query_factor > 0, got {seeds}, {query_factor}")
+        s = self.seeds if seeds is None else seeds
+        return MDE_Z * float(np.sqrt(self.se_queries ** 2 / query_factor + self.se_seeds ** 2 * self.seeds / s))
+
+    def seeds_for(self, target: float, most: int = 1000) -> int | None:
+        """The fewest training seeds per arm whose MDE is <= `target` (None: the queries' floor is above it)."""
+        if self.floor > target:
+            return None
+        return next((s for s in range(1, most + 1) if self.mde(s) <= target), None)
+
+
+def power_split(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, n_boot: int = N_BOOT,
+                seed: int = 0) -> PowerSplit:
+    """`paired_delta`'s standard error split into its queries' part and its training seeds' part (`PowerSplit`)."""
+    total = paired_delta(a, b, n_boot, seed)
+    means = lambda arm: [np.asarray(x, dtype=float).mean(axis=0, keepdims=True) for x in arm]  # noqa: E731
+    queries = paired_delta(means(a), means(b) if b is not None else None, n_boot, seed)
+    return PowerSplit(total.se, queries.se, float(np.sqrt(max(total.se ** 2 - queries.se ** 2, 0.0))), total.seeds)
+
+
 def median_ratio(a: np.ndarray, b: np.ndarray, null: float = 1.0, n_boot: int = 2000, seed: int = 0) -> Bootstrap:
     """Claim 4's statistic: median over queries of a's time / median over queries of b's, a query's time
     being its mean over training seeds and timing passes; with its bootstrap at every level (seeds, each

@@ -17,7 +17,7 @@ import pandas as pd
 
 # Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
 from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO
-from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, seed_matrix
+from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, power_split, seed_matrix
 from ifsr.tables import read_table
 
 ALPHA = 0.05  # significance level of every verdict
@@ -148,6 +148,19 @@ def _row(claim: str, dataset: str, here: str, stat: Bootstrap, seeds: int | None
             "seeds": seeds, "verdict": verdict(stat.p, stat.delta, seeds), **extra}
 
 
+POWER_TARGET = 0.010  # the MDE the protocol aims at (issue 27): one point of nDCG@10, the paper's kind of effect
+
+
+def _power(a: list[np.ndarray], b: list[np.ndarray], n_boot: int) -> dict[str, float]:
+    """A paired row's power split (`ifsr.eval.stats.power_split`): the queries' and the seeds' parts of its se,
+    the MDE floor no number of seeds goes below, and the seeds per arm that would bring its MDE to POWER_TARGET
+    (NaN: the floor is above it, only more queries can)."""
+    p = power_split(a, b, n_boot=n_boot)
+    need = p.seeds_for(POWER_TARGET)
+    return {"se_queries": p.se_queries, "se_seeds": p.se_seeds, "mde_floor": p.floor,
+            "seeds_for_target": float("nan") if need is None else float(need), "mde_2x_queries": p.mde(query_factor=2.0)}
+
+
 def _both(datasets: list[str]) -> list[tuple[str, list[str]]]:
     """(label, datasets) of each dataset alone, then of their mean when there are several."""
     return [(d, [d]) for d in datasets] + ([(MEAN, datasets)] if len(datasets) > 1 else [])
@@ -166,7 +179,7 @@ def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 100
             b = [seed_matrix(per_query, d, teacher=other) for d in sets]
             s = paired_delta(a, b, n_boot=n_boot)
             ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
-            out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s))
+            out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s, **_power(a, b, n_boot)))
     return out
 
 
@@ -197,7 +210,8 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
                 b = [seed_matrix(per_query, d, arm=ref) for d in sets]
                 s = paired_delta(a, b, n_boot=n_boot)
                 ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
-                out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f} (λ={headline:g})", s, seeds=a[0].shape[0]))
+                out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f} (λ={headline:g})", s, seeds=a[0].shape[0],
+                                **_power(a, b, n_boot)))
     return out
 
 

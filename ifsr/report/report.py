@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ifsr.exp.config import LatencyConfig, load_config, read_config
-from ifsr.report.claims import MEAN, PAPER_RATIO, claim_rows, fmt_p, latency_claims, latency_section, verdict_cell
+from ifsr.report.claims import (MEAN, PAPER_RATIO, POWER_TARGET, claim_rows, fmt_p, latency_claims, latency_section,
+                                 verdict_cell)
 from ifsr.tables import read_table
 
 FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's folders, then its latency_<variant>s
@@ -61,6 +62,32 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
     for i, r in enumerate(latency):
         lines.append(f"| {'' if i else '4'} | {r['compared']} | {'' if i else f'≈ {PAPER_RATIO:.1f}×'} | – | {r['here']} | – | "
                      f"{fmt_p(r['p'])} | {r['basis']} | – | {r['verdict']} |")
+    return lines + [""]
+
+
+def _power_lines(claims: pd.DataFrame) -> list[str]:
+    """What more training seeds or evaluation queries would buy each mean row with a power split: its MDE now,
+    the floor of infinitely many seeds (the queries' part alone), the seeds per arm for MDE <= POWER_TARGET, and
+    the MDE with twice the queries (`ifsr.eval.stats.power_split`)."""
+    if "mde_floor" not in claims:
+        return []
+    rows = claims[(claims["dataset"] == MEAN) & claims["mde_floor"].notna()] if (claims["dataset"] == MEAN).any() \
+        else claims[claims["mde_floor"].notna()]
+    if rows.empty:
+        return []
+    lines = ["## Power: what more seeds or queries would buy", "",
+             f"Each paired row's bootstrap standard error split into the queries' part (seeds averaged first) and the "
+             f"training seeds' part (the rest); the seed part's variance scales as 1/seeds, the queries' as 1/queries "
+             f"(approximate: 3 seeds make a coarse bootstrap). Target: MDE ≤ {POWER_TARGET:.3f}. Claim 1's curve gap "
+             "is not split.", "",
+             f"| claim | dataset | seeds | MDE now | floor (∞ seeds) | seeds per arm for ≤ {POWER_TARGET:.3f} | "
+             "MDE with 2× queries |", "|---|---|---|---|---|---|---|"]
+    for r in rows.to_dict("records"):
+        need = r["seeds_for_target"]
+        need = (f"none: the floor is above {POWER_TARGET:.3f}" if need != need else
+                f"{int(need)}" + (" (met now)" if need <= r["seeds"] else ""))
+        lines.append(f"| {r['claim']} | {r['dataset']} | {r['seeds']} | {r['mde']:.4f} | {r['mde_floor']:.4f} | {need} | "
+                     f"{r['mde_2x_queries']:.4f} |")
     return lines + [""]
 
 
@@ -237,6 +264,7 @@ def write_report(results_root: str | Path, preset: str, n_boot: int = 10000) -> 
     variants = {t.parent.name: read_table(t.parent / "levers" / "table.csv") for t in sorted(root.glob("latency*/table.csv"))}
     lines += _verdicts(claims, latency_claims(latency, variants, (cfg or {}).get("headline_lambda")))
     lines += _figures(root) + _why(teachers, curve, base, cfg)
+    lines += _power_lines(claims)
     lines += _details(root, cfg, teachers, curve, base)
     if latency is not None:
         lines += latency_section(latency, read_table(root / "latency" / "levers" / "table.csv"))

@@ -313,3 +313,21 @@ def test_why_and_details_come_from_tables_and_configs(tmp_path):
     details = text.split("## Details", 1)[1]
     assert lines_with(details, "stage-1 training 12.0 min over 12 runs")  # 4 teachers x 3 seeds x 60 s
     assert lines_with(details, "| a | idf-flops | 0.1 | 3 |")
+
+
+def test_the_power_table_says_what_seeds_or_queries_would_buy():
+    """Mean rows only: one whose MDE more seeds can bring under 0.010, one whose queries' floor is above it."""
+    from ifsr.report.report import _power_lines
+
+    claims = pd.DataFrame([
+        {"claim": "2a", "dataset": "mean", "seeds": 3, "mde": 0.0118, "mde_floor": 0.0074, "seeds_for_target": 6.0,
+         "mde_2x_queries": 0.0101},
+        {"claim": "2a", "dataset": "scifact", "seeds": 3, "mde": 0.02, "mde_floor": 0.01, "seeds_for_target": float("nan"),
+         "mde_2x_queries": 0.015},
+        {"claim": "H2", "dataset": "mean", "seeds": 3, "mde": 0.0190, "mde_floor": 0.0169,
+         "seeds_for_target": float("nan"), "mde_2x_queries": 0.0140}])
+    text = "\n".join(_power_lines(claims))
+    assert "| 2a | mean | 3 | 0.0118 | 0.0074 | 6 | 0.0101 |" in text
+    assert "| H2 | mean | 3 | 0.0190 | 0.0169 | none: the floor is above 0.010 | 0.0140 |" in text
+    assert "scifact" not in text  # the per-dataset rows stay in verdicts.csv
+    assert _power_lines(claims.drop(columns="mde_floor")) == []  # an older verdict table: no section

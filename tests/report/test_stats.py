@@ -226,3 +226,39 @@ def test_a_true_effect_of_one_mde_is_detected_four_times_in_five():
     null = sum(paired_delta([rng.normal(0.0, sd, (1, q))], [np.zeros((1, q))], n_boot=400, seed=i).p < 0.05
                for i in range(100))
     assert null <= 12  # and no effect is rarely called one (about 5 in 100)
+
+
+def test_power_split_puts_a_per_seed_shift_in_the_seed_part_and_nothing_in_the_queries():
+    """Hand-made: arm a is arm b plus a constant per training seed (0, 0.02, 0.04), the same for every query.
+    Averaged over seeds, every query differs by 0.02 exactly: the queries' part is 0. The whole se is then the
+    bootstrap sd of a mean of 3 values drawn with replacement: sqrt(pop. variance / 3) = 0.00943."""
+    from ifsr.eval.stats import MDE_Z, power_split
+
+    rng = np.random.default_rng(1)
+    base = rng.random(200)
+    shift = np.array([0.0, 0.02, 0.04])[:, None]
+    p = power_split([base[None, :] + shift], [np.tile(base, (3, 1))], n_boot=20000)
+    assert p.se_queries == pytest.approx(0.0, abs=1e-12) and p.floor == pytest.approx(0.0, abs=1e-12)
+    want = np.sqrt(np.var([0.0, 0.02, 0.04]) / 3)
+    assert p.se == pytest.approx(want, rel=0.03) and p.se_seeds == pytest.approx(p.se)
+    # the seed part's variance scales as 1/seeds: 4x the seeds halve the MDE; the floor needs no seeds at all
+    assert p.mde(12) == pytest.approx(MDE_Z * p.se_seeds / 2)
+    assert p.mde(p.seeds_for(0.010)) <= 0.010 < p.mde(p.seeds_for(0.010) - 1)
+
+
+def test_power_split_of_identical_seeds_is_all_queries():
+    """Three identical seeds per arm: no seed variance, the se is the queries' alone; and no number of seeds
+    brings the MDE under the queries' floor."""
+    from ifsr.eval.stats import PowerSplit, power_split
+
+    rng = np.random.default_rng(2)
+    a, b = rng.random(300), rng.random(300)
+    p = power_split([np.tile(a, (3, 1))], [np.tile(b, (3, 1))], n_boot=4000)
+    assert p.se_seeds < 0.25 * p.se and p.se_queries == pytest.approx(p.se, rel=0.05)
+    assert p.seeds_for(p.floor / 2) is None and p.mde(1000) >= p.floor
+    made = PowerSplit(se=0.005, se_queries=0.003, se_seeds=0.004, seeds=3)  # by hand: MDE_Z x 0.005 now
+    assert made.mde() == pytest.approx(2.8016 * 0.005, rel=1e-4)
+    assert made.mde(12) == pytest.approx(2.8016 * np.sqrt(0.003 ** 2 + 0.004 ** 2 / 4), rel=1e-4)
+    assert made.mde(query_factor=2.0) == pytest.approx(2.8016 * np.sqrt(0.003 ** 2 / 2 + 0.004 ** 2), rel=1e-4)
+    with pytest.raises(ValueError, match="seeds"):
+        made.mde(0)
