@@ -14,7 +14,7 @@
 # there are downloaded by name when online); `ifsr.data.beir.find_data_dir` is the one place that decides.
 #
 # Variables: VENV (.venv; CI uses .venv-ci), PYTHON (python3, makes the venv), PRESET (cpu), ARGS (more
-# `ifsr replicate` flags, e.g. ARGS="--force --only 01_idf_flops"), PYTEST_ARGS (e.g. PYTEST_ARGS="tests/exp").
+# `ifsr replicate` flags, e.g. ARGS="--force --only 02_idf_flops"), PYTEST_ARGS (e.g. PYTEST_ARGS="tests/exp").
 
 PYTHON ?= python3
 VENV ?= .venv

@@ -20,8 +20,8 @@ from _args import (anchor_to_repo, max_length, nonnegative_float, out_file, posi
                    positive_int, repo_path)
 
 from ifsr.exp.ablations import lambda_student  # noqa: E402
-from ifsr.exp.latency import (SYSTEMS, check_engine_setting, latency_plot,  # noqa: E402
-                              latency_ratios, measure_latency)
+from ifsr.exp.latency import SYSTEMS, latency_plot, latency_ratios, measure_latency  # noqa: E402
+from ifsr.exp.pipelines import check_engine_setting  # noqa: E402
 from ifsr.exp.levers import lever_plot, lever_table, parse_levers  # noqa: E402
 from ifsr.report.claims import best_ratio  # noqa: E402
 

@@ -2,7 +2,7 @@
 
     ifsr evaluate --model PATH_OR_NAME --data DIR_OR_NAME [--split test] [--idf PATH] --json OUT
     ifsr baselines [--preset smoke] [--datasets scifact cranfield] [--out-dir DIR]
-    ifsr replicate --preset smoke [--force] [--only 01_idf_flops]
+    ifsr replicate --preset smoke [--force] [--only 02_idf_flops]
   train your own (README "Train your own"):
     ifsr idf --corpus DIR_OR_JSONL [--tokenizer splade-tiny] --out idf.json [--force]
     ifsr train --config configs/examples/train_scifact_tiny.yaml
@@ -196,7 +196,7 @@ COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, Arguments]] 
         "--preset": {"required": True, "help": _preset_names()},
         "--force": {"action": "store_true", "help": "redo notebooks whose results are already finished"},
         "--only": {"nargs": "+", "default": None, "metavar": "NOTEBOOK",
-                   "help": "only these entries of the preset, e.g. 01_idf_flops (default: every one)"},
+                   "help": "only these entries of the preset, e.g. 02_idf_flops (default: every one)"},
         "--data-dir": {"default": None, "help": DATA_DIR_HELP},
         "--root": {"default": ".", "help": "the repository root (notebooks/, configs/, results/)"}}),
     ("evaluate", run_evaluate, "nDCG@10, R@100 and sparsity of an inference-free model on a BEIR split", {

@@ -39,7 +39,7 @@ def test_smoke_preset_end_to_end(tmp_path, data_root):
     for folder in ("notebooks", "configs"):
         shutil.copytree(ROOT / folder, root / folder)
     executed = replicate("smoke", root=root, data_dir=str(data_root.resolve()))
-    assert {p.name for p in executed} >= {"00_baselines.ipynb", "01_idf_flops.ipynb", "02_teachers.ipynb",
+    assert {p.name for p in executed} >= {"00_baselines.ipynb", "02_idf_flops.ipynb", "01_teachers.ipynb",
                                           "03_latency.ipynb"}
     res = root / "results" / "smoke"
     curve = pd.read_csv(res / "idf_flops" / "curve.csv")

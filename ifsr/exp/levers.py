@@ -38,7 +38,8 @@ from ifsr.exp.ablations import lambda_student
 from ifsr.exp.config import LatencyConfig
 from ifsr.exp.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
                               scifact_queries)
-from ifsr.exp.latency import EngineCache, latency_table, ranked_run
+from ifsr.exp.latency import latency_table, ranked_run
+from ifsr.exp.pipelines import EngineCache
 from ifsr.manifest import sha256_dir
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine
 from ifsr.serving.queryside import inference_free_query
@@ -194,6 +195,24 @@ def _postings(both: pd.DataFrame) -> dict[str, float]:
             "bm25_postings_per_query": by.get("bm25", float("nan"))}
 
 
+def _timing_columns(runs: list[list[np.ndarray]], timed: list[tuple], repeats: int, seed: int) -> dict[str, float]:
+    """A lever row's timing columns, pooled over its models (one, or each training seed's student): runs, per model,
+    [inference-free, BM25] times [repeats, queries]; timed, per model, (its latency table, its document vectors,
+    its mean query terms)."""
+    free, bm25 = (np.stack([r[i] for r in runs]) for i in (0, 1))  # [seeds, repeats, queries] ms
+    stat = median_ratio(free, bm25, GOAL_RATIO, seed=seed)
+    tables = [t for t, _, _ in timed]  # per model: its inference-free row and BM25's (postings per query)
+    mine = [t[t["system"] == "inference-free"] for t in tables]
+    return {"p50_ms": float(np.percentile(free, 50)), "bm25_p50_ms": float(np.percentile(bm25, 50)),
+            "top10_agreement": min(float(t["top10_agreement"].iloc[0]) for t in mine),
+            "if_over_bm25": stat.delta, "if_over_bm25_lo": stat.low, "if_over_bm25_hi": stat.high,
+            "if_over_bm25_p": stat.p, "if_over_bm25_p_paper": median_ratio(free, bm25, PAPER_RATIO, seed=seed).p,
+            "repeats": repeats, **pd.DataFrame([_postings(t) for t in tables]).mean().to_dict(),
+            "doc_nnz": float(np.mean([v.nnz / v.shape[0] for _, v, _ in timed])),
+            "query_terms": float(np.mean([terms for _, _, terms in timed])),
+            "index_mb": float(np.mean([t["index_mb"].iloc[0] for t in mine]))}
+
+
 def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact", data_dir=None,
                 model: str = "splade-tiny", cache_dir: str | os.PathLike | None = None, max_length: int = 256,
                 n_queries: int = 300, seed: int = 0, repeats: int = 1, resample_from: str = "real",
@@ -270,20 +289,9 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
             change = ndcg_change(got, reference.setdefault(ds_name, got), seed, same_models=same)
             row.update({f"nDCG@10 {ds_name}": float(got.mean()), f"delta {ds_name}": change["delta"],
                         f"delta {ds_name} lo": change["lo"], f"delta {ds_name} hi": change["hi"]})
-        free, bm25 = (np.stack([r[i] for r in runs]) for i in (0, 1))  # [seeds, repeats, queries] ms
-        stat = median_ratio(free, bm25, GOAL_RATIO, seed=seed)
-        tables = [t for t, _, _ in timed]  # per model: its inference-free row and BM25's (postings per query)
-        mine_rows = [t[t["system"] == "inference-free"] for t in tables]
-        row.update({"p50_ms": float(np.percentile(free, 50)), "bm25_p50_ms": float(np.percentile(bm25, 50)),
-                    "top10_agreement": min(float(t["top10_agreement"].iloc[0]) for t in mine_rows),
-                    "if_over_bm25": stat.delta, "if_over_bm25_lo": stat.low, "if_over_bm25_hi": stat.high,
-                    "if_over_bm25_p": stat.p, "if_over_bm25_p_paper": median_ratio(free, bm25, PAPER_RATIO, seed=seed).p,
-                    "repeats": repeats,
-                    **pd.DataFrame([_postings(t) for t in tables]).mean().to_dict(),
-                    "doc_nnz": float(np.mean([v.nnz / v.shape[0] for _, v, _ in timed])),
-                    "query_terms": float(np.mean([terms for _, _, terms in timed])),
-                    "index_mb": float(np.mean([t["index_mb"].iloc[0] for t in mine_rows])),
-                    "engine": mine, "approximate": ENGINES[parse_engine(mine)[0]].approximate, "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
+        row.update(_timing_columns(runs, timed, repeats, seed))
+        row.update({"engine": mine, "approximate": ENGINES[parse_engine(mine)[0]].approximate,
+                    "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
         rows.append(row)
     table = pareto(pd.DataFrame(rows)).reindex(columns=COLUMNS + [
         "bm25_p50_ms", "postings_per_query", "bm25_postings_per_query", "index_mb", "docs", "corpus", "model"])

@@ -19,8 +19,8 @@ from ifsr.exp.config import AblationConfig, load_config
 
 NOTEBOOKS: dict[str, str] = {  # notebook -> results sub-directory
     "00_baselines": "baselines",
-    "01_idf_flops": "idf_flops",
-    "02_teachers": "teachers",
+    "01_teachers": "teachers",
+    "02_idf_flops": "idf_flops",
     "03_latency": "latency",
 }
 

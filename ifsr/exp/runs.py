@@ -32,6 +32,42 @@ from ifsr.manifest import sha256_dir, sha256_file
 # settings, and `train` (the preset's base TrainConfig; the run's own is hashed instead).
 NOT_TRAINING = frozenset({"preset", "data_dir", "cache_dir", "runs_dir", "idf_path", "device", "eval_max_length",
                           "lambdas", "arms", "teachers", "seeds", "headline_lambda", "train"})
+# The fields every run key has hashed since the key took its present form: always in the key, so the keys of
+# existing runs stand. A field added after them enters a key only when its value differs from its default:
+# adding a field with its default re-keys no run (issue 30); setting it does.
+KEYED_ABLATION_FIELDS = frozenset({
+    "corpus_limit", "dense_teacher", "dev_queries", "eval_datasets", "eval_split", "mining_depth", "pretrain_pairs",
+    "pretrain_sources", "pretrain_steps", "seed", "sparse_teacher", "teacher_lambda", "teacher_max_length",
+    "train_dataset", "train_query_limit"})
+KEYED_TRAIN_FIELDS = frozenset({
+    "batch_size", "bf16", "flops_form", "grad_accum", "in_batch_negatives", "lam", "lambda_warmup_steps",
+    "logging_steps", "lr", "max_length", "n_neg", "query_weights", "rank_loss", "save_steps", "seed", "steps",
+    "student", "student_temperature", "teacher", "teacher_scale", "use_cpu", "warmup_steps", "weight_decay"})
+
+
+def keyed_fields(config: Any, always: frozenset[str], skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields of a config dataclass that a run key hashes (`dataclasses.asdict` values): those in `always`,
+    and any other (not in `skip`) whose value differs from its declared default."""
+    values = dataclasses.asdict(config)
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if f.name in always or default is dataclasses.MISSING or values[f.name] != default:
+            out[f.name] = values[f.name]
+    return out
+
+
+def ablation_key_fields(cfg: AblationConfig) -> dict[str, Any]:
+    """The AblationConfig part of a run key (`keyed_fields`, NOT_TRAINING left out)."""
+    return keyed_fields(cfg, KEYED_ABLATION_FIELDS, NOT_TRAINING)
+
+
+def train_key_fields(train_cfg: TrainConfig) -> dict[str, Any]:
+    """The TrainConfig part of a run key (`keyed_fields`)."""
+    return keyed_fields(train_cfg, KEYED_TRAIN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -87,8 +123,8 @@ def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune"
         "stage": stage,
         "pretrained": pretrain,
         "start": run_key(cfg, start, "pretrain") if stage == "finetune" and start is not None else None,
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING},
-        "train": dataclasses.asdict(train_cfg),
+        "config": ablation_key_fields(cfg),
+        "train": train_key_fields(train_cfg),
         "inputs": {"beir": sets, "pairs": pairs, "idf": sha256_file(idf_path(cfg)), "models": models},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -50,11 +50,11 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     """Each training stage of one notebook entry, as a hashable description (stage, config), built by the
     functions that build the runs (ifsr.exp.runs): stage 1 per (teacher, seed) in the teachers notebook;
     the stage-1 start, then stage 2 per (arm, lambda, seed) in the sweep."""
-    from ifsr.exp.runs import NOT_TRAINING, pretrain_config, start_config
+    from ifsr.exp.runs import ablation_key_fields, pretrain_config, start_config, train_key_fields
 
-    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING}
-    pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": dataclasses.asdict(tc)}  # noqa: E731
-    if not entry.startswith("01_idf_flops"):
+    shared = ablation_key_fields(cfg)
+    pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": train_key_fields(tc)}  # noqa: E731
+    if not entry.startswith("02_idf_flops"):
         return [pre(pretrain_config(cfg, t, seed)) for t in cfg.teachers for seed in cfg.seeds]
     stages = []
     for arm in cfg.arms:
@@ -64,7 +64,7 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
                 start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
                 if start is not None and pre(start) not in stages:
                     stages.append(pre(start))
-                stages.append({"stage": "finetune", "ablation": shared, "train": dataclasses.asdict(tc)})
+                stages.append({"stage": "finetune", "ablation": shared, "train": train_key_fields(tc)})
     return stages
 
 

@@ -308,65 +308,74 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
     lines += ["", "BM25 on PISA is PISA's own (porter2, k1 0.9, b 0.4); on the vector engines, bm25s's Lucene BM25 "
               "(k1 1.2, b 0.75) as impact vectors. `benchmarks/latency.py` prints the same ratios.", ""]
     if levers is not None and not levers.empty:
-        lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}` unless the row names its engine, "
-                  f"{int(levers['docs'].iloc[0]):,} docs, against BM25 on `{levers['engine'].iloc[0]}`; nDCG@10 by exact "
-                  "scoring, an approximate engine's (Seismic, two-phase) by its own ranking on each set's corpus; "
-                  "Δ against the first row):", ""]
-        free = fastest_free(levers) if "no_relevance_cost" in levers else None
-        if free is not None:
-            lines += [f"**Fastest setting whose nDCG@10 change interval holds 0 on both sets**: `{_lever_name(free)}` on "
-                      f"`{free['engine']}`, {free['if_over_bm25']:.2f}× [{free['if_over_bm25_lo']:.2f}, "
-                      f"{free['if_over_bm25_hi']:.2f}] BM25 (p {fmt_p(free.get('if_over_bm25_p', float('nan')))} against "
-                      f"{GOAL_RATIO:.1f}×, {fmt_p(free.get('if_over_bm25_p_paper', float('nan')))} against "
-                      f"{PAPER_RATIO:.1f}×), top-10 agreement {free['top10_agreement']:.3f}; nDCG@10 "
-                      f"{_change(free, 'scifact')} on SciFact and {_change(free, 'cranfield')} on Cranfield. "
-                      "Each engine's Pareto front is in the figure and the `pareto` column.", ""]
-        elif "no_relevance_cost" in levers:
-            lines += ["No setting's nDCG@10 change interval holds 0 on both sets.", ""]
-        best = best_lever(levers)
-        if best is not None:
-            hi = best["if_over_bm25_hi"]
-            goal = ("lies below 1.0" if hi < 1.0 else "includes 1.0" if best["if_over_bm25_lo"] <= 1.0 else "lies above 1.0")
-            lines += [f"Fastest lever setting with top-10 agreement ≥ 0.99 (the engine against exact scoring of the same "
-                      f"pruned query and documents; the lever's own cost is its nDCG@10 change): `{_lever_name(best)}` at {best['p50_ms']:.3f} ms "
-                      f"p50, {best['if_over_bm25']:.2f}× [{best['if_over_bm25_lo']:.2f}, {hi:.2f}] BM25 on the same engine "
-                      f"(the goal, ≤ 1.0×: the interval {goal}){_postings_note(best)}; nDCG@10 {_change(best, 'scifact')} on SciFact and "
-                      f"{_change(best, 'cranfield')} on Cranfield against the unpruned model. ≤ {GOAL_RATIO:.1f}× BM25: "
-                      f"{latency_verdict(best)} (p {fmt_p(best.get('if_over_bm25_p', float('nan')))}; bootstrap over "
-                      f"{_basis(best)}).", ""]
-        under = goal_levers(levers)
-        if under:
-            lines += ["Settings under BM25's p50 on the same engine (IF/BM25 interval below 1.0, agreement ≥ 0.99), "
-                      "fastest first, each with what it costs: " + "; ".join(
-                          f"`{_lever_name(r)}` {r['if_over_bm25']:.2f}× [{r['if_over_bm25_lo']:.2f}, {r['if_over_bm25_hi']:.2f}] "
-                          f"({latency_verdict(r)}), "
-                          f"nDCG@10 {_change(r, 'scifact')} SciFact / {_change(r, 'cranfield')} Cranfield"
-                          for r in under) + ". None is chosen by its nDCG@10: these are the test sets.", ""]
-        elif best is not None:
-            lines += ["No lever setting's IF/BM25 interval lies below 1.0.", ""]
-        lines += ["| lever | engine | value | nDCG@10 SciFact (Δ [95%]) | nDCG@10 Cranfield (Δ [95%]) | p50 ms | IF / BM25 "
-                  f"| ≤ {GOAL_RATIO:.1f}× BM25 (p): verdict | top-10 agr. | Pareto | doc nnz | query terms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        nan = float("nan")
-        for r in levers.to_dict("records"):
-            ratio = r.get("if_over_bm25", nan)
-            ratio = "–" if ratio != ratio else (f"{ratio:.2f}× [{r.get('if_over_bm25_lo', nan):.2f}, "
-                                                f"{r.get('if_over_bm25_hi', nan):.2f}]")
-            front = {True: "front", False: "–"}.get(r.get("pareto"), "–")
-            lines.append(f"| {r['lever']} | {r.get('engine', '–')} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} "
-                         f"({_change(r, 'scifact')}) | {r['nDCG@10 cranfield']:.4f} ({_change(r, 'cranfield')}) | "
-                         f"{r['p50_ms']:.3f} | {ratio} | ({fmt_p(r.get('if_over_bm25_p', nan))}): {latency_verdict(r)} | "
-                         f"{f(r.get('top10_agreement', nan), '.3f')} | {front} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
-        lines.append("")
-        if levers["lever"].astype(str).str.startswith("lambda").any():
-            n = int(levers["seeds"].max()) if "seeds" in levers and levers["seeds"].notna().any() else 1
-            which = "the sweep's first seed, the run of its curve" if n == 1 else f"the sweep's first {n} seeds, the runs of its curve, pooled"
-            lines += [f"`lambda` rows: the idf-flops student trained at that FLOPS weight ({which}) in place of the unpruned "
-                      "model, on the same documents; it was fine-tuned on SciFact train, so its SciFact row is in-domain, as "
-                      "on the curve.", ""]
-        lines += [f"Ratios: 95% intervals and two-sided p against {GOAL_RATIO:.1f}× from a bootstrap over training seeds "
-                  "(`lambda` rows), timing passes and queries (`ifsr.eval.stats.median_ratio`); holds / reversed: "
-                  f"p < {ALPHA:g} from ≥ {MIN_SEEDS} of each.", ""]
+        lines += lever_lines(levers)
+    return lines
+
+
+def lever_lines(levers: pd.DataFrame) -> list[str]:
+    """The latency section's levers: the fastest setting without a relevance cost shown, the fastest agreeing
+    one, those under BM25's p50, then every row."""
+    f = lambda v, spec: "–" if v != v else format(v, spec)  # noqa: E731  (NaN -> dash)
+    lines: list[str] = []
+    lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}` unless the row names its engine, "
+              f"{int(levers['docs'].iloc[0]):,} docs, against BM25 on `{levers['engine'].iloc[0]}`; nDCG@10 by exact "
+              "scoring, an approximate engine's (Seismic, two-phase) by its own ranking on each set's corpus; "
+              "Δ against the first row):", ""]
+    free = fastest_free(levers) if "no_relevance_cost" in levers else None
+    if free is not None:
+        lines += [f"**Fastest setting whose nDCG@10 change interval holds 0 on both sets**: `{_lever_name(free)}` on "
+                  f"`{free['engine']}`, {free['if_over_bm25']:.2f}× [{free['if_over_bm25_lo']:.2f}, "
+                  f"{free['if_over_bm25_hi']:.2f}] BM25 (p {fmt_p(free.get('if_over_bm25_p', float('nan')))} against "
+                  f"{GOAL_RATIO:.1f}×, {fmt_p(free.get('if_over_bm25_p_paper', float('nan')))} against "
+                  f"{PAPER_RATIO:.1f}×), top-10 agreement {free['top10_agreement']:.3f}; nDCG@10 "
+                  f"{_change(free, 'scifact')} on SciFact and {_change(free, 'cranfield')} on Cranfield. "
+                  "Each engine's Pareto front is in the figure and the `pareto` column.", ""]
+    elif "no_relevance_cost" in levers:
+        lines += ["No setting's nDCG@10 change interval holds 0 on both sets.", ""]
+    best = best_lever(levers)
+    if best is not None:
+        hi = best["if_over_bm25_hi"]
+        goal = ("lies below 1.0" if hi < 1.0 else "includes 1.0" if best["if_over_bm25_lo"] <= 1.0 else "lies above 1.0")
+        lines += [f"Fastest lever setting with top-10 agreement ≥ 0.99 (the engine against exact scoring of the same "
+                  f"pruned query and documents; the lever's own cost is its nDCG@10 change): `{_lever_name(best)}` at {best['p50_ms']:.3f} ms "
+                  f"p50, {best['if_over_bm25']:.2f}× [{best['if_over_bm25_lo']:.2f}, {hi:.2f}] BM25 on the same engine "
+                  f"(the goal, ≤ 1.0×: the interval {goal}){_postings_note(best)}; nDCG@10 {_change(best, 'scifact')} on SciFact and "
+                  f"{_change(best, 'cranfield')} on Cranfield against the unpruned model. ≤ {GOAL_RATIO:.1f}× BM25: "
+                  f"{latency_verdict(best)} (p {fmt_p(best.get('if_over_bm25_p', float('nan')))}; bootstrap over "
+                  f"{_basis(best)}).", ""]
+    under = goal_levers(levers)
+    if under:
+        lines += ["Settings under BM25's p50 on the same engine (IF/BM25 interval below 1.0, agreement ≥ 0.99), "
+                  "fastest first, each with what it costs: " + "; ".join(
+                      f"`{_lever_name(r)}` {r['if_over_bm25']:.2f}× [{r['if_over_bm25_lo']:.2f}, {r['if_over_bm25_hi']:.2f}] "
+                      f"({latency_verdict(r)}), "
+                      f"nDCG@10 {_change(r, 'scifact')} SciFact / {_change(r, 'cranfield')} Cranfield"
+                      for r in under) + ". None is chosen by its nDCG@10: these are the test sets.", ""]
+    elif best is not None:
+        lines += ["No lever setting's IF/BM25 interval lies below 1.0.", ""]
+    lines += ["| lever | engine | value | nDCG@10 SciFact (Δ [95%]) | nDCG@10 Cranfield (Δ [95%]) | p50 ms | IF / BM25 "
+              f"| ≤ {GOAL_RATIO:.1f}× BM25 (p): verdict | top-10 agr. | Pareto | doc nnz | query terms |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
+    for r in levers.to_dict("records"):
+        ratio = r.get("if_over_bm25", nan)
+        ratio = "–" if ratio != ratio else (f"{ratio:.2f}× [{r.get('if_over_bm25_lo', nan):.2f}, "
+                                            f"{r.get('if_over_bm25_hi', nan):.2f}]")
+        front = {True: "front", False: "–"}.get(r.get("pareto"), "–")
+        lines.append(f"| {r['lever']} | {r.get('engine', '–')} | {f(r['value'], 'g')} | {r['nDCG@10 scifact']:.4f} "
+                     f"({_change(r, 'scifact')}) | {r['nDCG@10 cranfield']:.4f} ({_change(r, 'cranfield')}) | "
+                     f"{r['p50_ms']:.3f} | {ratio} | ({fmt_p(r.get('if_over_bm25_p', nan))}): {latency_verdict(r)} | "
+                     f"{f(r.get('top10_agreement', nan), '.3f')} | {front} | {r['doc_nnz']:.0f} | {r['query_terms']:.1f} |")
+    lines.append("")
+    if levers["lever"].astype(str).str.startswith("lambda").any():
+        n = int(levers["seeds"].max()) if "seeds" in levers and levers["seeds"].notna().any() else 1
+        which = "the sweep's first seed, the run of its curve" if n == 1 else f"the sweep's first {n} seeds, the runs of its curve, pooled"
+        lines += [f"`lambda` rows: the idf-flops student trained at that FLOPS weight ({which}) in place of the unpruned "
+                  "model, on the same documents; it was fine-tuned on SciFact train, so its SciFact row is in-domain, as "
+                  "on the curve.", ""]
+    lines += [f"Ratios: 95% intervals and two-sided p against {GOAL_RATIO:.1f}× from a bootstrap over training seeds "
+              "(`lambda` rows), timing passes and queries (`ifsr.eval.stats.median_ratio`); holds / reversed: "
+              f"p < {ALPHA:g} from ≥ {MIN_SEEDS} of each.", ""]
     return lines
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_preset_plans_with_declared_parameters():
     for preset in ("smoke", "cpu", "gpu"):
         steps = plan(preset, ROOT, data_dir="somewhere")
-        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "02_teachers", "01_idf_flops"]  # stage 1, 2
+        assert [n.stem for n, _, _ in steps][:3] == ["00_baselines", "01_teachers", "02_idf_flops"]  # stage 1, 2
         for notebook, out_dir, params in steps:
             assert params["preset"] == preset and params["data_dir"] == "somewhere"
             assert out_dir.parent == ROOT / "results" / preset
@@ -32,18 +32,18 @@ def test_entry_variants_name_their_folder():
 
 def test_unknown_parameter_preset_and_config_key_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lamdas'\]"):
-        check_parameters(ROOT / "notebooks" / "01_idf_flops.ipynb", {"lamdas": [0.1]})
+        check_parameters(ROOT / "notebooks" / "02_idf_flops.ipynb", {"lamdas": [0.1]})
     with pytest.raises(ValueError, match="unknown preset 'tpu'"):
         plan("tpu", ROOT)
     with pytest.raises(ValueError, match="unknown parameter"):
-        plan("smoke", repo_copy(tmp_path / "a", "smoke:\n  01_idf_flops: {lambda: 1}\n"))
+        plan("smoke", repo_copy(tmp_path / "a", "smoke:\n  02_idf_flops: {lambda: 1}\n"))
     with pytest.raises(ValueError, match="unknown notebook"):
         plan("smoke", repo_copy(tmp_path / "b", "smoke:\n  07_magic: {}\n"))
-    bad_train = "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, train_overrides: {in_batch: true}}\n"
+    bad_train = "smoke:\n  02_idf_flops: {config_path: configs/smoke.yaml, train_overrides: {in_batch: true}}\n"
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['in_batch'\]"):
         plan("smoke", repo_copy(tmp_path / "c", bad_train))
     with pytest.raises(ValueError, match="arms must be"):
-        plan("smoke", repo_copy(tmp_path / "d", "smoke:\n  01_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
+        plan("smoke", repo_copy(tmp_path / "d", "smoke:\n  02_idf_flops: {config_path: configs/smoke.yaml, arms: [ones]}\n"))
 
 
 def test_bad_latency_levers_are_refused_before_anything_runs(tmp_path):
@@ -65,7 +65,7 @@ def test_bad_latency_levers_are_refused_before_anything_runs(tmp_path):
 
 
 def test_finished_result_is_not_overwritten(tmp_path, capsys):
-    root = repo_copy(tmp_path, "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n")
+    root = repo_copy(tmp_path, "smoke:\n  01_teachers: {config_path: configs/smoke.yaml}\n")
     done = root / "results" / "smoke" / "teachers"
     done.mkdir(parents=True)
     (done / "manifest.json").write_text("{}")

@@ -16,7 +16,7 @@ from ifsr.cli import main
 from ifsr.replicate import plan, replicate
 
 ROOT = Path(__file__).resolve().parents[2]
-TEACHERS = "smoke:\n  02_teachers: {config_path: configs/smoke.yaml}\n"
+TEACHERS = "smoke:\n  01_teachers: {config_path: configs/smoke.yaml}\n"
 
 
 def _fake_papermill(monkeypatch, fail: bool = False, wall: float = 1.0, fail_after_manifest: bool = False):
@@ -68,8 +68,8 @@ def test_failed_forced_run_leaves_the_folder_unfinished(tmp_path, monkeypatch):
         replicate("smoke", root, force=True, data_dir=_data(tmp_path))
     assert not (done / "manifest.json").exists()  # not "finished": the next run redoes it
     calls = _fake_papermill(monkeypatch)
-    assert [p.name for p in replicate("smoke", root, data_dir=_data(tmp_path))] == ["02_teachers.ipynb"]
-    assert [c[0] for c in calls] == ["02_teachers.ipynb"]
+    assert [p.name for p in replicate("smoke", root, data_dir=_data(tmp_path))] == ["01_teachers.ipynb"]
+    assert [c[0] for c in calls] == ["01_teachers.ipynb"]
     assert json.loads((done / "manifest.json").read_text())["new"]
     assert not (done / "manifest.previous.json").exists()  # the old manifest goes once the new one is there
 
@@ -89,20 +89,20 @@ def test_forced_run_that_succeeds_replaces_the_manifest(tmp_path, monkeypatch, c
     replicate("smoke", root, force=True, data_dir=_data(tmp_path))
     manifest = json.loads((done / "manifest.json").read_text())
     assert manifest["new"] and manifest["wall_seconds"] >= 0
-    assert sorted(p.name for p in done.iterdir()) == ["02_teachers.ipynb", "figure.png", "manifest.json", "out.csv"]
+    assert sorted(p.name for p in done.iterdir()) == ["01_teachers.ipynb", "figure.png", "manifest.json", "out.csv"]
     out = capsys.readouterr().out
-    assert "[1/1] 02_teachers.ipynb" in out and "estimated 5m21s from the last run's manifest" in out
+    assert "[1/1] 01_teachers.ipynb" in out and "estimated 5m21s from the last run's manifest" in out
 
 
 def test_a_data_dir_without_the_idf_table_is_refused_before_any_notebook(tmp_path, monkeypatch, capsys):
     """Issue 31: `ifsr replicate --data-dir <a folder without idf/>` ran the first notebook and ended in a papermill
     traceback after 11 s. Now one line and exit 2, before any notebook or LAUNCH.json."""
     root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
-                           "  02_teachers: {config_path: configs/smoke.yaml}\n")
+                           "  01_teachers: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
     (tmp_path / "empty").mkdir()
     for data, fragment in ((tmp_path / "empty", "no idf/msmarco_bert-base-uncased_idf.json (the MS MARCO IDF table "
-                                                "00_baselines, 02_teachers read)"),
+                                                "00_baselines, 01_teachers read)"),
                            (tmp_path / "absent", "no such directory")):
         assert main(["replicate", "--preset", "smoke", "--root", str(root), "--data-dir", str(data)]) == 2
         err = capsys.readouterr().err
@@ -114,10 +114,10 @@ def test_a_data_dir_without_the_idf_table_is_refused_before_any_notebook(tmp_pat
 
 def test_only_with_an_unknown_name_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
     root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
-                           "  01_idf_flops: {config_path: configs/smoke.yaml}\n")
+                           "  02_idf_flops: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
     with pytest.raises(ValueError, match=r"--only 01_idf_flopz: not an entry of preset 'smoke'; "
-                                         r"known: \['00_baselines', '01_idf_flops'\]"):
+                                         r"known: \['00_baselines', '02_idf_flops'\]"):
         plan("smoke", root, only=["00_baselines", "01_idf_flopz"])
     assert main(["replicate", "--preset", "smoke", "--root", str(root), "--data-dir", str(tmp_path),
                  "--only", "00_baselines", "01_idf_flopz"]) == 2
@@ -129,9 +129,9 @@ def test_only_with_an_unknown_name_is_refused_before_anything_runs(tmp_path, mon
 # --------------------------------------------------------------------------- presets.yaml
 
 @pytest.mark.parametrize("text, message", [
-    ("smoke:\n  - 00_baselines\n  - 01_idf_flops\n",
+    ("smoke:\n  - 00_baselines\n  - 02_idf_flops\n",
      r"presets\.yaml: line 1: preset 'smoke': expected a mapping notebook -> parameters .*got a list"),
-    ("smoke:\n  00_baselines: {datasets: [scifact]\n  01_idf_flops: {}\n",
+    ("smoke:\n  00_baselines: {datasets: [scifact]\n  02_idf_flops: {}\n",
      r"presets\.yaml: line 3: YAML syntax error: expected ',' or '}'"),
     ("smoke:\n  00_baselines: [scifact]\n",
      r"presets\.yaml: line 2: preset 'smoke', 00_baselines: expected a mapping parameter -> value, got a list"),
@@ -160,11 +160,11 @@ def test_launch_is_written_only_when_something_runs(tmp_path, monkeypatch, capsy
 
 def test_progress_lines_and_the_paths_of_report_and_figures(tmp_path, monkeypatch, capsys):
     root = repo_copy(tmp_path, "smoke:\n  00_baselines: {datasets: [scifact]}\n"
-                           "  02_teachers: {config_path: configs/smoke.yaml}\n")
+                           "  01_teachers: {config_path: configs/smoke.yaml}\n")
     calls = _fake_papermill(monkeypatch)
     replicate("smoke", root, data_dir=_data(tmp_path))
     out = capsys.readouterr().out
-    assert "[1/2] 00_baselines.ipynb" in out and "no estimate" in out and "[2/2] 02_teachers.ipynb" in out
+    assert "[1/2] 00_baselines.ipynb" in out and "no estimate" in out and "[2/2] 01_teachers.ipynb" in out
     assert "elapsed" in out and "nothing left" in out
     assert f"report: {root / 'results' / 'smoke' / 'REPORT.md'}" in out
     for folder in ("baselines", "teachers"):

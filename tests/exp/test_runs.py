@@ -98,3 +98,25 @@ def test_sweep_student_is_the_sweeps_run_and_refuses_points_off_the_curve(smoke)
         sweep_student(smoke, "dense", 0.1)
     with pytest.raises(ValueError, match="arm must be one of"):
         sweep_train_config(smoke, "dense", 0.1, 0)
+
+
+def test_a_field_added_with_its_default_re_keys_no_run(smoke):
+    """A TrainConfig / AblationConfig grown by one field (a subclass standing in for the edited dataclass): with the
+    field at its default every key is the one before; set, it changes the key. Every field of today's configs
+    is always hashed, so no existing run is re-keyed either."""
+    from ifsr.distill.config import TrainConfig
+    from ifsr.exp.config import AblationConfig
+    from ifsr.exp.runs import KEYED_ABLATION_FIELDS, KEYED_TRAIN_FIELDS, NOT_TRAINING
+
+    grown_train = dataclasses.make_dataclass("GrownTrain", [("label_smoothing", float, dataclasses.field(default=0.0))],
+                                             bases=(TrainConfig,))
+    grown_cfg = dataclasses.make_dataclass("GrownAblation", [("hard_negative_depth", int, dataclasses.field(default=0))],
+                                           bases=(AblationConfig,))
+    key = run_key(smoke, smoke.train)
+    train = grown_train(**dataclasses.asdict(smoke.train))
+    cfg = grown_cfg(**{f.name: getattr(smoke, f.name) for f in dataclasses.fields(AblationConfig)})
+    assert run_key(smoke, train) == key and run_key(cfg, smoke.train) == key
+    assert run_key(smoke, dataclasses.replace(train, label_smoothing=0.1)) != key
+    assert run_key(dataclasses.replace(cfg, hard_negative_depth=5), smoke.train) != key
+    assert KEYED_TRAIN_FIELDS == {f.name for f in dataclasses.fields(TrainConfig)}  # today's fields: always hashed
+    assert KEYED_ABLATION_FIELDS == {f.name for f in dataclasses.fields(AblationConfig)} - NOT_TRAINING
