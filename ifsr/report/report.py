@@ -22,8 +22,9 @@ FOLDERS = ("baselines", "teachers", "idf_flops", "latency")  # the protocol's fo
 FIGURES = (("idf_flops/curve.png", "sparsity–relevance curves (stage 2), mean ± sd over seeds"),
            ("teachers/teachers.png", "teacher ablation (stage 1, zero-shot), 95% CI over seeds and queries"),
            ("idf_flops/training.png", "training curves: loss terms and λ_t per step"),
-           ("latency/latency.png", "latency against corpus size, per engine setting and system"),
-           ("latency/levers/levers.png", "levers: nDCG@10 change against the ratio to BM25, Pareto fronts"))
+           ("latency/latency.png", "latency against corpus size, per engine setting and system"))
+LEVER_FIGURE = ("nDCG@10 change against the ratio to BM25, Pareto fronts",  # made with its table's Pareto columns
+                "nDCG@10 against p50")  # a figure made before them (its table has none)
 
 
 def _folders(root: Path) -> list[str]:
@@ -107,11 +108,20 @@ def _mde_sentence(claims: pd.DataFrame) -> str:
     return text
 
 
+def _lever_caption(folder: Path) -> str:
+    """The lever figure's caption as the figure beside `folder/levers/table.csv` was drawn: the Pareto figure
+    when its table has the Pareto columns, else the older nDCG@10-against-p50 figure."""
+    table = folder / "levers" / "table.csv"
+    header = table.open(encoding="utf-8").readline().rstrip("\n").split(",") if table.is_file() else []
+    return LEVER_FIGURE[0] if "pareto" in header else LEVER_FIGURE[1]
+
+
 def _figures(root: Path) -> list[str]:
     lines = []
-    variants = [(f"{p.parent.parent.name}/levers/levers.png", f"levers of `{p.parent.parent.name}`: nDCG@10 change against the ratio to BM25, Pareto fronts")
-                for p in sorted(root.glob("latency_*/levers/levers.png"))]
-    for rel, what in list(FIGURES) + variants:
+    levers = [(f"{p.parent.parent.name}/levers/levers.png",
+               ("pruning levers" if p.parent.parent.name == "latency" else f"levers of `{p.parent.parent.name}`")
+               + ": " + _lever_caption(p.parent.parent)) for p in sorted(root.glob("latency*/levers/levers.png"))]
+    for rel, what in list(FIGURES) + levers:
         if (root / rel).is_file():
             lines += [f"**{what}** (`{rel}`)", "", f"![{what}]({rel})", ""]
     return lines

@@ -120,7 +120,7 @@ def test_verdict_table_and_index_carry_the_mde(tmp_path):
     _teachers(root / "p", rng)
     _sweep(root / "p", rng)
     text = write_report(root, "p", n_boot=1000).read_text()
-    head, = lines_with(text, "| claim |", "| seeds |")
+    head, = lines_with(text, "| claim | compared |", "| seeds |")
     assert cells(head)[-2:] == ["MDE (80%)", "verdict"]
     verdicts = pd.read_csv(root / "p" / "verdicts.csv")
     assert {"se", "mde"} <= set(verdicts.columns)
@@ -331,3 +331,15 @@ def test_the_power_table_says_what_seeds_or_queries_would_buy():
     assert "| H2 | mean | 3 | 0.0190 | 0.0169 | none: the floor is above 0.010 | 0.0140 |" in text
     assert "scifact" not in text  # the per-dataset rows stay in verdicts.csv
     assert _power_lines(claims.drop(columns="mde_floor")) == []  # an older verdict table: no section
+
+
+def test_lever_caption_follows_the_figure_its_table_made(tmp_path):
+    """A lever figure is captioned as it was drawn: the Pareto figure when its table has the Pareto columns,
+    the older nDCG@10-against-p50 figure otherwise (a regenerated report never re-labels an older figure)."""
+    from ifsr.report.report import LEVER_FIGURE, _lever_caption
+
+    (tmp_path / "levers").mkdir()
+    (tmp_path / "levers" / "table.csv").write_text("lever,value,p50_ms\nnone,,1.0\n")
+    assert _lever_caption(tmp_path) == LEVER_FIGURE[1]
+    (tmp_path / "levers" / "table.csv").write_text("lever,value,p50_ms,no_relevance_cost,pareto\nnone,,1.0,True,True\n")
+    assert _lever_caption(tmp_path) == LEVER_FIGURE[0]
