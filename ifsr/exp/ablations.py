@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder
+from ifsr.core.names import IDF_ARM, MINMAX
+from ifsr.models import SPARSE_ENCODER, resolve_model_path, saved_layout
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
@@ -34,17 +36,25 @@ from ifsr.serving.export import load_sparse_encoder
 METRICS = ("nDCG@10", "R@100", "flops", "doc_nnz", "doc_nnz_docs", "query_nnz")  # the curve's columns from each evaluation
 
 
+def protocol_encoders(cfg: AblationConfig, model: str | Path) -> tuple[DocumentEncoder, QueryEncoder, Path]:
+    """The protocol's evaluation encoders of a model, a trained student's folder (a SparseEncoder) or a model name
+    or MLM folder (the untrained start): its document side at `eval_max_length` on `cfg.device`, the preset's IDF
+    queries, and the folder that holds its weights (hashed into the cache keys)."""
+    if saved_layout(model) == SPARSE_ENCODER:  # a trained student
+        doc, _ = load_sparse_encoder(model, max_length=cfg.eval_max_length)
+        folder = Path(model)
+    else:  # a model name or MLM directory: the untrained start
+        doc = DocumentEncoder.from_pretrained(str(model), max_length=cfg.eval_max_length)
+        folder = Path(resolve_model_path(model))
+    doc.to(resolve_device(cfg.device))
+    return doc, QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer)), folder
+
+
 def evaluate_trained(cfg: AblationConfig, model_dir: str | Path, query_weights: str = "idf") -> list[dict[str, Any]]:
     """Exact inference-free retrieval of a trained model on each eval set at `eval_max_length`, the documents
     encoded on the evaluation queries' vocabulary (ifsr.eval.evaluate.query_vocab_evaluation: the same runs
     as full vectors); per-query nDCG@10 kept."""
-    if (Path(model_dir) / "modules.json").is_file():  # a trained student
-        doc, _ = load_sparse_encoder(model_dir, max_length=cfg.eval_max_length)
-    else:  # a model name or MLM directory: the untrained start
-        doc = DocumentEncoder.from_pretrained(str(model_dir), max_length=cfg.eval_max_length)
-        model_dir = Path(resolve_model_path(str(model_dir)))
-    doc.to(resolve_device(cfg.device))
-    query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
+    doc, query, model_dir = protocol_encoders(cfg, model_dir)
     weights = sha256_dir(model_dir)
     rows = []
     for name in cfg.eval_datasets:
@@ -84,7 +94,7 @@ def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> 
     teacher, FLOPS weight `lam`, training seed `seed`."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
-    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed)
 
 
 def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> TrainedRun:
@@ -107,7 +117,7 @@ def lambda_student(students: str | os.PathLike, lam: float, seed_index: int = 0,
     cfg = load_config(AblationConfig, students, **overrides)
     if not 0 <= seed_index < len(cfg.seeds):
         raise ValueError(f"{students}: seed index {seed_index} out of its {len(cfg.seeds)} seeds {cfg.seeds}")
-    return str(sweep_student(cfg, "idf-flops", lam, cfg.seeds[seed_index]).model_dir)
+    return str(sweep_student(cfg, IDF_ARM, lam, cfg.seeds[seed_index]).model_dir)
 
 
 def idf_flops_sweep(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

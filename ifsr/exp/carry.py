@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from ifsr.core.encoder import OFFLINE_MODELS, resolve_model_path
+from ifsr.models import OFFLINE_MODELS, resolve_model_path
 from ifsr.exp.config import AblationConfig
 from ifsr.manifest import slim_copy
 

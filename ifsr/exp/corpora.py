@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
-from ifsr.cache import ENCODER_VERSION, SPARSE_DOC_TAG, cached_encode, texts_sha256, weights_checksum
-from ifsr.core.encoder import resolve_model_path
+from ifsr.cache import weights_checksum
+from ifsr.models import resolve_model_path, saved_layout
 from ifsr.data.beir import files_sha256, load_beir
 from ifsr.data.pairs import load_pairs
 from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.eval.evaluate import encode_texts
 from ifsr.serving.export import load_model
 
 
@@ -35,24 +35,7 @@ class LatencyCorpus:
     distinct: int | None = None  # rows that are distinct real documents (the rest are resampled copies)
 
 
-def encode_cached(encoder, texts: Sequence[str], cache_dir: str | os.PathLike, model: str, weights: str,
-                  chunk: int = 2048, batch_size: int = 32, show_progress: bool = True) -> sp.csr_matrix:
-    """`encoder.encode(texts)` in chunks, each an `ifsr.cache` entry keyed by model name + weights
-    checksum + the chunk's texts + max_length (a killed run resumes at the first missing chunk)."""
-    if chunk <= 0:
-        raise ValueError(f"chunk must be positive, got {chunk}")
-    blocks = []
-    for start in tqdm(range(0, len(texts), chunk), desc="encode corpus (cached chunks)", disable=not show_progress):
-        part = list(texts[start : start + chunk])
-        key = {"kind": "latency-corpus-chunk", "model": model, "weights": weights, "encoder": SPARSE_DOC_TAG,
-               "texts": texts_sha256(part), "n": len(part), "max_length": int(encoder.max_length),
-               "encoder_version": ENCODER_VERSION}
-        def compute(part: list[str] = part) -> sp.csr_matrix:
-            return encoder.encode(part, batch_size=batch_size, show_progress=show_progress)
-        blocks.append(sp.csr_matrix(cached_encode(key, compute, cache_dir), dtype=np.float32))
-    if not blocks:
-        return sp.csr_matrix((0, len(encoder.tokenizer)), dtype=np.float32)
-    return sp.vstack(blocks, format="csr")
+CHUNK = 2048  # documents to a cache entry of a latency corpus (ifsr.eval.evaluate.encode_texts(chunk=))
 
 
 def resample(corpus: LatencyCorpus, n_docs: int, seed: int) -> LatencyCorpus:
@@ -81,14 +64,14 @@ def real_corpus(data_dir: str | os.PathLike, encoder, cache_dir: str | os.PathLi
         raise ValueError(f"which must be 'scifact' or 'real', got {which!r}")
     ds = load_beir("scifact", "test", data_dir=data_dir, download=False)
     texts = ds.doc_texts()
-    vectors = encode_cached(encoder, texts, cache_dir, model, weights, show_progress=show_progress)
+    vectors = encode_texts(encoder, texts, weights, cache_dir, show_progress=show_progress, model=model, chunk=CHUNK)
     if which == "scifact":
         return LatencyCorpus("scifact", texts, vectors, False, list(ds.doc_ids), len(texts))
     seen = set(texts)
     passages = list(dict.fromkeys(p.positive for p in load_pairs(Path(data_dir) / "pairs") if p.positive not in seen))
     name = "real" if max_passages is None or max_passages >= len(passages) else f"real[:{max_passages}]"
     passages = passages[:max_passages]
-    extra = encode_cached(encoder, passages, cache_dir, model, weights, show_progress=show_progress)
+    extra = encode_texts(encoder, passages, weights, cache_dir, show_progress=show_progress, model=model, chunk=CHUNK)
     ids = list(ds.doc_ids) + [f"passage:{i}" for i in range(len(passages))]
     return LatencyCorpus(name, texts + passages, sp.vstack([vectors, extra], format="csr"), False, ids,
                          len(ids))
@@ -139,8 +122,7 @@ def provenance(data_dir: str | os.PathLike, model_path: str | os.PathLike,
     pairs = sorted((Path(data_dir) / "pairs").glob("*.jsonl.gz"))
     data = {"scifact-test": load_beir("scifact", "test", data_dir=data_dir, download=False).checksum(),
             "pairs": files_sha256(pairs) if pairs else "absent"}
-    saved = any((Path(model_path) / f).is_file() for f in ("modules.json", "idf.json"))
-    if not saved:
+    if saved_layout(model_path) is None:
         data["idf"] = sha256_file(idf_path)
     return data, {str(model_path): sha256_dir(model_path)}
 

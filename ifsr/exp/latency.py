@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO  # claim 4's thresholds
-from ifsr.core.encoder import resolve_model_path
+from ifsr.models import resolve_model_path
 from ifsr.core.retrieval import to_run
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, resolve_cache_dir
 from ifsr.eval.metrics import evaluate_run

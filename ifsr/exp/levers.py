@@ -30,13 +30,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO
-from ifsr.core.encoder import resolve_model_path
+from ifsr.models import resolve_model_path
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir, resolve_cache_dir
+from ifsr.eval.evaluate import encode_texts
 from ifsr.eval.metrics import per_query
 from ifsr.eval.stats import median_ratio, paired_delta
 from ifsr.exp.ablations import lambda_student
 from ifsr.exp.config import LatencyConfig
-from ifsr.exp.corpora import (check_sizes, encode_cached, latency_corpora, load_encoders, provenance,
+from ifsr.exp.corpora import (CHUNK, check_sizes, latency_corpora, load_encoders, provenance,
                               scifact_queries)
 from ifsr.exp.latency import latency_table, ranked_run
 from ifsr.exp.pipelines import EngineCache
@@ -249,7 +250,8 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
             sets = {}
             for ds_name in ("scifact", "cranfield"):
                 ds = load_beir(ds_name, "test", data_dir=data_dir, download=False)
-                vectors = encode_cached(doc, ds.doc_texts(), cache_dir, name, weights, show_progress=show_progress)
+                vectors = encode_texts(doc, ds.doc_texts(), weights, cache_dir, show_progress=show_progress, model=name,
+                                       chunk=CHUNK)
                 sets[ds_name] = (vectors, ds.doc_ids, {q: ds.queries[q] for q in ds.query_ids},
                                  {q: ds.qrels[q] for q in ds.query_ids})
             corpus, = latency_corpora([size], data_dir, doc, cache_dir, name, weights, resample_from, max_passages,

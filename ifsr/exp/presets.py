@@ -14,6 +14,7 @@ from typing import Any
 import papermill
 import yaml
 
+from ifsr.core.names import IDF_ARM
 from ifsr.exp.config import AblationConfig, load_config
 
 
@@ -134,7 +135,7 @@ def check_config(root: str | os.PathLike, params: dict[str, Any]) -> None:
         raise ValueError(f"lever_seeds {seeds!r}: an int from 1 to the {len(cfg.seeds)} seeds of {params['lever_students']}")
     for lam in lams:
         try:
-            cfg.curve_point("idf-flops", lam)
+            cfg.curve_point(IDF_ARM, lam)
         except ValueError as e:
             raise ValueError(f"lambda lever {lam} is not on the idf-flops curve of {params['lever_students']}: {e}") from None
 

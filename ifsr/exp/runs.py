@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifsr.core.encoder import load_tokenizer, resolve_model_path
+from ifsr.core.encoder import load_tokenizer
+from ifsr.core.names import MINMAX
+from ifsr.models import resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import data_dir, load_beir
 from ifsr.distill.student import mlm_dir
@@ -99,8 +101,8 @@ def start_config(cfg: AblationConfig, train_cfg: TrainConfig | None = None) -> T
     if not has_pretraining(cfg):
         return None
     if train_cfg is None:
-        return pretrain_config(cfg, "ensemble-minmax", cfg.seeds[0])
-    return pretrain_config(cfg, "ensemble-minmax", train_cfg.seed, train_cfg.query_weights)
+        return pretrain_config(cfg, MINMAX, cfg.seeds[0])
+    return pretrain_config(cfg, MINMAX, train_cfg.seed, train_cfg.query_weights)
 
 
 def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune") -> str:

@@ -20,18 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ifsr.core.encoder import DocumentEncoder, QueryEncoder, resolve_model_path
-from ifsr.core.idf import load_idf
+from ifsr.core.names import IDF_ARM
 from ifsr.data.beir import BeirSet, dev_split, load_beir
-from ifsr.distill.teachers import resolve_device
 from ifsr.eval.evaluate import query_vocab_evaluation
 from ifsr.eval.metrics import per_query
-from ifsr.exp.ablations import _lazy, sweep_train_config
+from ifsr.exp.ablations import _lazy, protocol_encoders, sweep_train_config
 from ifsr.exp.config import AblationConfig, load_config, save_config
 from ifsr.exp.runs import pretrained_run, start_config, trained_run
-from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
+from ifsr.exp.trainsets import finetune_dataset, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir
-from ifsr.serving.export import load_sparse_encoder
 
 
 def dev_set(cfg: AblationConfig) -> BeirSet:
@@ -46,13 +43,7 @@ def dev_set(cfg: AblationConfig) -> BeirSet:
 def dev_score(cfg: AblationConfig, model: str | Path, dev: BeirSet) -> dict[str, float]:
     """nDCG@10 and R@100 of a model (a trained student directory, or an MLM name: the untrained start) on the dev
     split, IDF queries, exact retrieval at `eval_max_length` (the protocol's evaluation)."""
-    if (Path(model) / "modules.json").is_file():
-        doc, _ = load_sparse_encoder(model, max_length=cfg.eval_max_length)
-    else:
-        doc = DocumentEncoder.from_pretrained(str(model), max_length=cfg.eval_max_length)
-        model = resolve_model_path(str(model))
-    doc.to(resolve_device(cfg.device))
-    query = QueryEncoder(doc.tokenizer, load_idf(idf_path(cfg), doc.tokenizer))
+    doc, query, model = protocol_encoders(cfg, model)
     q = query.encode([dev.queries[i] for i in dev.query_ids])  # [nq, V]
     row, run = query_vocab_evaluation(doc, str(model), sha256_dir(model), dev, q, cfg.cache_dir)
     per_q = per_query(run, {i: dev.qrels[i] for i in dev.query_ids}, "nDCG@10")
@@ -82,7 +73,7 @@ def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = 
     for t, lr in grid:
         c = dataclasses.replace(cfg, teacher_lambda=t, train=dataclasses.replace(cfg.train, lr=lr))
         data, pre = _lazy(lambda c=c: finetune_dataset(c)), _lazy(lambda c=c: pretrain_dataset(c))
-        base = sweep_train_config(c, "idf-flops", c.headline_lambda, seed)
+        base = sweep_train_config(c, IDF_ARM, c.headline_lambda, seed)
         start = start_config(c, base)
         if start is not None:
             run = pretrained_run(c, start, pre)

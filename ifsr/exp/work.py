@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifsr.core.names import ARMS
+from ifsr.core.names import ARMS, MINMAX
 from ifsr.exp.config import AblationConfig, BaselinesConfig, preset_config
 
 
@@ -60,7 +60,7 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
-                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher="ensemble-minmax", lam=lam, seed=seed)
+                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed)
                 start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
                 if start is not None and pre(start) not in stages:
                     stages.append(pre(start))

@@ -17,6 +17,7 @@ import pandas as pd
 
 # Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
 from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO
+from ifsr.core.names import DENSE, IDF_ARM, MINMAX, PLAIN_ARM, RAW_SUM, SPARSE
 from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, power_split, seed_matrix
 from ifsr.tables import read_table
 
@@ -171,11 +172,11 @@ def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 100
     out = []
     datasets = sorted(table["dataset"].unique())
     have = set(table["teacher"])
-    for claim, other in (("2a", "dense"), ("2b", "sparse"), ("3", "ensemble-raw")):
-        if not {"ensemble-minmax", other} <= have:
+    for claim, other in (("2a", DENSE), ("2b", SPARSE), ("3", RAW_SUM)):
+        if not {MINMAX, other} <= have:
             continue
         for label, sets in _both(datasets):
-            a = [seed_matrix(per_query, d, teacher="ensemble-minmax") for d in sets]
+            a = [seed_matrix(per_query, d, teacher=MINMAX) for d in sets]
             b = [seed_matrix(per_query, d, teacher=other) for d in sets]
             s = paired_delta(a, b, n_boot=n_boot)
             ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
@@ -189,10 +190,10 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
     out = []
     datasets = sorted(curve["dataset"].unique())
     arms = set(curve["arm"])
-    if {"idf-flops", "flops"} <= arms:
+    if {IDF_ARM, PLAIN_ARM} <= arms:
         for label, sets in _both(datasets):
-            a = [curve_arrays(curve, per_query, d, "idf-flops") for d in sets]
-            b = [curve_arrays(curve, per_query, d, "flops") for d in sets]
+            a = [curve_arrays(curve, per_query, d, IDF_ARM) for d in sets]
+            b = [curve_arrays(curve, per_query, d, PLAIN_ARM) for d in sets]
             s = curve_gap(a, b, n_boot=n_boot_curve)
             if len(sets) > 1:
                 span = "mean of the datasets' gaps"
@@ -201,12 +202,12 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
                 lo, hi = max(r.min() for r in ranges), min(r.max() for r in ranges)
                 span = f"mean gap over FLOPS {lo:.3g}–{hi:.3g}" if lo < hi else "the FLOPS ranges do not overlap"
             out.append(_row("1", label, span, s))
-    if headline is not None and "idf-flops" in arms:
+    if headline is not None and IDF_ARM in arms:
         for claim, ref in (("H1", "bm25"), ("H2", "untrained")):
             if ref not in arms:
                 continue
             for label, sets in _both(datasets):
-                a = [seed_matrix(per_query, d, arm="idf-flops", **{"lambda": float(headline)}) for d in sets]
+                a = [seed_matrix(per_query, d, arm=IDF_ARM, **{"lambda": float(headline)}) for d in sets]
                 b = [seed_matrix(per_query, d, arm=ref) for d in sets]
                 s = paired_delta(a, b, n_boot=n_boot)
                 ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
+from ifsr.core.names import MINMAX
+
 
 def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
     """nDCG@10 against the FLOPS metric, one line per arm, one panel per dataset: each point the mean
@@ -59,10 +61,10 @@ def plot_teachers(table: pd.DataFrame, per_query: pd.DataFrame, path: str | Path
     A bar above 0: the ensemble is better, as the paper says."""
     from ifsr.eval.stats import paired_delta, seed_matrix
     sets = sorted(table["dataset"].unique())
-    others = [t for t in dict.fromkeys(table["teacher"]) if t != "ensemble-minmax"]
+    others = [t for t in dict.fromkeys(table["teacher"]) if t != MINMAX]
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
-        ens = seed_matrix(per_query, name, teacher="ensemble-minmax")
+        ens = seed_matrix(per_query, name, teacher=MINMAX)
         stats = [paired_delta([ens], [seed_matrix(per_query, name, teacher=t)], n_boot=2000) for t in others]
         ax.bar(range(len(others)), [b.delta for b in stats], color="tab:blue", alpha=0.8,
                yerr=[[max(0.0, b.delta - b.low) for b in stats], [max(0.0, b.high - b.delta) for b in stats]], capsize=4)

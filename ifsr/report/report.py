@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ifsr.core.names import MINMAX, RAW_SUM
 from ifsr.exp.config import LatencyConfig, load_config, read_config
 from ifsr.report.claims import (MEAN, PAPER_RATIO, POWER_TARGET, claim_rows, fmt_p, latency_claims, latency_section,
                                  verdict_cell)
@@ -166,10 +167,10 @@ def _why(teachers: pd.DataFrame | None, curve: pd.DataFrame | None, base: pd.Dat
     if base is not None:
         for ds in sorted(base["dataset"].unique()):
             b = base[base["dataset"] == ds].set_index("system")["nDCG@10"]
-            if {"dense-teacher", "sparse-teacher", "ensemble-minmax"} <= set(b.index):
+            if {"dense-teacher", "sparse-teacher", MINMAX} <= set(b.index):
                 lines.append(f"- {ds}, the teachers as retrievers: min-max ensemble {b['ensemble-minmax']:.4f}, dense "
                              f"{b['dense-teacher']:.4f}, sparse {b['sparse-teacher']:.4f}"
-                             + (f", raw sum {b['ensemble-raw']:.4f}" if "ensemble-raw" in b.index else "")
+                             + (f", raw sum {b[RAW_SUM]:.4f}" if RAW_SUM in b.index else "")
                              + ": the targets' ranking quality, before any student learns from them.")
     if curve is not None and "arm" in curve:
         arms = set(curve["arm"].astype(str))

@@ -28,7 +28,8 @@ from safetensors import SafetensorError
 from sentence_transformers import SparseEncoder
 from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, SpladePooling, Transformer
 
-from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_tokenizer, resolve_model_path
+from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_tokenizer
+from ifsr.models import OPENSEARCH, SPARSE_ENCODER, resolve_model_path, saved_layout
 from ifsr.core.idf import load_idf, save_idf
 from ifsr.core.names import MAX_LENGTH
 from ifsr.distill.student import bake_special_zeroing, save_student
@@ -239,10 +240,10 @@ def load_model(path_or_name: str, idf_path: str | os.PathLike | None = None, max
     `max_length` None: the model's own, the one place that decides it for every `ifsr` verb: the length
     a saved model (either layout) was trained or exported with, MAX_LENGTH for a bare MLM or a folder that
     records none. `show_progress` False: no transformers "Loading weights" bar (the setting is restored after)."""
-    p = Path(path_or_name)
-    if (p / "modules.json").is_file():
+    p, layout = Path(path_or_name), saved_layout(path_or_name)
+    if layout == SPARSE_ENCODER:
         return load_sparse_encoder(p, max_length, show_progress=show_progress)
-    if (p / "idf.json").is_file():
+    if layout == OPENSEARCH:
         return load_opensearch(p, max_length=max_length, show_progress=show_progress)
     max_length = MAX_LENGTH if max_length is None else max_length
     if idf_path is None:

@@ -5,7 +5,8 @@ import torch
 from conftest import SAMPLE_TEXTS
 
 from ifsr.core.encoder import (DocumentEncoder, QueryEncoder, checked_path, load_mlm, load_tokenizer, max_pooled_logits,
-                               resolve_model_path, seeded, special_ids)
+                               seeded, special_ids)
+from ifsr.models import resolve_model_path
 from ifsr.core.idf import load_idf
 
 

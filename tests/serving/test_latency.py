@@ -10,7 +10,8 @@ from conftest import need_module
 from serving_helpers import real_bits  # noqa: F401
 
 from ifsr.data.beir import load_beir
-from ifsr.exp.corpora import LatencyCorpus, encode_cached, latency_corpora, provenance, resample
+from ifsr.eval.evaluate import encode_texts
+from ifsr.exp.corpora import LatencyCorpus, latency_corpora, provenance, resample
 from ifsr.exp.latency import (COLUMNS, SYSTEMS, best_bm25, latency_plot, latency_ratios, latency_table,
                               measure_latency)
 from ifsr.manifest import sha256_dir, sha256_file
@@ -115,26 +116,32 @@ def test_a_pruned_querys_agreement_is_against_exact_scoring_of_that_same_query(t
     assert any(set(a) != set(b) for a, b in zip(two, every))
 
 
-def test_encode_cached_resumes_by_chunk(tmp_path: Path):
+def test_encode_texts_resumes_by_chunk(tmp_path: Path):
     class Counting:
         max_length, tokenizer = 8, [0] * 5
 
         def __init__(self):
             self.calls = 0
 
-        def encode(self, texts, batch_size=32, show_progress=True):
+        def encode(self, texts, batch_size=32, show_progress=True, shard=None, columns=None):
             self.calls += 1
             return sp.csr_matrix(np.array([[len(t), 0, 1, 0, 0] for t in texts], dtype=np.float32))
 
+    def encode(texts, weights="w0", chunk=2):
+        return encode_texts(enc, texts, weights, tmp_path, show_progress=False, model="m", chunk=chunk)
+
     enc, texts = Counting(), [f"doc {i}" * (i + 1) for i in range(5)]
-    first = encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    first = encode(texts)
     assert enc.calls == 3 and first.shape == (5, 5) and first[4, 0] == len(texts[4])
-    again = encode_cached(enc, texts, tmp_path, "m", "w0", chunk=2, show_progress=False)
+    again = encode(texts)
     assert enc.calls == 3 and (again != first).nnz == 0  # every chunk came from the cache
-    encode_cached(enc, texts[:2] + ["new"] + texts[3:], tmp_path, "m", "w0", chunk=2, show_progress=False)
+    encode(texts[:2] + ["new"] + texts[3:])
     assert enc.calls == 4  # only the chunk whose texts changed is encoded again
-    encode_cached(enc, texts, tmp_path, "m", "w1", chunk=2, show_progress=False)
+    encode(texts, weights="w1")
     assert enc.calls == 7  # other weights: nothing reused
+    assert encode([]).shape == (0, 5)
+    with pytest.raises(ValueError, match="chunk"):
+        encode(texts, chunk=0)
 
 
 def test_latency_corpora_encode_only_the_base_a_size_needs(tmp_path: Path, data_root: Path):
@@ -145,7 +152,7 @@ def test_latency_corpora_encode_only_the_base_a_size_needs(tmp_path: Path, data_
         def __init__(self):
             self.texts = 0
 
-        def encode(self, texts, batch_size=32, show_progress=True):
+        def encode(self, texts, batch_size=32, show_progress=True, shard=None, columns=None):
             self.texts += len(texts)
             return sp.csr_matrix(np.ones((len(texts), 3), dtype=np.float32))
 
