@@ -12,6 +12,7 @@ An index folder (`build_index`) holds everything `search` needs, no model:
     docs.npz          CSR document vectors [n, V] (exact, seismic: Seismic is rebuilt from it at search time)
     pisa/             PISA's impact index (pisa)
 """
+# Over 300 lines: every exit-2 input check of the CLI in one place, each a few lines, and the verbs' small steps.
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ Query side (no model):
     q_j = 1[j in tokens(q), j not special] * idf_j
 Score: s(q, d) = sum_j q_j * w_j(d).
 """
+# Over 300 lines: the paper's two sides and the fused max head with its column and shard options: the core reads in one file.
 from __future__ import annotations
 
 import contextlib

@@ -15,6 +15,7 @@ A killed run continues from the finished chunks; chunk boundaries and encoder ba
 the inputs, so a resumed run writes exactly what an uninterrupted one does. Under torchrun the chunks
 of steps 1 and 2 are split over the ranks (ifsr.distributed) and every rank returns the same scores.
 """
+# Over 300 lines: two teachers, their resumable score cache and the in-memory bank: one job, the teacher signal.
 from __future__ import annotations
 
 import json
@@ -191,6 +192,7 @@ def score_candidates(teacher: Teacher, candidates: list[Candidates], doc_text: M
     Cached under cache_dir/teacher_scores/<key>/ with key = teacher name + weights checksum +
     dataset + candidates_checksum(candidates) (+ chunk size); resumable chunk by chunk.
     """
+    # Over 60 lines: the chunked, resumable cache walk: its keys, chunks and checks read best in one piece.
     if chunk_queries <= 0 or chunk_docs <= 0:
         raise ValueError(f"chunk sizes must be positive, got {chunk_queries}, {chunk_docs}")
     ids = [c.query_id for c in candidates]

@@ -11,6 +11,7 @@ looked up from cached teacher vectors (`ifsr.distill.teachers.TeacherBank`).
 Engine: the Hugging Face / sentence-transformers trainer (AdamW, linear schedule with warm-up,
 gradient accumulation, bf16, checkpoints, exact resume, multi-GPU through torchrun/accelerate).
 """
+# Over 300 lines: the loss module, temperature calibration, callbacks and atomic checkpoints around one trainer.
 from __future__ import annotations
 
 import dataclasses

@@ -24,6 +24,7 @@ distinct passages of pairs/*.jsonl.gz); a scale series that holds every real doc
 the rest from that whole pool (text and vector together; `distinct_docs` says how many are real, copies are
 distractors for the qrels).
 """
+# Over 300 lines: the main latency table's timing, agreement and ratio bootstrap (the pipelines live in exp/pipelines.py).
 from __future__ import annotations
 
 import os
@@ -196,6 +197,7 @@ def latency_table(corpora: Sequence[LatencyCorpus], queries: Sequence[str], toke
     the `repeats` passes, with `_lo`/`_hi` (95%) and `_p` (two-sided, against GOAL_RATIO; `_p_paper` against
     PAPER_RATIO) from `n_boot` replicates of the two-level bootstrap over passes and queries (`median_ratio`).
     """
+    # Over 60 lines: one warm-up and timing loop over (corpus, engine, system) whose state (reference runs, BM25 rows) the ratios need together.
     timed_on = _checked(engines, systems, queries, repeats, clock, max_docs, bm25_engine, doc_encoder, query_ids)
     o = {"k": k, "algorithm": algorithm, "doc_scale": doc_scale, "query_scale": query_scale,
          "min_query_idf": min_query_idf, "max_query_terms": max_query_terms, "fold_idf": fold_idf}

@@ -16,6 +16,7 @@ idf-flops student of that FLOPS weight on the ablation's sparsity-relevance curv
 place of the model: the lever the paper pulls; its SciFact rows are in-domain, as on the curve). Levers
 combine with "+" ("lambda=0.08+query-min-idf=2": that student with its queries pruned), each kind once.
 """
+# Over 300 lines: one study: the lever grammar, its table over students and seeds, the Pareto columns and figure.
 from __future__ import annotations
 
 import functools
@@ -228,6 +229,7 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
     over seeds too (`ndcg_change`, `ifsr.eval.stats.median_ratio`), and `seeds` says how many (NaN: a fixed
     model, no training seed). Ratios: `if_over_bm25` with `_lo`/`_hi` and `_p` (against the goal, 1.0) and
     `_p_paper` (against the paper's 1.1), from the bootstrap over seeds, `repeats` timing passes and queries."""
+    # Over 60 lines: the lever loop over students and seeds shares the encoders, corpora and index cache it builds.
     parse_engine(engine)
     check_sizes([size], resample_from)
     if not levers:

@@ -116,6 +116,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     """The preset's work, summed per (kind, model, length, unit, batch, group); latency entries are CPU
     work (engines, not the accelerator) and are left out. `prepared`: what is left for the device after
     `scripts/gpu_replicate.sh prepare` ran here (ifsr.exp.carry): no baselines notebook, no dense-teacher scoring."""
+    # Over 60 lines: one pass over the preset's plan that sums every kind of work it meets.
     from ifsr.exp.presets import notebook_config, plan
 
     totals: Counter = Counter()

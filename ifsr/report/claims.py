@@ -6,6 +6,7 @@ into its word. Every row carries its power as well: `se` and `mde`, the minimum 
 power from the same bootstrap, which `verdict_cell` attaches to a "not distinguishable" (what it could have
 seen). The report (ifsr.report.report) only lays the rows out. Statistics: ifsr.eval.stats.
 """
+# Over 300 lines: each claim's statistic and row; the latency claim's rows and lines beside them.
 from __future__ import annotations
 
 import math
@@ -316,6 +317,7 @@ def latency_section(table: pd.DataFrame | None, levers: pd.DataFrame | None = No
 def lever_lines(levers: pd.DataFrame) -> list[str]:
     """The latency section's levers: the fastest setting without a relevance cost shown, the fastest agreeing
     one, those under BM25's p50, then every row."""
+    # Over 60 lines: the lever section's sentences and table rows, in reading order.
     f = lambda v, spec: "–" if v != v else format(v, spec)  # noqa: E731  (NaN -> dash)
     lines: list[str] = []
     lines += [f"**Levers** (inference-free on `{levers['engine'].iloc[0]}` unless the row names its engine, "

@@ -5,6 +5,7 @@ Generated from the protocol's tables under results/<preset>/ (never typed by han
 detectable effect at 80% power from the same bootstrap), every other number from
 the tables and configs beside it. results/REPORT.md indexes the presets in a few lines.
 """
+# Over 300 lines: the report's sections in reading order, each a short function.
 from __future__ import annotations
 
 import json

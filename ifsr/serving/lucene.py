@@ -32,6 +32,7 @@ after stopword removal), k1 = 0.9, b = 0.4 (set with SimpleSearcher.set_bm25). A
 by Lucene's query parser: SimpleSearcher analyzes the text into a bag of words (a repeated term counts
 more), so ':', '(', '"', '+', 'AND' ... are plain text and never raise.
 """
+# Over 300 lines: the JVM bridge and two Lucene engines: Anserini's Java calls are verbose.
 from __future__ import annotations
 
 import glob
