@@ -10,8 +10,12 @@ QUERY_WEIGHTS: tuple[str, ...] = tuple(dict.fromkeys(ARMS.values()))  # ("idf", 
 
 # Teacher targets of the distillation ablation (ifsr.core.objective.teacher_targets): a single teacher,
 # the min-max ensemble (the paper), or the raw sum of the teachers' scores.
+# A single teacher is named by its member's name (the default members: DENSE and SPARSE; a config may list
+# others, ifsr.exp.config.AblationConfig.ensemble); the two ensembles combine every member.
 DENSE, SPARSE, MINMAX, RAW_SUM = "dense", "sparse", "ensemble-minmax", "ensemble-raw"  # MINMAX: the paper's
-TEACHER_MODES: tuple[str, ...] = (DENSE, SPARSE, MINMAX, RAW_SUM)
+TEACHER_NAMES: tuple[str, ...] = (DENSE, SPARSE)  # the default members, in label order
+ENSEMBLES: tuple[str, ...] = (MINMAX, RAW_SUM)
+TEACHER_MODES: tuple[str, ...] = TEACHER_NAMES + ENSEMBLES
 
 # Document tokens kept by a model that records no length of its own (a bare masked LM, an OpenSearch folder
 # written elsewhere): the paper's 512. A saved ifsr model records the length it was trained or exported with,

@@ -5,10 +5,12 @@ A candidate mask [B, G] (True = real) lets queries carry different candidate cou
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from ifsr.core.names import DENSE, RAW_SUM, SPARSE, TEACHER_MODES
+from ifsr.core.names import ENSEMBLES, RAW_SUM, TEACHER_NAMES
 
 NORM_EPS = 1e-6  # min-max denominator guard (SPEC §3)
 
@@ -80,20 +82,28 @@ def ensemble_targets(
 
 
 
-def teacher_targets(scores: Tensor, mode: str, mask: Tensor | None = None, scale: float = 30.0) -> Tensor:
-    """Targets for one ablation arm from raw teacher scores [B, K=2, G] (index 0 dense, 1 sparse).
+def teacher_targets(scores: Tensor, mode: str, mask: Tensor | None = None, scale: float = 30.0,
+                    names: Sequence[str] = TEACHER_NAMES, weights: Sequence[float] | None = None) -> Tensor:
+    """Targets for one ablation arm from raw teacher scores [B, K, G]: teacher k (named names[k]) at index k.
 
-    Single teachers are min-max normalized and scaled like one member of the ensemble, so every
-    arm's targets live on the same [0, S] range and only the teacher differs.
+    mode: a member's name (that teacher alone), MINMAX (the paper: S * sum_k alpha_k * minmax(s_k), alpha_k =
+    weights normalised to sum 1, default 1/K) or RAW_SUM (sum_k s_k). A single teacher is min-max normalized and
+    scaled like one member of the ensemble, so every arm's targets live on the same [0, S] range.
     """
-    if mode not in TEACHER_MODES:
-        raise ValueError(f"teacher mode must be one of {TEACHER_MODES}, got {mode!r}")
+    if scores.dim() != 3 or scores.shape[1] != len(names):
+        raise ValueError(f"scores must be [B, K={len(names)}, G] for teachers {list(names)}, got {tuple(scores.shape)}")
     per_teacher = scores.transpose(0, 1)  # [K, B, G]
-    if mode == DENSE:
-        per_teacher = per_teacher[:1]
-    elif mode == SPARSE:
-        per_teacher = per_teacher[1:2]
-    return ensemble_targets(per_teacher, mask, scale=scale, normalize=mode != RAW_SUM)
+    if mode in names:
+        k = list(names).index(mode)
+        return ensemble_targets(per_teacher[k:k + 1], mask, scale=scale)
+    if mode not in ENSEMBLES:
+        raise ValueError(f"teacher mode must be one of {list(names) + list(ENSEMBLES)}, got {mode!r}")
+    alpha = None
+    if weights is not None:
+        if len(weights) != len(names) or any(not w > 0 for w in weights):
+            raise ValueError(f"weights must be {len(names)} positive numbers, got {list(weights)}")
+        alpha = torch.tensor([w / sum(weights) for w in weights], dtype=scores.dtype)
+    return ensemble_targets(per_teacher, mask, weights=alpha, scale=scale, normalize=mode != RAW_SUM)
 
 
 def kl_distill(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ifsr.core.names import MINMAX, QUERY_WEIGHTS, TEACHER_MODES
+from ifsr.core.names import ENSEMBLES, MINMAX, QUERY_WEIGHTS, TEACHER_NAMES
 
 
 @dataclass
@@ -16,7 +16,10 @@ class TrainConfig:
 
     student: str = "splade-tiny"  # model name/path, or a previous stage's output directory
     query_weights: str = "idf"  # ARMS' values: "idf" (the idf-flops arm, the paper) or "ones" (the flops arm)
-    teacher: str = MINMAX  # one of TEACHER_MODES: dense | sparse | ensemble-minmax (the paper) | ensemble-raw
+    teacher: str = MINMAX  # a member of teacher_names (alone), ensemble-minmax (the paper) or ensemble-raw
+    teacher_names: list[str] = field(default_factory=lambda: list(TEACHER_NAMES))  # the label's teachers, in order:
+    #   label [K, G] (ifsr.exp.config.AblationConfig.ensemble sets them with its members)
+    teacher_weights: list[float] | None = None  # the min-max ensemble's alpha_k (normalised); None: 1/K each
     teacher_scale: float = 30.0  # S, the teacher's inverse temperature
     lam: float = 0.002  # FLOPS weight lambda (batch form)
     lambda_warmup_steps: int = 200  # T of the quadratic warm-up
@@ -45,7 +48,17 @@ class TrainConfig:
         """Every field's type, range and choice, before anything is built from the config: ValueError
         naming the field, the value given and what is expected (the first bad field found)."""
         _check_text(self, "student")
-        for name, choices in (("query_weights", QUERY_WEIGHTS), ("teacher", TEACHER_MODES),
+        names = self.teacher_names
+        if (not isinstance(names, list) or not names or len(set(names)) != len(names)
+                or any(not isinstance(n, str) or not n.strip() or n in ENSEMBLES for n in names)):
+            raise ValueError(f"teacher_names must be a non-empty list of distinct names other than {list(ENSEMBLES)}, "
+                             f"{_got(names)}")
+        w = self.teacher_weights
+        if w is not None and (not isinstance(w, list) or len(w) != len(names) or any(
+                isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x <= 0 for x in w)):
+            raise ValueError(f"teacher_weights must be null or {len(names)} positive numbers (one per teacher_names), "
+                             f"{_got(w)}")
+        for name, choices in (("query_weights", QUERY_WEIGHTS), ("teacher", tuple(names) + ENSEMBLES),
                               ("flops_form", FLOPS_FORMS), ("rank_loss", RANK_LOSSES)):
             _check_choice(self, name, choices)
         for name in ("in_batch_negatives", "bf16", "use_cpu"):

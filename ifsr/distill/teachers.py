@@ -4,7 +4,8 @@ DenseTeacher:  any sentence-transformers model; s(q, d) = cos(e_q, e_d) (L2-norm
 SparseTeacher: a siamese SPLADE (ifsr.core.encoder.DocumentEncoder on both queries and documents);
                s(q, d) = w(q) · w(d).
 
-TeacherBank holds both teachers' vectors of every training example's query and candidates, so the
+build_teacher() makes one from a config entry's kind: "dense", "sparse", or "module:Class" (another Teacher).
+TeacherBank holds every teacher's vectors of every training example's query and candidates, so the
 teachers' score of any batch query against any batch document (in-batch negatives) costs a dot product.
 
 score_candidates() scores each query's candidate set (ifsr.data.mining.Candidates) in three cached steps:
@@ -18,6 +19,7 @@ of steps 1 and 2 are split over the ranks (ifsr.distributed) and every rank retu
 # Over 300 lines: two teachers, their resumable score cache and the in-memory bank: one job, the teacher signal.
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -140,6 +142,26 @@ class SparseTeacher(Teacher):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+TEACHER_KINDS: dict[str, type[Teacher]] = {"dense": DenseTeacher, "sparse": SparseTeacher}
+
+
+def build_teacher(kind: str, model: str, **kwargs) -> Teacher:
+    """A teacher of `kind` ("dense", "sparse", or "module:Class", a Teacher subclass in a module of its own: adding
+    a teacher is that file and a config entry) on `model`, with the class's keyword settings."""
+    if kind in TEACHER_KINDS:
+        cls = TEACHER_KINDS[kind]
+    else:
+        module, _, name = kind.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name) if module and name else None
+        except (ImportError, AttributeError):
+            cls = None
+        if not (isinstance(cls, type) and issubclass(cls, Teacher)):
+            raise ValueError(f"teacher kind {kind!r}: expected one of {sorted(TEACHER_KINDS)} or 'module:Class' naming "
+                             f"an importable ifsr.distill.teachers.Teacher subclass")
+    return cls(model, **kwargs)
+
 
 def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct texts in first-appearance order, and each input's position among them."""

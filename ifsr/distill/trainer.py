@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 class InferenceFreeDistillLoss(nn.Module):
     """sentence-transformers loss module around `ifsr.core.objective.inference_free_loss`.
 
-    Columns: query, doc_0 (positive), doc_1..doc_n (negatives); label [B, 2, G] raw teacher scores
-    (dense, sparse). With `config.in_batch_negatives` the label is [B, 3, G] (`with_row_index`: row 2
-    holds the example's row number) and every query is scored against all B * G batch documents,
+    Columns: query, doc_0 (positive), doc_1..doc_n (negatives); label [B, K, G] raw teacher scores, K =
+    len(config.teacher_names), in that order. With `config.in_batch_negatives` the label is [B, K + 1, G]
+    (`with_row_index`: row K holds the example's row number) and every query is scored against all B * G batch documents,
     the teacher scores coming from `bank`. Returns {"rank", "flops_penalty"}: the trainer sums and logs each term.
     The FLOPS weight is `lam` at the step given by `set_step` (the trainer's global step, `LambdaWarmup`).
 
@@ -77,13 +77,15 @@ class InferenceFreeDistillLoss(nn.Module):
         c = self.config
         _, world = rank_world()
         d_all = gather_with_grad(d)  # [W*B, G, V]: every rank's documents (d itself in one process)
-        raw = labels.float()[:, :2]  # [B, 2, G]
+        k = len(c.teacher_names)
+        raw = labels.float()[:, :k]  # [B, K, G]
         if c.in_batch_negatives:
-            rows = labels[:, 2, 0].round().long()  # [B]
+            rows = labels[:, k, 0].round().long()  # [B]
             all_rows = gather_objects(rows.cpu().numpy())  # the global batch, rank order = d_all's order
             raw = torch.from_numpy(self.bank.scores(rows.cpu().numpy(), np.concatenate(all_rows))).to(d.device)
             d = d_all.flatten(0, 1).unsqueeze(0).expand(d.shape[0], -1, -1)  # [B, W*B*G, V]: FLOPS mean unchanged
-        target = teacher_targets(raw, c.teacher, scale=c.teacher_scale)  # [B, G] (or [B, W*B*G])
+        target = teacher_targets(raw, c.teacher, scale=c.teacher_scale, names=c.teacher_names,
+                                 weights=c.teacher_weights)  # [B, G] (or [B, W*B*G])
         lam = self.lam
         out = inference_free_loss(q.float(), d.float(), target, lam, flops_form=c.flops_form, rank_loss=c.rank_loss,
                                    temperature=c.student_temperature, flops_docs=d_all.float() if world > 1 else None)
@@ -114,8 +116,9 @@ def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> 
         q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
         scores = torch.stack([(q * model.encode_document(list(rows[c]), convert_to_tensor=True).to_dense()).sum(1)
                               for c in cols], dim=1)  # [n, G]
-    target = teacher_targets(torch.tensor(rows["label"], dtype=torch.float32)[:, :2], config.teacher,
-                             scale=config.teacher_scale)  # [n, G]
+    labels = torch.tensor(rows["label"], dtype=torch.float32)[:, :len(config.teacher_names)]  # [n, K, G]
+    target = teacher_targets(labels, config.teacher, scale=config.teacher_scale, names=config.teacher_names,
+                             weights=config.teacher_weights)  # [n, G]
     losses = [inference_free_loss(torch.ones(1, 1), scores[:, :, None], target, 0.0, rank_loss=config.rank_loss,
                                   temperature=t)["rank"].item() for t in TEMPERATURE_GRID]
     return TEMPERATURE_GRID[int(np.argmin(losses))]
@@ -130,7 +133,7 @@ def flat_dataset(dataset):
 
 
 def with_row_index(dataset):
-    """label [2, G] -> [3, G]: row 2 = [the example's row in `flat_dataset` order, 0, ...] (in-batch lookups).
+    """label [K, G] -> [K + 1, G]: row K = [the example's row in `flat_dataset` order, 0, ...] (in-batch lookups).
 
     The row number rides in the label because sentence-transformers' collator turns exactly one label
     column into a tensor and tokenizes every other column as text; float32 holds it exactly below 2^24.

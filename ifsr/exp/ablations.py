@@ -94,7 +94,8 @@ def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> 
     teacher, FLOPS weight `lam`, training seed `seed`."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
-    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed)
+    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
+                               **cfg.teacher_fields())
 
 
 def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> TrainedRun:
@@ -193,5 +194,5 @@ def provenance(cfg: AblationConfig, table: pd.DataFrame) -> dict[str, Any]:
     data = {ds: load_beir(ds, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
             for ds in sorted(set(cfg.eval_datasets) | {cfg.train_dataset})}
     data["idf"] = sha256_file(idf_path(cfg))
-    names = sorted({cfg.dense_teacher, cfg.sparse_teacher, cfg.train.student}) + sorted(set(table.get("model", [])))
+    names = sorted({*(m["model"] for m in cfg.members()), cfg.train.student}) + sorted(set(table.get("model", [])))
     return {"data": data, "models": {m: sha256_dir(resolve_model_path(m)) for m in names}, "md_end": "\n"}

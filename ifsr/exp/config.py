@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ifsr.config import dump_config, from_dict, load_config, parse_list, read_yaml, save_config, to_dict
-from ifsr.core.names import ARMS, TEACHER_MODES
+from ifsr.core.names import ARMS, DENSE, ENSEMBLES, SPARSE, TEACHER_MODES
 from ifsr.distill.config import TrainConfig
 from ifsr.eval.config import PRESETS, BaselinesConfig, preset_config
 
@@ -44,6 +44,10 @@ class AblationConfig:
     mining_depth: int = 50
     dense_teacher: str = "all-MiniLM-L6-v2"
     sparse_teacher: str = "splade-tiny"
+    ensemble: list[dict[str, Any]] | None = None  # the teachers as a list, in label order: {name, kind, model,
+    #   weight (optional, default 1)}; kind "dense", "sparse" or "module:Class" (a Teacher subclass in a file of its
+    #   own). null: [{name: dense, kind: dense, model: dense_teacher}, {name: sparse, kind: sparse, model:
+    #   sparse_teacher}] at equal weights (`members`); a member's name is also its single-teacher arm
     teacher_max_length: int = 256
     lambdas: list[float] = field(default_factory=lambda: [0.0005, 0.002, 0.008, 0.03])
     arms: list[str] = field(default_factory=lambda: list(ARMS))  # of ARMS: idf-flops, flops
@@ -67,12 +71,45 @@ class AblationConfig:
     def __post_init__(self) -> None:
         if not self.arms or set(self.arms) - set(ARMS):
             raise ValueError(f"arms must be a non-empty list from {list(ARMS)}, got {self.arms!r}")
-        if not self.teachers or set(self.teachers) - set(TEACHER_MODES):
-            raise ValueError(f"teachers must be a non-empty list from {TEACHER_MODES}, got {self.teachers!r}")
+        modes = tuple(m["name"] for m in self.members()) + ENSEMBLES
+        if not self.teachers or set(self.teachers) - set(modes):
+            raise ValueError(f"teachers must be a non-empty list from {list(modes)}, got {self.teachers!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(isinstance(s, int) for s in self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds!r}")
         if self.headline_lambda is not None and self.headline_lambda not in self.lambdas:
             raise ValueError(f"headline_lambda {self.headline_lambda} is not one of lambdas {self.lambdas}")
+
+    def members(self) -> list[dict[str, Any]]:
+        """The ensemble's teachers in label order, each {name, kind, model, weight} (checked: ValueError)."""
+        if self.ensemble is None:
+            return [{"name": DENSE, "kind": "dense", "model": self.dense_teacher, "weight": 1.0},
+                    {"name": SPARSE, "kind": "sparse", "model": self.sparse_teacher, "weight": 1.0}]
+        if not isinstance(self.ensemble, list) or not self.ensemble:
+            raise ValueError(f"ensemble must be null or a non-empty list of teachers, got {self.ensemble!r}")
+        out = []
+        for i, m in enumerate(self.ensemble):
+            extra = set(m) - {"name", "kind", "model", "weight"} if isinstance(m, dict) else None
+            if extra is None or extra or not all(isinstance(m.get(k), str) and m[k].strip() for k in ("name", "kind", "model")):
+                raise ValueError(f"ensemble[{i}] must be {{name, kind, model, weight (optional)}} with non-empty "
+                                 f"strings, got {m!r}")
+            w = m.get("weight", 1.0)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 or w == float("inf"):
+                raise ValueError(f"ensemble[{i}].weight must be a positive number, got {w!r}")
+            out.append({"name": m["name"], "kind": m["kind"], "model": m["model"], "weight": float(w)})
+        names = [m["name"] for m in out]
+        if len(set(names)) != len(names) or set(names) & set(ENSEMBLES):
+            raise ValueError(f"ensemble names must be distinct and not {list(ENSEMBLES)}, got {names}")
+        return out
+
+    def teacher_fields(self) -> dict[str, Any]:
+        """TrainConfig's teacher_names and teacher_weights for this ensemble; {} for the default members, so a
+        run of the default ensemble keeps its key."""
+        if self.ensemble is None:
+            return {}
+        members = self.members()
+        weights = [m["weight"] for m in members]
+        return {"teacher_names": [m["name"] for m in members],
+                "teacher_weights": None if len(set(weights)) == 1 else weights}
 
     def curve_point(self, arm: str, lam: float) -> float:
         """The sweep's own value of `lam` for `arm` (the YAML's float: the same run key), or ValueError when

@@ -89,7 +89,7 @@ def pretrain_config(cfg: AblationConfig, teacher: str, seed: int, query_weights:
     FLOPS at `teacher_lambda` (IDF-aware: the ranking term's queries weighted by `query_weights`, "idf"; the
     plain arm's start: "ones"), `pretrain_steps` steps and this training seed."""
     return dataclasses.replace(cfg.train, steps=cfg.pretrain_steps, teacher=teacher, lam=cfg.teacher_lambda,
-                               query_weights=query_weights, seed=seed)
+                               query_weights=query_weights, seed=seed, **cfg.teacher_fields())
 
 
 def start_config(cfg: AblationConfig, train_cfg: TrainConfig | None = None) -> TrainConfig | None:
@@ -119,7 +119,7 @@ def run_key(cfg: AblationConfig, train_cfg: TrainConfig, stage: str = "finetune"
             **{f"eval:{n}": load_beir(n, split=cfg.eval_split, data_dir=cfg.data_dir).checksum()
                for n in sorted(cfg.eval_datasets)}}
     pairs = {p.name: sha256_file(p) for p in sorted((root / "pairs").glob("*.jsonl.gz"))} if pretrain else {}
-    models = {m: sha256_dir(resolve_model_path(m)) for m in sorted({cfg.dense_teacher, cfg.sparse_teacher,
+    models = {m: sha256_dir(resolve_model_path(m)) for m in sorted({*(t["model"] for t in cfg.members()),
                                                                      cfg.train.student})}
     parts = {
         "stage": stage,

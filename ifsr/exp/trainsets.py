@@ -1,5 +1,6 @@
 """Training data of the ablations: each example is a query, its positive and n_neg BM25 negatives,
-with both teachers' raw scores of those documents (cached) as the label [2, 1 + n_neg].
+with every teacher's raw scores of those documents (cached) as the label [K, 1 + n_neg], K teachers in the
+order of `AblationConfig.members` (the default: dense, sparse).
 
 Fine-tuning reads a BEIR train split (SciFact by default); pre-training reads the shared query-passage
 pairs, one dataset per source. `cfg` is an `ifsr.exp.config.AblationConfig`.
@@ -14,7 +15,7 @@ import numpy as np
 from ifsr.data.beir import BeirSet, data_dir, default_idf_path, dev_split, load_beir, training_queries
 from ifsr.data.mining import Bm25Index, mine_hard_negatives, mine_in_source, passage_table
 from ifsr.data.pairs import filter_leakage, load_pairs
-from ifsr.distill.teachers import DenseTeacher, SparseTeacher, score_candidates
+from ifsr.distill.teachers import build_teacher, score_candidates
 from ifsr.eval.evaluate import limit_corpus
 from ifsr.exp.config import AblationConfig
 
@@ -29,13 +30,14 @@ def limited(ds: BeirSet, cfg: AblationConfig) -> BeirSet:
     return limit_corpus(ds, cfg.corpus_limit)
 
 
-def build_teachers(cfg: AblationConfig):
-    return [DenseTeacher(cfg.dense_teacher, max_length=cfg.teacher_max_length, device=cfg.device),
-            SparseTeacher(cfg.sparse_teacher, max_length=cfg.teacher_max_length, device=cfg.device)]
+def build_teachers(cfg: AblationConfig) -> list:
+    """The ensemble's teachers in label order (`AblationConfig.members`), each at `teacher_max_length`."""
+    return [build_teacher(m["kind"], m["model"], max_length=cfg.teacher_max_length, device=cfg.device)
+            for m in cfg.members()]
 
 
 def _examples(cands, scores: list[dict[str, np.ndarray]], doc_text, n_neg: int) -> dict[str, list]:
-    """One example per (query, positive): docs = [positive] + first n_neg negatives; label [2, G]."""
+    """One example per (query, positive): docs = [positive] + first n_neg negatives; label [K, G] (K teachers)."""
     rows: dict[str, list] = {"query": [], **{f"doc_{g}": [] for g in range(n_neg + 1)}, "label": []}
     for c in cands:
         if len(c.negatives) < n_neg:

@@ -60,7 +60,8 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
-                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed)
+                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
+                                         **cfg.teacher_fields())
                 start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
                 if start is not None and pre(start) not in stages:
                     stages.append(pre(start))
@@ -147,16 +148,17 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
             continue
         tc = cfg.train
         group = tc.n_neg + 1
-        teach = [(m, cfg.teacher_max_length) for m in (cfg.dense_teacher, cfg.sparse_teacher)]
+        teach = [(m["model"], cfg.teacher_max_length) for m in cfg.members()]
+        dense = {m["model"] for m in cfg.members() if m["kind"] == "dense"}
         sets = [("finetune", _train_queries(cfg))] + ([("pretrain", _pair_count(cfg))]
                                                        if cfg.pretrain_pairs and cfg.pretrain_steps else [])
         for what, n_queries in sets:
             for model, length in teach:
-                if prepared and model == cfg.dense_teacher:
+                if prepared and model in dense:
                     continue
                 if (what, model, length, n_queries, group) not in seen_teacher:
                     seen_teacher.add((what, model, length, n_queries, group))
-                    key = ("teacher", model, length, "texts", 0, 0, model == cfg.dense_teacher, False)
+                    key = ("teacher", model, length, "texts", 0, 0, model in dense, False)
                     totals[key] += n_queries * (1 + group)  # queries + candidates
                     tokenized[key] += n_queries * (1 + group)
         sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)

@@ -189,3 +189,38 @@ def test_agrees_with_sentence_transformers():
     theirs = kl.compute_loss_from_embeddings([q] + [w[:, g] for g in range(w.shape[1])], teacher)
     ours = kl_distill(candidate_scores(q, w), teacher)
     assert theirs.item() == pytest.approx(ours.item(), rel=1e-5)
+
+
+def test_teacher_targets_take_any_list_of_named_teachers():
+    """Teachers as a list: K named teachers in label order; a member alone, the weighted min-max ensemble
+    (alpha = weights / sum) and the raw sum, against a hand computation with numpy."""
+    import numpy as np
+
+    from ifsr.core.objective import teacher_targets
+
+    raw = torch.tensor([[[0.1, 0.5, 0.3], [10.0, 2.0, 6.0], [4.0, 4.0, 0.0]]])  # [B=1, K=3, G=3]
+    names = ("dense", "sparse", "colbert")
+
+    def minmax(x):
+        x = np.asarray(x, dtype=np.float64)
+        return (x - x.min()) / (x.max() - x.min() + 1e-6)
+
+    r = raw[0].numpy()
+    alone = teacher_targets(raw, "colbert", names=names)[0].numpy()
+    np.testing.assert_allclose(alone, 30 * minmax(r[2]), rtol=1e-5)
+    weighted = teacher_targets(raw, "ensemble-minmax", names=names, weights=[1.0, 1.0, 2.0])[0].numpy()
+    np.testing.assert_allclose(weighted, 30 * (0.25 * minmax(r[0]) + 0.25 * minmax(r[1]) + 0.5 * minmax(r[2])), rtol=1e-5)
+    equal = teacher_targets(raw, "ensemble-minmax", names=names)[0].numpy()
+    np.testing.assert_allclose(equal, 30 * (minmax(r[0]) + minmax(r[1]) + minmax(r[2])) / 3, rtol=1e-5)
+    np.testing.assert_allclose(teacher_targets(raw, "ensemble-raw", names=names)[0].numpy(), r.sum(0), rtol=1e-6)
+    # the default two teachers are the first two of the list: the same targets as before the list
+    two = raw[:, :2]
+    np.testing.assert_allclose(teacher_targets(two, "ensemble-minmax").numpy(),
+                               teacher_targets(raw, "ensemble-minmax", names=names, weights=[1, 1, 1e-12]).numpy(),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="K=2"):
+        teacher_targets(raw, "dense")  # three teachers' scores under the default two names
+    with pytest.raises(ValueError, match="colbert"):
+        teacher_targets(raw, "bm25", names=names)
+    with pytest.raises(ValueError, match="weights"):
+        teacher_targets(raw, "ensemble-minmax", names=names, weights=[1.0, 1.0])

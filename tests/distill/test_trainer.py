@@ -322,3 +322,29 @@ def test_in_batch_training_runs(idf, tmp_path):
     assert (out / "modules.json").is_file()
     logged = [r for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "rank" in r]
     assert logged and all(np.isfinite(r["rank"]) for r in logged) and all("lambda" in r for r in logged)
+
+
+def test_a_third_teacher_is_a_config_entry(idf):
+    """label [B, K, G] with K = len(teacher_names): the loss module reads K rows and weights them as configured."""
+    cfg = TrainConfig(lam=0.0, max_length=32, teacher="ensemble-minmax", teacher_names=["dense", "sparse", "third"],
+                      teacher_weights=[1.0, 1.0, 2.0])
+    model = build_student("splade-tiny", idf, "idf", cfg.max_length, seed=0)
+    loss = InferenceFreeDistillLoss(model, cfg)
+    ds = _dataset(n=2)
+    queries, docs = list(ds["query"]), [list(ds[f"doc_{g}"]) for g in range(3)]
+    two = torch.tensor(list(ds["label"]))  # [2, 2, 3]
+    labels = torch.cat([two, two[:, :1].flip(-1)], dim=1)  # [2, 3, 3]: a third teacher
+    feats = [model.preprocess(queries, task="query")] + [model.preprocess(d, task="document") for d in docs]
+    with torch.no_grad():
+        out = loss(feats, labels)
+        q = model.encode_query(queries, convert_to_tensor=True).to_dense()
+        d = torch.stack([model.encode_document(x, convert_to_tensor=True).to_dense() for x in docs], dim=1)
+        target = teacher_targets(labels, "ensemble-minmax", names=cfg.teacher_names, weights=cfg.teacher_weights)
+        want = inference_free_loss(q, d, target, 0.0)
+        other = inference_free_loss(q, d, teacher_targets(two, "ensemble-minmax"), 0.0)
+    assert out["rank"].item() == pytest.approx(want["rank"].item(), rel=1e-4)
+    assert out["rank"].item() != pytest.approx(other["rank"].item(), rel=1e-4)  # the third teacher counts
+    with pytest.raises(ValueError, match="teacher_weights"):
+        TrainConfig(teacher_names=["dense", "sparse", "third"], teacher_weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        TrainConfig(teacher_names=["dense", "third"], teacher="sparse")

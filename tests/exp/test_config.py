@@ -98,7 +98,8 @@ def test_latency_config_is_measure_latencys_keywords():
 def test_train_config_defaults_are_unchanged():
     """The defaults key cached runs (ifsr.exp.runs.run_key hashes the TrainConfig): validation must not move them."""
     assert dataclasses.asdict(TrainConfig()) == {
-        "student": "splade-tiny", "query_weights": "idf", "teacher": "ensemble-minmax", "teacher_scale": 30.0,
+        "student": "splade-tiny", "query_weights": "idf", "teacher": "ensemble-minmax",
+        "teacher_names": ["dense", "sparse"], "teacher_weights": None, "teacher_scale": 30.0,
         "lam": 0.002, "lambda_warmup_steps": 200, "flops_form": "batch", "rank_loss": "kl", "student_temperature": 1.0,
         "in_batch_negatives": False, "steps": 2000, "batch_size": 8, "grad_accum": 1, "n_neg": 2, "lr": 2e-5,
         "weight_decay": 0.01, "warmup_steps": 200, "max_length": 256, "seed": 0, "bf16": False, "use_cpu": True,

@@ -118,5 +118,43 @@ def test_a_field_added_with_its_default_re_keys_no_run(smoke):
     assert run_key(smoke, train) == key and run_key(cfg, smoke.train) == key
     assert run_key(smoke, dataclasses.replace(train, label_smoothing=0.1)) != key
     assert run_key(dataclasses.replace(cfg, hard_negative_depth=5), smoke.train) != key
-    assert KEYED_TRAIN_FIELDS == {f.name for f in dataclasses.fields(TrainConfig)}  # today's fields: always hashed
-    assert KEYED_ABLATION_FIELDS == {f.name for f in dataclasses.fields(AblationConfig)} - NOT_TRAINING
+    # the fields of the key's present form: always hashed; those added since (teachers as a list): only when set
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - KEYED_TRAIN_FIELDS == {"teacher_names", "teacher_weights"}
+    assert {f.name for f in dataclasses.fields(AblationConfig)} - NOT_TRAINING - KEYED_ABLATION_FIELDS == {"ensemble"}
+
+
+def test_teachers_as_a_list(smoke, tmp_path, monkeypatch):
+    """The default ensemble is the dense and the sparse teacher at equal weights and keys no run anew; a list in
+    the config names its members (a member's name is its single-teacher arm) and keys its runs; a teacher kind is
+    'dense', 'sparse' or 'module:Class' (a Teacher subclass in a file of its own)."""
+    from ifsr.distill.teachers import DenseTeacher, SparseTeacher, build_teacher
+    from ifsr.exp.trainsets import build_teachers
+
+    default = [{"name": "dense", "kind": "dense", "model": smoke.dense_teacher, "weight": 1.0},
+               {"name": "sparse", "kind": "sparse", "model": smoke.sparse_teacher, "weight": 1.0}]
+    assert smoke.members() == default and smoke.teacher_fields() == {}
+    listed = dataclasses.replace(smoke, ensemble=[dict(m) for m in default])
+    tc = pretrain_config(listed, "ensemble-minmax", 0)
+    assert tc.teacher_names == ["dense", "sparse"] and tc.teacher_weights is None
+    assert run_key(listed, tc) != run_key(smoke, pretrain_config(smoke, "ensemble-minmax", 0))  # set: keyed
+    three = dataclasses.replace(smoke, teachers=["third", "ensemble-minmax"], ensemble=default + [
+        {"name": "third", "kind": "my_teacher:Third", "model": smoke.dense_teacher, "weight": 2}])
+    tc = pretrain_config(three, "third", 0)
+    assert tc.teacher == "third" and tc.teacher_names == ["dense", "sparse", "third"]
+    assert tc.teacher_weights == [1.0, 1.0, 2.0]
+    (tmp_path / "my_teacher.py").write_text(
+        "from ifsr.distill.teachers import DenseTeacher\n\n\nclass Third(DenseTeacher):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    built = build_teachers(three)
+    assert [type(t).__name__ for t in built] == ["DenseTeacher", "SparseTeacher", "Third"]
+    assert isinstance(build_teacher("sparse", smoke.sparse_teacher), SparseTeacher)
+    assert isinstance(build_teacher("dense", smoke.dense_teacher), DenseTeacher)
+    for bad in ("colbert", "my_teacher:Nope", "os:path"):
+        with pytest.raises(ValueError, match="teacher kind"):
+            build_teacher(bad, "m")
+    with pytest.raises(ValueError, match="teachers must be"):
+        dataclasses.replace(smoke, teachers=["dense"], ensemble=default[1:])  # no member named dense
+    for bad in ([], [{"name": "a", "kind": "dense"}], [default[0], default[0]], [{**default[0], "weight": 0}],
+                [{**default[0], "name": "ensemble-raw"}], [{**default[0], "colour": "red"}]):
+        with pytest.raises(ValueError, match="ensemble"):
+            dataclasses.replace(smoke, teachers=["ensemble-minmax"], ensemble=bad)
