@@ -90,3 +90,6 @@ if __name__ == "__main__":
         step(out, idf_path, "--in-batch" in rest)
     else:
         train_run(out, idf_path, rest[0])
+    if torch.distributed.is_initialized():  # leave together: a rank that exits while the other still talks to
+        torch.distributed.barrier()  # it (rank 0 saving) can abort in gloo's teardown ("terminate called ...")
+        torch.distributed.destroy_process_group()
