@@ -49,7 +49,10 @@ def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T
         sub = types[name]
         nested = dataclasses.is_dataclass(sub) and isinstance(value, dict)
         kwargs[name] = from_dict(sub, value, f"{source}.{name}") if nested else value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a field's check: say where the value came from (the file, and the nested key)
+        raise ValueError(f"{source}: {e}") from None
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -94,6 +94,18 @@ def test_train_bad_training_value_creates_nothing(line, fragment, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
+@pytest.mark.parametrize("line, fragment", [
+    ("ensemble: [{name: a, kind: dense}]", "ensemble[0] must be {name, kind, model, weight (optional)}"),
+    ("ensemble: [{name: dense, kind: dense, model: m, weight: 0}]", "ensemble[0].weight must be a positive number"),
+    ("ensemble: [{name: a, kind: dense, model: m}]", "teachers must be a non-empty list from ['a', 'ensemble-minmax'")])
+def test_train_bad_teacher_list_names_the_file_and_creates_nothing(line, fragment, tmp_path):
+    """Teachers as a list: a bad member is one line naming the config file, exit 2, no folder made."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"runs_dir: {tmp_path / 'runs'}\ncache_dir: {tmp_path / 'cache'}\n{line}\n")
+    assert_one_line_error(ifsr("train", "--config", config), "train", f"{config}: ", fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
 def test_train_missing_config(tmp_path):
     assert_one_line_error(ifsr("train", "--config", tmp_path / "no.yaml"), "train", "no such file")
 
