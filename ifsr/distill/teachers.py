@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 from ifsr.cache import (ENCODER_VERSION, SPARSE_DOC_TAG, Matrix, atomic_write, cached_encode, canonical_json, corpus_key,
                         key_of, load_arrays, save_arrays, texts_sha256, weights_checksum)
 from ifsr.core.encoder import DocumentEncoder
-from ifsr.models import resolve_model_path
 from ifsr.core.retrieval import scores
 from ifsr.data.mining import Candidates, candidates_checksum
 from ifsr.distributed import gather_objects, is_main, merge_units, owned_units, rank_world
 from ifsr.manifest import absent_files
+from ifsr.models import resolve_model_path
 
 SCORES_VERSION = 1  # bump when the scoring layout or function changes
 

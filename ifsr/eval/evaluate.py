@@ -18,13 +18,13 @@ from tqdm.auto import tqdm
 
 from ifsr.cache import SPARSE_DOC_TAG, corpus_key, weights_checksum
 from ifsr.core.encoder import DocumentEncoder, query_columns
-from ifsr.models import resolve_model_path
 from ifsr.core.retrieval import remove_self_hits, sparse_topk, to_run
 from ifsr.data.beir import BeirSet, load_beir
 from ifsr.data.mining import Bm25Index
 from ifsr.distill.teachers import resolve_device
 from ifsr.distributed import is_main, sharded_cached_encode
 from ifsr.eval.metrics import evaluate_run, flops_metric, mean_nnz, per_query, sparsity_row
+from ifsr.models import resolve_model_path
 from ifsr.serving.export import load_model
 
 SELF_HITS: dict[str, bool] = {"arguana": True, "quora": True}  # queries are documents there; else False

@@ -21,7 +21,6 @@ import pandas as pd
 
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder
 from ifsr.core.names import IDF_ARM, MINMAX
-from ifsr.models import SPARSE_ENCODER, resolve_model_path, saved_layout
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
@@ -31,6 +30,7 @@ from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views, load_c
 from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
 from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.models import SPARSE_ENCODER, resolve_model_path, saved_layout
 from ifsr.serving.export import load_sparse_encoder
 
 METRICS = ("nDCG@10", "R@100", "flops", "doc_nnz", "doc_nnz_docs", "query_nnz")  # the curve's columns from each evaluation

@@ -19,9 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-from ifsr.models import OFFLINE_MODELS, resolve_model_path
 from ifsr.exp.config import AblationConfig
 from ifsr.manifest import slim_copy
+from ifsr.models import OFFLINE_MODELS, resolve_model_path
 
 SLIM_MODELS = ("all-MiniLM-L6-v2",)  # offline models that travel without their weights
 

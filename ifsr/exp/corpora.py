@@ -16,11 +16,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ifsr.cache import weights_checksum
-from ifsr.models import resolve_model_path, saved_layout
 from ifsr.data.beir import files_sha256, load_beir
 from ifsr.data.pairs import load_pairs
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.eval.evaluate import encode_texts
+from ifsr.models import resolve_model_path, saved_layout
 from ifsr.serving.export import load_model
 
 

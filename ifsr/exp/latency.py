@@ -39,7 +39,6 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO  # claim 4's thresholds
-from ifsr.models import resolve_model_path
 from ifsr.core.retrieval import to_run
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, resolve_cache_dir
 from ifsr.eval.metrics import evaluate_run
@@ -47,6 +46,7 @@ from ifsr.eval.stats import median_ratio
 from ifsr.exp.corpora import LatencyCorpus, check_sizes, latency_corpora, load_encoders, provenance, scifact_queries
 from ifsr.exp.pipelines import (TIE_DEPTH, Bm25Impacts, EngineCache, Pipe, check_engine_setting, pipelines,
                                 reference_rankings)
+from ifsr.models import resolve_model_path
 from ifsr.serving.engines import ENGINES, parse_engine, topk_agreement
 from ifsr.serving.queryside import torch_threads
 

@@ -31,7 +31,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ifsr.core.constants import GOAL_RATIO, PAPER_RATIO
-from ifsr.models import resolve_model_path
 from ifsr.data.beir import data_dir as resolve_data_dir, default_idf_path, load_beir, resolve_cache_dir
 from ifsr.eval.evaluate import encode_texts
 from ifsr.eval.metrics import per_query
@@ -43,6 +42,7 @@ from ifsr.exp.corpora import (CHUNK, check_sizes, latency_corpora, load_encoders
 from ifsr.exp.latency import latency_table, ranked_run
 from ifsr.exp.pipelines import EngineCache
 from ifsr.manifest import sha256_dir
+from ifsr.models import resolve_model_path
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine
 from ifsr.serving.queryside import inference_free_query
 from ifsr.tables import write_table

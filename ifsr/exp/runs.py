@@ -19,7 +19,6 @@ from typing import Any
 
 from ifsr.core.encoder import load_tokenizer
 from ifsr.core.names import MINMAX
-from ifsr.models import resolve_model_path
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import data_dir, load_beir
 from ifsr.distill.student import mlm_dir
@@ -28,6 +27,7 @@ from ifsr.distill.trainer import flat_dataset, train
 from ifsr.exp.config import AblationConfig, TrainConfig, load_config
 from ifsr.exp.trainsets import build_teachers, idf_path, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.models import resolve_model_path
 
 # AblationConfig fields that do not change a trained student: where things are, which runs a sweep
 # holds (each run's own lambda / teacher / query weights are in its TrainConfig), evaluation-only

@@ -29,10 +29,10 @@ from sentence_transformers import SparseEncoder
 from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, SpladePooling, Transformer
 
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_tokenizer
-from ifsr.models import OPENSEARCH, SPARSE_ENCODER, resolve_model_path, saved_layout
 from ifsr.core.idf import load_idf, save_idf
 from ifsr.core.names import MAX_LENGTH
 from ifsr.distill.student import bake_special_zeroing, save_student
+from ifsr.models import OPENSEARCH, SPARSE_ENCODER, resolve_model_path, saved_layout
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")

@@ -6,8 +6,8 @@ from conftest import SAMPLE_TEXTS
 
 from ifsr.core.encoder import (DocumentEncoder, QueryEncoder, checked_path, load_mlm, load_tokenizer, max_pooled_logits,
                                seeded, special_ids)
-from ifsr.models import resolve_model_path
 from ifsr.core.idf import load_idf
+from ifsr.models import resolve_model_path
 
 
 def test_resolve_names(splade_tiny_path, minilm_path):

@@ -9,11 +9,11 @@ import scipy.sparse as sp
 from sentence_transformers import SentenceTransformer
 
 from ifsr.cache import cache_info, cached_encode, entry_path, key_of, load_arrays, save_arrays, texts_sha256
-from ifsr.models import resolve_model_path
 from ifsr.data.mining import Candidates
 from ifsr.distill.teachers import (DenseTeacher, SparseTeacher, Teacher, TeacherBank, full_corpus_scores,
                                    score_candidates)
 from ifsr.exp.carry import slim_model_package
+from ifsr.models import resolve_model_path
 
 QUERIES = ["what do alveolar macrophages clear from the lung", "supersonic boundary layer heat transfer"]
 DOCS = [
