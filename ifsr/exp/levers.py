@@ -42,7 +42,7 @@ from ifsr.exp.corpora import (CHUNK, check_sizes, latency_corpora, load_encoders
 from ifsr.exp.latency import latency_table, ranked_run
 from ifsr.exp.pipelines import EngineCache
 from ifsr.manifest import sha256_dir
-from ifsr.models import resolve_model_path
+from ifsr.models import resolve_model_path, saved_layout
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine
 from ifsr.serving.queryside import inference_free_query
 from ifsr.tables import write_table
@@ -299,8 +299,11 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
         rows.append(row)
     table = pareto(pd.DataFrame(rows)).reindex(columns=COLUMNS + [
         "bm25_p50_ms", "postings_per_query", "bm25_postings_per_query", "index_mb", "docs", "corpus", "model"])
-    data, model_sums = provenance(data_dir, models.pop(model), idf_path)
-    model_sums.update({str(path): sha256_dir(path) for path in models.values()})  # the lambda levers' students
+    # every model timed (the unpruned one only when a row used it: a table of "lambda" levers has only students);
+    # an MLM first, so the IDF file its queries read is recorded (a saved student carries its own)
+    first, *rest = sorted(models.values(), key=lambda path: saved_layout(path) is not None)
+    data, model_sums = provenance(data_dir, first, idf_path)
+    model_sums.update({str(path): sha256_dir(path) for path in rest})
     data["cranfield-test"] = load_beir("cranfield", "test", data_dir=data_dir, download=False).checksum()
     table.attrs["provenance"] = {"data": data, "models": model_sums}
     return table

@@ -148,6 +148,9 @@ def test_a_lambda_levers_seeds_are_pooled_in_its_relevance_and_its_ratio(tmp_pat
     assert pruned["query_terms"] <= 4 < none["query_terms"] and pruned["top10_agreement"] == 1.0  # exact engine
     with pytest.raises(ValueError, match="seeds"):
         lever_table(parse_levers(["none"]), seeds=0, **common)
+    # a table of students only (no "none" row: the unpruned model is never timed) names the students it timed
+    only = lever_table(parse_levers(["lambda=0.1"]), students=lambda lam, i: str(other), **common)
+    assert set(only.attrs["provenance"]["models"]) == {str(other)} and "idf" in only.attrs["provenance"]["data"]
 
 
 def test_a_lever_can_name_its_own_engine_after_an_at_sign():
