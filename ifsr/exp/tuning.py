@@ -2,13 +2,13 @@
 
 The dev split is `dev_queries` queries of the training set held out of fine-tuning (ifsr.data.beir.dev_split,
 a fixed draw); its corpus is the training set's. `step_sweep` trains the replication's model (IDF-aware arm,
-`headline_lambda`, the first training seed, from its own stage-1 start) for each step count (and learning rate)
-of a short grid,
-with every other setting of the preset, and scores each on dev by the evaluation the protocol uses (exact,
+`headline_lambda`, the first training seed, from its own stage-1 start) for each step count (learning rate,
+stage-1 FLOPS weight and stage-1 scale) of a short grid, with every other setting of the preset, and scores each on dev by the evaluation the protocol uses (exact,
 `eval_max_length`). The runs are cached like every other run (ifsr.exp.runs), so the grid point equal to the
 preset's steps is the protocol's own seed-0 run.
 
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 100 160 --lrs 1e-4 3e-4 --out results/cpu/explore/steps
+    python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 --pretrain 100:150 400:600 --out results/cpu/explore/scale
 """
 from __future__ import annotations
 
@@ -51,12 +51,14 @@ def dev_score(cfg: AblationConfig, model: str | Path, dev: BeirSet) -> dict[str,
 
 
 def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = None,
-               seed: int | None = None, teacher_lambdas: list[float] | None = None) -> pd.DataFrame:
-    """One row per (stage-1 lambda, learning rate, stage-2 step count), and the untrained and stage-1 starts:
-    dev nDCG@10 of the replication's model (idf-flops at `headline_lambda`) trained for that many steps, training
-    seed `seed` (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the preset's `train.lr`
-    for both stages, as the protocol would run it, and a value of `teacher_lambdas` (default: the preset's) is
-    stage 1's FLOPS weight, so each pair brings its own stage-1 start."""
+               seed: int | None = None, teacher_lambdas: list[float] | None = None,
+               pretrain: list[tuple[int, int]] | None = None) -> pd.DataFrame:
+    """One row per (stage-1 scale, stage-1 lambda, learning rate, stage-2 step count), and the untrained and
+    stage-1 starts: dev nDCG@10 of the replication's model (idf-flops at `headline_lambda`) trained for that many
+    steps, training seed `seed` (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the
+    preset's `train.lr` for both stages, as the protocol would run it; a value of `teacher_lambdas` (default: the
+    preset's) is stage 1's FLOPS weight and one of `pretrain` (default: the preset's) a (pairs per source, steps)
+    scale of stage 1, so each combination brings its own stage-1 start."""
     if cfg.headline_lambda is None:
         raise ValueError(f"{cfg.preset}: no headline_lambda, no model to tune")
     if not steps or any(not isinstance(n, int) or n <= 0 for n in steps):
@@ -65,27 +67,43 @@ def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = 
         raise ValueError(f"learning rates must be positive, got {lrs}")
     if teacher_lambdas is not None and (not teacher_lambdas or any(not t >= 0 for t in teacher_lambdas)):
         raise ValueError(f"stage-1 lambdas must be >= 0, got {teacher_lambdas}")
+    if pretrain is not None and (not pretrain or any(not (p > 0 and n > 0) for p, n in pretrain)):
+        raise ValueError(f"stage-1 scales must be positive (pairs per source, steps), got {pretrain}")
     seed = cfg.seeds[0] if seed is None else seed
     dev = dev_set(cfg)
-    rows = [{"model": "untrained", "teacher_lambda": float("nan"), "lr": float("nan"), "steps": 0,
-             **dev_score(cfg, cfg.train.student, dev)}]
-    grid = [(t, lr) for t in teacher_lambdas or [cfg.teacher_lambda] for lr in lrs or [cfg.train.lr]]
-    for t, lr in grid:
-        c = dataclasses.replace(cfg, teacher_lambda=t, train=dataclasses.replace(cfg.train, lr=lr))
+    nan = float("nan")
+    rows = [{"model": "untrained", "pretrain_pairs": 0, "pretrain_steps": 0, "teacher_lambda": nan, "lr": nan,
+             "steps": 0, **dev_score(cfg, cfg.train.student, dev)}]
+    grid = [(p, t, lr) for p in pretrain or [(cfg.pretrain_pairs, cfg.pretrain_steps)]
+            for t in teacher_lambdas or [cfg.teacher_lambda] for lr in lrs or [cfg.train.lr]]
+    for (pairs, pre_steps), t, lr in grid:
+        c = dataclasses.replace(cfg, pretrain_pairs=pairs, pretrain_steps=pre_steps, teacher_lambda=t,
+                                train=dataclasses.replace(cfg.train, lr=lr))
+        point = {"pretrain_pairs": pairs, "pretrain_steps": pre_steps, "teacher_lambda": t, "lr": lr}
         data, pre = _lazy(lambda c=c: finetune_dataset(c)), _lazy(lambda c=c: pretrain_dataset(c))
         base = sweep_train_config(c, IDF_ARM, c.headline_lambda, seed)
         start = start_config(c, base)
         if start is not None:
             run = pretrained_run(c, start, pre)
-            rows.append({"model": "stage-1 start", "teacher_lambda": t, "lr": lr, "steps": 0,
-                         **dev_score(c, run.model_dir, dev)})
+            rows.append({"model": "stage-1 start", **point, "steps": 0, **dev_score(c, run.model_dir, dev)})
         for n in sorted(set(steps)):
             tic = time.perf_counter()
             run = trained_run(c, dataclasses.replace(base, steps=n), data, pre)
-            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", "teacher_lambda": t, "lr": lr, "steps": n,
+            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", **point, "steps": n,
                          **dev_score(c, run.model_dir, dev), "wall_s": round(time.perf_counter() - tic, 1),
                          "run": run.model_dir.parent.name})
     return pd.DataFrame(rows)
+
+
+def _scale(text: str) -> tuple[int, int]:
+    """"400:600" -> (400, 600): a stage-1 scale of --pretrain."""
+    pairs, sep, steps = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(pairs), int(steps)
+    except ValueError:
+        raise ValueError(f"--pretrain: expected PAIRS:STEPS (e.g. 400:600), got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,12 +114,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="learning rates (both stages) to cross with the steps (default: the preset's train.lr)")
     ap.add_argument("--teacher-lambdas", type=float, nargs="+", default=None,
                     help="stage-1 FLOPS weights to cross with the rest (default: the preset's teacher_lambda)")
+    ap.add_argument("--pretrain", nargs="+", default=None, metavar="PAIRS:STEPS",
+                    help="stage-1 scales (pairs per source:steps) to cross with the rest (default: the preset's)")
     ap.add_argument("--out", required=True, help="folder for steps.csv and config.yaml (results/<preset>/explore/...)")
     ap.add_argument("--data-dir", default=None, help="data directory (default: ifsr.data.beir.find_data_dir)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(AblationConfig, args.config, data_dir=args.data_dir)
-        table = step_sweep(cfg, args.steps, args.lrs, teacher_lambdas=args.teacher_lambdas)
+        table = step_sweep(cfg, args.steps, args.lrs, teacher_lambdas=args.teacher_lambdas,
+                           pretrain=None if args.pretrain is None else [_scale(v) for v in args.pretrain])
     except (ValueError, FileNotFoundError) as e:
         print(f"ifsr.exp.tuning: error: {e}", file=sys.stderr)
         return 2

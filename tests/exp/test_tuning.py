@@ -28,6 +28,8 @@ def test_refusals_before_any_training(data_root, tmp_path, capsys):
         step_sweep(smoke, [0, 4])
     with pytest.raises(ValueError, match="stage-1 lambdas must be >= 0"):
         step_sweep(smoke, [2], teacher_lambdas=[0.001, -0.5])
+    with pytest.raises(ValueError, match="stage-1 scales must be positive"):
+        step_sweep(smoke, [2], pretrain=[(100, 150), (0, 10)])
     with pytest.raises(ValueError, match="headline_lambda"):
         step_sweep(dataclasses.replace(smoke, headline_lambda=None), [2])
     config = tmp_path / "no-dev.yaml"
@@ -36,3 +38,38 @@ def test_refusals_before_any_training(data_root, tmp_path, capsys):
     assert main([str(config), "--steps", "2", "--out", str(tmp_path / "out"), "--data-dir", str(data_root)]) == 2
     assert "dev_queries is 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+    assert main([str(config), "--steps", "2", "--pretrain", "100x150", "--out", str(tmp_path / "out")]) == 2
+    assert "expected PAIRS:STEPS (e.g. 400:600), got '100x150'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+
+def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
+    """Each --pretrain point is its own stage-1 start (a run keyed anew) with the stage-2 runs on it, crossed with
+    the other axes; the training and scoring are stubbed here (the protocol's runs are tested in test_runs)."""
+    import ifsr.exp.tuning as tuning
+    from ifsr.exp.runs import run_key, start_config
+
+    smoke = load_config(AblationConfig, ROOT / "configs" / "smoke.yaml", data_dir=str(data_root),
+                        runs_dir=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    seen = []
+
+    class Run:
+        def __init__(self, c, key):
+            seen.append((c.pretrain_pairs, c.pretrain_steps, c.teacher_lambda, key))
+            self.model_dir = tmp_path / key / "model"
+
+    monkeypatch.setattr(tuning, "dev_set", lambda c: None)
+    monkeypatch.setattr(tuning, "dev_score", lambda c, model, dev: {"nDCG@10": 0.5})
+    monkeypatch.setattr(tuning, "pretrained_run", lambda c, start, pre: Run(c, "pre-" + str(start.steps)))
+    monkeypatch.setattr(tuning, "trained_run", lambda c, cfg, data, pre: Run(c, f"ft-{c.pretrain_steps}-{cfg.steps}"))
+    table = step_sweep(smoke, [1, 3], pretrain=[(12, 2), (20, 5)], teacher_lambdas=[0.0, 0.01])
+    assert len(table) == 1 + 2 * 2 * (1 + 2)
+    assert list(table["pretrain_steps"])[:4] == [0, 2, 2, 2] and list(table["pretrain_pairs"])[-1] == 20
+    starts = [s[:3] for s in seen if s[3].startswith("pre-")]
+    assert starts == [(12, 2, 0.0), (12, 2, 0.01), (20, 5, 0.0), (20, 5, 0.01)]
+    # the start a scale brings is keyed by it: a changed pairs or steps is another stage-1 run
+    base = tuning.sweep_train_config(smoke, "idf-flops", smoke.headline_lambda, 0)
+    scaled = [dataclasses.replace(smoke, pretrain_pairs=p, pretrain_steps=n) for p, n in [(12, 2), (20, 2), (12, 5)]]
+    keys = {run_key(c, start_config(c, base), "pretrain") for c in scaled}
+    assert len(keys) == 3
