@@ -1,6 +1,9 @@
 """Seismic engine (`pyseismic-lsr`): approximate search over pruned, clustered posting lists, in memory."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -38,6 +41,13 @@ class SeismicImpactIndex(Engine):
     def from_docs(cls, docs: sp.csr_matrix, k: int = 10, **options) -> SeismicImpactIndex:
         """The index of `docs`; options: n_postings, centroid_fraction, summary_energy, query_cut, heap_factor."""
         return cls(docs, k, **options)
+
+    def size_bytes(self) -> int:
+        """The index's size: the file Seismic saves it to (forward index, packed posting lists, block offsets and
+        summaries), written to a temporary folder and removed; its in-memory total is within a few percent."""
+        with tempfile.TemporaryDirectory() as tmp, silenced_native_output(True):
+            self.index.save(str(Path(tmp) / "index"))
+            return sum(f.stat().st_size for f in Path(tmp).iterdir())
 
     def search_ids(self, ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         comps = np.asarray([str(i) for i in ids], dtype=self.dtype)

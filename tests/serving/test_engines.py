@@ -79,6 +79,9 @@ def test_seismic_engine_agrees():
     docs = zipf_corpus(2000, 300, seed=2)
     index = ENGINES["seismic"].from_docs(docs, k=10)
     assert agreement_with_exact(index, docs, zipf_queries(100, 300, seed=3)) >= 0.95  # approximate by design
+    # its size is measured (the latency tables' index_mb): at least the forward index's 4-byte weights, and far
+    # from unbounded (summaries and packed, capped posting lists on top)
+    assert docs.nnz * 4 < index.size_bytes() < 100 * docs.nnz * 8
     # a vocabulary beyond 16-bit component ids (BM25 over a real corpus) takes Seismic's large-vocabulary build
     wide = sp.hstack([sp.csr_matrix((docs.shape[0], 70_000 - docs.shape[1]), dtype=np.float32), docs]).tocsr()
     big = ENGINES["seismic"].from_docs(wide, k=10)
