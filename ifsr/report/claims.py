@@ -333,6 +333,20 @@ def lever_lines(levers: pd.DataFrame) -> list[str]:
                   f"{PAPER_RATIO:.1f}×), top-10 agreement {free['top10_agreement']:.3f}; nDCG@10 "
                   f"{_change(free, 'scifact')} on SciFact and {_change(free, 'cranfield')} on Cranfield. "
                   "Each engine's Pareto front is in the figure and the `pareto` column.", ""]
+        if bool(free.get("approximate", False)):
+            exact = fastest_free(levers[~levers["approximate"].astype(bool)])
+            lines += [f"`{free['engine']}` is approximate: its nDCG@10 is its own ranking of each set's corpus (a few "
+                      "thousand documents), while its top-10 agreement with exact scoring at "
+                      f"{int(free['docs']):,} documents is {free['top10_agreement']:.3f}; the relevance it loses at "
+                      "that size is not measured here (no judgments there). " + (
+                          "No exact setting (top-10 agreement ≥ 0.99) shows no relevance cost." if exact is None else
+                          f"The fastest exact one (top-10 agreement ≥ 0.99) without a relevance cost shown: "
+                          f"`{_lever_name(exact)}` on `{exact['engine']}`, {exact['if_over_bm25']:.2f}× "
+                          f"[{exact['if_over_bm25_lo']:.2f}, {exact['if_over_bm25_hi']:.2f}] BM25 (p "
+                          f"{fmt_p(exact.get('if_over_bm25_p', float('nan')))} against {GOAL_RATIO:.1f}×, "
+                          f"{fmt_p(exact.get('if_over_bm25_p_paper', float('nan')))} against {PAPER_RATIO:.1f}×); "
+                          f"nDCG@10 {_change(exact, 'scifact')} on SciFact and {_change(exact, 'cranfield')} on "
+                          "Cranfield."), ""]
     elif "no_relevance_cost" in levers:
         lines += ["No setting's nDCG@10 change interval holds 0 on both sets.", ""]
     best = best_lever(levers)

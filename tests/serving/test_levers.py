@@ -199,6 +199,16 @@ def test_the_report_names_the_fastest_setting_that_costs_nothing_shown():
     assert best["engine"] == "two-phase" and best["if_over_bm25"] == 0.9  # approximate: its own ranking is judged
     assert fastest_free(t.assign(approximate=False))["if_over_bm25"] == 2.0  # pisa at 0.98 agreement is not faithful
     assert fastest_free(t.assign(no_relevance_cost=False)) is None
+    # an approximate winner is read with its agreement at the timed size, beside the fastest exact setting
+    from ifsr.report.claims import lever_lines
+    full = t.assign(lever="lambda", value=0.005, docs=1_000_000, p50_ms=[2.0, 1.1, 0.9, 0.7], doc_nnz=75.0,
+                    query_terms=19.6, if_over_bm25_lo=t["if_over_bm25"] - 0.1, if_over_bm25_hi=t["if_over_bm25"] + 0.1,
+                    if_over_bm25_p=0.001, if_over_bm25_p_paper=0.001, **{"nDCG@10 scifact": 0.58,
+                                                                          "nDCG@10 cranfield": 0.34})
+    text = "\n".join(lever_lines(full))
+    assert "`two-phase` is approximate" in text and "at 1,000,000 documents is 0.900" in text
+    assert "The fastest exact one (top-10 agreement ≥ 0.99) without a relevance cost shown: `lambda=0.005` on `pisa`, 2.00×" in text
+    assert "is approximate" not in "\n".join(lever_lines(full.assign(approximate=False)))
 
 
 def test_same_model_changes_pair_per_seed_and_query():
