@@ -3,9 +3,9 @@
 The dev split is `dev_queries` queries of the training set held out of fine-tuning (ifsr.data.beir.dev_split,
 a fixed draw); its corpus is the training set's. `step_sweep` trains the replication's model (IDF-aware arm,
 `headline_lambda`, the first training seed, from its own stage-1 start) for each step count (learning rate,
-stage-1 FLOPS weight and stage-1 scale) of a short grid, with every other setting of the preset, and scores each on dev by the evaluation the protocol uses (exact,
-`eval_max_length`). The runs are cached like every other run (ifsr.exp.runs), so the grid point equal to the
-preset's steps is the protocol's own seed-0 run.
+stage-1 FLOPS weight and stage-1 scale) of a short grid, with every other setting of the preset, and scores
+each on dev by the evaluation the protocol uses (exact, `eval_max_length`). The runs are cached like every
+other run (ifsr.exp.runs), so the grid point equal to the preset's steps is the protocol's own seed-0 run.
 
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 100 160 --lrs 1e-4 3e-4 --out results/cpu/explore/steps
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 --pretrain 100:150 400:600 --out results/cpu/explore/scale
@@ -97,13 +97,10 @@ def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = 
 
 def _scale(text: str) -> tuple[int, int]:
     """"400:600" -> (400, 600): a stage-1 scale of --pretrain."""
-    pairs, sep, steps = text.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        return int(pairs), int(steps)
-    except ValueError:
-        raise ValueError(f"--pretrain: expected PAIRS:STEPS (e.g. 400:600), got {text!r}") from None
+    pairs, _, steps = text.partition(":")
+    if not (pairs.isdigit() and steps.isdigit()):
+        raise ValueError(f"--pretrain: expected PAIRS:STEPS (e.g. 400:600), got {text!r}")
+    return int(pairs), int(steps)
 
 
 def main(argv: list[str] | None = None) -> int:
