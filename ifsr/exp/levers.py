@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from ifsr.models import resolve_model_path, saved_layout
 from ifsr.serving.engines import ENGINES, ExactEngine, parse_engine
 from ifsr.serving.queryside import inference_free_query
 from ifsr.tables import write_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LEVERS = ("none", "query-top-k", "query-min-idf", "doc-top-k", "lambda")
 COLUMNS = ["lever", "engine", "value", "seeds", "nDCG@10 scifact", "delta scifact", "delta scifact lo", "delta scifact hi",
@@ -328,16 +331,21 @@ def pareto(table: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def lever_plot(levers: pd.DataFrame, path: str | os.PathLike) -> None:
+def lever_plot(levers: pd.DataFrame, path: str | os.PathLike) -> Figure:
     """The Pareto figure, one panel per set: nDCG@10 change against the p50 ratio to BM25, both with their 95%
-    intervals, one colour per engine, each engine's front joined; filled markers: no relevance cost shown."""
+    intervals, one colour per engine, each engine's front joined; filled markers: no relevance cost shown. Points
+    carry a number (the table's row order), placed clear of each other (`place_labels`); the key under the panels
+    names each number's setting. Returns the figure (saved to `path`)."""
     from matplotlib.figure import Figure
 
     t = levers if "pareto" in levers else pareto(levers)
-    fig = Figure(figsize=(11, 4.4))
+    family = t["engine"].map(lambda e: parse_engine(str(e))[0])
+    number = {i: k + 1 for k, i in enumerate(t.index)}
+    key = [f"{number[i]:>2} {family[i]}: {_short(r)}" for i, r in t.iterrows()]
+    rows = -(-len(key) // 2)  # the key in two columns
+    fig = Figure(figsize=(11, 4.4 + 0.14 * rows))
     axes = fig.subplots(1, len(DATASETS), sharex=True)
     for ax, d in zip(axes, DATASETS):
-        family = t["engine"].map(lambda e: parse_engine(str(e))[0])
         for i, (engine, part) in enumerate(t.groupby(family, sort=False)):
             color = f"C{i}"
             x, y = part["if_over_bm25"], part[f"delta {d}"]
@@ -349,9 +357,6 @@ def lever_plot(levers: pd.DataFrame, path: str | os.PathLike) -> None:
             ax.scatter(x[~free], y[~free], facecolors="none", edgecolors=color, zorder=3)
             front = part[part["pareto"].astype(bool)].sort_values("if_over_bm25")
             ax.plot(front["if_over_bm25"], front[f"delta {d}"], "-", color=color, alpha=0.6)
-            for _, r in part.iterrows():
-                ax.annotate(_short(r), (r["if_over_bm25"], r[f"delta {d}"]), fontsize=6, textcoords="offset points",
-                            xytext=(3, 3))
         ax.axhline(0, color="grey", lw=0.6)
         for ratio, style in ((GOAL_RATIO, "--"), (PAPER_RATIO, ":")):
             ax.axvline(ratio, color="grey", lw=0.6, ls=style)
@@ -361,9 +366,36 @@ def lever_plot(levers: pd.DataFrame, path: str | os.PathLike) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("Latency levers: relevance change against speed (filled: no cost shown; lines: Pareto fronts)",
                  fontsize=9)
-    fig.tight_layout()
+    bottom = (0.16 * rows + 0.1) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    for ax, d in zip(axes, DATASETS):  # after the layout: the offsets are found in the panels' final pixels
+        place_labels(ax, [(str(number[i]), t.at[i, "if_over_bm25"], t.at[i, f"delta {d}"]) for i in t.index])
+    half = key[:rows], key[rows:]
+    for col, lines in enumerate(half):
+        fig.text(0.02 + 0.49 * col, bottom - 0.01, "\n".join(lines), fontsize=6.5, family="monospace", va="top")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
+    return fig
+
+
+def place_labels(ax: Any, points: list[tuple[str, float, float]], size: float = 6.0) -> None:
+    """Annotate each (label, x, y) next to its point at the first offset (points) of a fixed ring whose text box
+    overlaps no label placed before it; points are taken left to right, so a cluster fans out. The box is
+    estimated from the font size (digits: about 0.6 em wide)."""
+    ring = [(3, 3), (3, -3 - size), (-3 - size, 3), (-3 - size, -3 - size), (3, 3 + 1.2 * size),
+            (3, -3 - 2.2 * size), (-3 - size, 3 + 1.2 * size), (-3 - size, -3 - 2.2 * size)]
+    ring += [(dx, dy * k) for k in (2, 3, 4) for dx, dy in ring]
+    scale = ax.figure.dpi / 72.0  # points -> pixels
+    placed: list[tuple[float, float, float, float]] = []
+    for label, x, y in sorted(points, key=lambda p: (p[1], p[2])):
+        px, py = ax.transData.transform((x, y))
+        w, h = 0.6 * size * len(label) * scale, size * scale
+        for dx, dy in ring:
+            box = (px + dx * scale, py + dy * scale, px + dx * scale + w, py + dy * scale + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(label, (x, y), fontsize=size, textcoords="offset points", xytext=(dx, dy))
 
 
 def _short(row: pd.Series) -> str:

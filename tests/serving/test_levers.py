@@ -252,3 +252,25 @@ def test_an_approximate_engines_relevance_is_its_own_ranking(tmp_path, splade_ti
     assert one["nDCG@10 scifact"] != exact["nDCG@10 scifact"] or one["nDCG@10 cranfield"] != exact["nDCG@10 cranfield"]
     assert (table["bm25_p50_ms"] > 0).all() and table["pareto"].any()
     assert (table["bm25_postings_per_query"] > 0).all() and exact["postings_per_query"] > 0  # PISA's posting reads
+
+
+def test_the_lever_figure_numbers_its_points_clear_of_each_other_and_keys_every_number(tmp_path):
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from ifsr.exp.levers import lever_plot
+
+    # a cluster of five settings within 0.02x and 0.0005 of each other (the Cranfield panel of issue 29's table)
+    rows = [_row("pisa", 2.0, 0.0, 0.0)] + [_row(f"two-phase(top_terms={k},candidates=100)", 1.0 + 0.005 * k, -0.001,
+                                                 0.0001 * k) for k in range(5)] + [_row("seismic", 0.3, 0.0, 0.0)]
+    t = pd.DataFrame(rows).assign(lever="lambda", value=0.005, docs=1000, if_over_bm25_lo=lambda d: d.if_over_bm25 - 0.1,
+                                  if_over_bm25_hi=lambda d: d.if_over_bm25 + 0.1)
+    fig = lever_plot(t, tmp_path / "levers.png")
+    assert (tmp_path / "levers.png").stat().st_size > 0
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ax in fig.axes:
+        boxes = [a.get_window_extent(renderer) for a in ax.texts]
+        assert sorted(a.get_text() for a in ax.texts) == sorted(str(k) for k in range(1, len(rows) + 1))
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    key = "\n".join(text.get_text() for text in fig.texts)
+    assert " 3 two-phase: lambda=0.005 top_terms=1,candidates=100" in key and " 7 seismic: lambda=0.005" in key
