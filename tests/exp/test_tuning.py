@@ -30,6 +30,8 @@ def test_refusals_before_any_training(data_root, tmp_path, capsys):
         step_sweep(smoke, [2], teacher_lambdas=[0.001, -0.5])
     with pytest.raises(ValueError, match="stage-1 scales must be positive"):
         step_sweep(smoke, [2], pretrain=[(100, 150), (0, 10)])
+    with pytest.raises(ValueError, match="training lengths must be positive integers"):
+        step_sweep(smoke, [2], max_lengths=[128, 0])
     with pytest.raises(ValueError, match="headline_lambda"):
         step_sweep(dataclasses.replace(smoke, headline_lambda=None), [2])
     config = tmp_path / "no-dev.yaml"
@@ -62,7 +64,7 @@ def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "dev_set", lambda c: None)
     monkeypatch.setattr(tuning, "dev_score", lambda c, model, dev: {"nDCG@10": 0.5})
     monkeypatch.setattr(tuning, "pretrained_run", lambda c, start, pre: Run(c, "pre-" + str(start.steps)))
-    monkeypatch.setattr(tuning, "trained_run", lambda c, cfg, data, pre: Run(c, f"ft-{c.pretrain_steps}-{cfg.steps}"))
+    monkeypatch.setattr(tuning, "trained_run", lambda c, cfg, data, pre: Run(c, f"ft-{cfg.steps}-{cfg.max_length}"))
     table = step_sweep(smoke, [1, 3], pretrain=[(12, 2), (20, 5)], teacher_lambdas=[0.0, 0.01])
     assert len(table) == 1 + 2 * 2 * (1 + 2)
     assert list(table["pretrain_steps"])[:4] == [0, 2, 2, 2] and list(table["pretrain_pairs"])[-1] == 20
@@ -73,3 +75,11 @@ def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
     scaled = [dataclasses.replace(smoke, pretrain_pairs=p, pretrain_steps=n) for p, n in [(12, 2), (20, 2), (12, 5)]]
     keys = {run_key(c, start_config(c, base), "pretrain") for c in scaled}
     assert len(keys) == 3
+    # a training length is another start too, and its stage-2 runs train at it
+    seen.clear()
+    table = step_sweep(smoke, [1], max_lengths=[16, 32])
+    assert list(table["max_length"]) == [0, 16, 16, 32, 32]
+    assert [s[3] for s in seen if s[3].startswith("ft-")] == ["ft-1-16", "ft-1-32"]
+    lengths = [dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, max_length=m)) for m in (16, 32)]
+    assert len({run_key(c, start_config(c, dataclasses.replace(base, max_length=c.train.max_length)), "pretrain")
+                for c in lengths}) == 2
