@@ -39,11 +39,13 @@ class Work:
 
 @dataclass(frozen=True)
 class WorkPlan:
-    """A preset's planned work: the items, the distinct training stages and the notebooks."""
+    """A preset's planned work: the items, the distinct training stages, the notebooks, and the checkpoints the
+    stages save on the way (steps // save_steps each)."""
 
     items: list[Work]
     stages: int
     notebooks: int
+    checkpoints: int = 0
 
 
 def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
@@ -123,6 +125,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     totals: Counter = Counter()
     tokenized: Counter = Counter()  # the units whose texts are tokenized (fewer than encoded for the evaluation)
     seen_stages: set[str] = set()
+    checkpoints = 0
     seen_enc: set[tuple] = set()
     seen_teacher: set[tuple] = set()
     steps = plan(preset, root=root, data_dir=data_dir)
@@ -172,6 +175,7 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                 continue
             seen_stages.add(key)
             t = stage["train"]
+            checkpoints += t["steps"] // t["save_steps"]
             key = ("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group, False, False)
             totals[key] += t["steps"]
             tokenized[key] += t["steps"]  # each step's batch is tokenized (benchmarks/gpu_plan.py: per text)
@@ -180,4 +184,4 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
     items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense,
                   query_vocab=qv, tokenized=tokenized[key])
              for key, c in sorted(totals.items()) for (k, m, length, u, b, g, dense, qv) in [key]]
-    return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps) - skipped)
+    return WorkPlan(items=items, stages=len(seen_stages), notebooks=len(steps) - skipped, checkpoints=checkpoints)

@@ -17,6 +17,11 @@ def test_prepared_plan_leaves_out_the_baselines_and_the_dense_teacher(data_root)
     assert [w for w in left.items if w.kind == "train"] == [w for w in whole.items if w.kind == "train"]
     # 12 stage-1 teacher runs, 12 stage-2 runs, and the plain arm's own 3 stage-1 starts (issue 27)
     assert left.stages == whole.stages == 27 and left.notebooks == whole.notebooks - 1
+    # each stage saves steps // save_steps checkpoints (smoke: 2 steps, one every step; gpu-quick: 40, every 20),
+    # which the device plan charges beside each stage's own fixed cost (benchmarks/gpu_plan.py)
+    assert left.checkpoints == whole.checkpoints == 27 * 2
+    quick = preset_work("gpu-quick", root=ROOT, data_dir=data, prepared=True)
+    assert quick.checkpoints == quick.stages * (40 // 20) == 66
     # the students' evaluation: every corpus on its queries' vocabulary, and the doc-nnz sample in full
     evals = [w for w in left.items if w.kind == "encode"]
     assert {w.query_vocab for w in evals} == {True, False} and all(w.model == "splade-tiny" for w in evals)
