@@ -4,7 +4,7 @@
 - stage 2, fine-tuning from the stage-1 min-max student: FLOPS vs IDF-aware FLOPS (`idf_flops_sweep`), each
   arm from a stage-1 student pre-trained with that arm's FLOPS and the same training seed.
 
-Every arm runs once per training seed (`cfg.seeds`); every run is cached under `runs_dir/<run key>`
+Every arm runs once per training seed (`cfg.seeds`; the teacher ablation: `cfg.ablation_seeds()`); every run is cached under `runs_dir/<run key>`
 (ifsr.exp.runs), so the notebooks share runs (the stage-1 min-max students of the teacher ablation are the
 IDF-aware arm's starts) and a crashed run resumes from its last checkpoint.
 Both tables come with per-query nDCG@10, from which the report computes each claim's statistic.
@@ -163,13 +163,13 @@ def teacher_ablation(cfg: AblationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage 1, the teacher ablation: (table, per_query), evaluated zero-shot.
 
     Each teacher of `cfg.teachers` supervises pre-training on the shared pairs (IDF-aware FLOPS at
-    `teacher_lambda`) once per training seed; table.csv: one row per (dataset, teacher, seed), plus the
+    `teacher_lambda`) once per training seed of `cfg.ablation_seeds()`; table.csv: one row per (dataset, teacher, seed), plus the
     untrained start; per_query.csv: nDCG@10 of every query of those rows (the report's statistics)."""
     pre = _lazy(lambda: pretrain_dataset(cfg))
     table, per_q = _rows(evaluate_trained(cfg, cfg.train.student), {"teacher": "untrained", "seed": -1}, None,
                          cfg.train.student)
     for teacher in cfg.teachers:
-        for seed in cfg.seeds:
+        for seed in cfg.ablation_seeds():
             run = pretrained_run(cfg, pretrain_config(cfg, teacher, seed), pre)
             t, q = _rows(evaluate_trained(cfg, run.model_dir), {"teacher": teacher, "seed": seed}, run, str(run.model_dir))
             table, per_q = table + t, per_q + q

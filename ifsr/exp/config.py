@@ -58,6 +58,9 @@ class AblationConfig:
     pretrain_steps: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds of every arm; seeds[0]'s min-max
     #   pre-trained student is the start of every fine-tuning run (`seed` below fixes the data: sampling, negatives)
+    teacher_seeds: list[int] | None = None  # the teacher ablation's training seeds (stage 1: Claims 2a, 2b, 3);
+    #   null: `seeds`. More seeds where they buy power: those claims' MDE falls with seeds towards a floor below
+    #   0.010, where H1's and H2's floors are above it (results/REPORT.md, its power table)
     headline_lambda: float | None = None  # the IDF-aware lambda the report calls "the replication's model",
     #   named before anything runs (never picked on test data); None: no headline model
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -76,8 +79,16 @@ class AblationConfig:
             raise ValueError(f"teachers must be a non-empty list from {list(modes)}, got {self.teachers!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(isinstance(s, int) for s in self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds!r}")
+        t = self.teacher_seeds
+        if t is not None and (not isinstance(t, list) or not t or len(set(t)) != len(t) or
+                              not all(isinstance(s, int) and not isinstance(s, bool) for s in t)):
+            raise ValueError(f"teacher_seeds must be null or a non-empty list of distinct integers, got {t!r}")
         if self.headline_lambda is not None and self.headline_lambda not in self.lambdas:
             raise ValueError(f"headline_lambda {self.headline_lambda} is not one of lambdas {self.lambdas}")
+
+    def ablation_seeds(self) -> list[int]:
+        """The teacher ablation's training seeds: `teacher_seeds`, or `seeds` when it is null."""
+        return list(self.seeds if self.teacher_seeds is None else self.teacher_seeds)
 
     def members(self) -> list[dict[str, Any]]:
         """The ensemble's teachers in label order, each {name, kind, model, weight} (checked: ValueError)."""

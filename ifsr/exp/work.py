@@ -57,7 +57,7 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     shared = ablation_key_fields(cfg)
     pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": train_key_fields(tc)}  # noqa: E731
     if not entry.startswith("02_idf_flops"):
-        return [pre(pretrain_config(cfg, t, seed)) for t in cfg.teachers for seed in cfg.seeds]
+        return [pre(pretrain_config(cfg, t, seed)) for t in cfg.teachers for seed in cfg.ablation_seeds()]
     stages = []
     for arm in cfg.arms:
         for lam in cfg.lambdas:

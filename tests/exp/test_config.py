@@ -141,3 +141,18 @@ def test_a_bad_train_value_in_a_file_is_refused_by_the_loader(tmp_path):
     cfg = load_config(AblationConfig, ROOT / "configs" / "cpu.yaml")
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         dataclasses.replace(cfg.train, steps=0)  # what the notebooks' per-arm configs go through
+
+
+def test_teacher_seeds_default_to_seeds_and_are_checked():
+    """The teacher ablation's own seeds (issue 27: more seeds where they buy power): null is `seeds`; a bad list is
+    refused; the device plan counts one stage-1 run per (teacher, teacher seed)."""
+    import dataclasses
+
+    from ifsr.exp.config import AblationConfig
+
+    cfg = AblationConfig(seeds=[0, 1, 2])
+    assert cfg.ablation_seeds() == [0, 1, 2]
+    assert dataclasses.replace(cfg, teacher_seeds=[0, 1, 2, 3, 4, 5]).ablation_seeds() == [0, 1, 2, 3, 4, 5]
+    for bad in ([], [1, 1], [0, "1"], [True], 3):
+        with pytest.raises(ValueError, match="teacher_seeds must be null or a non-empty list of distinct integers"):
+            AblationConfig(seeds=[0], teacher_seeds=bad)

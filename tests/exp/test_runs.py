@@ -29,7 +29,8 @@ def test_key_ignores_how_the_data_dir_is_spelled(smoke, tmp_path):
         assert run_key(dataclasses.replace(smoke, data_dir=spelled), smoke.train) == key
     # nor where runs and caches go, nor the preset's grid or evaluation-only settings
     other = dataclasses.replace(smoke, runs_dir=str(tmp_path / "r"), cache_dir="elsewhere", preset="x",
-                                lambdas=[9.0], headline_lambda=9.0, seeds=[0, 6], eval_max_length=17)
+                                lambdas=[9.0], headline_lambda=9.0, seeds=[0, 6], teacher_seeds=[0, 1, 2, 3],
+                                eval_max_length=17)
     assert run_key(other, smoke.train) == key
 
 

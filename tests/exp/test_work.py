@@ -36,3 +36,18 @@ def test_carry_refuses_an_unknown_preset(tmp_path, capsys):
     assert main(["gpu-typo", str(tmp_path / "dest"), "--data-dir", str(tmp_path)]) == 2
     assert "carry: error: unknown preset 'gpu-typo'" in capsys.readouterr().err
     assert not (tmp_path / "dest").exists()  # nothing written before the check
+
+
+def test_the_plan_counts_the_teacher_ablations_own_seeds(data_root, tmp_path):
+    data = str(data_root.resolve())
+    config = tmp_path / "smoke.yaml"
+    config.write_text((ROOT / "configs" / "smoke.yaml").read_text() + "teacher_seeds: [0, 1, 2, 3, 4]\n")
+    from ifsr.exp.config import AblationConfig, load_config
+
+    base = load_config(AblationConfig, ROOT / "configs" / "smoke.yaml", data_dir=data)
+    more = load_config(AblationConfig, config, data_dir=data)
+    from ifsr.exp.work import _train_stages
+
+    added = len(more.ablation_seeds()) - len(base.seeds)
+    assert len(_train_stages(more, "01_teachers")) == len(_train_stages(base, "01_teachers")) + added * len(base.teachers)
+    assert _train_stages(more, "02_idf_flops") == _train_stages(base, "02_idf_flops")  # the sweep keeps `seeds`
