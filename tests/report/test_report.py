@@ -310,6 +310,15 @@ def test_why_and_details_come_from_tables_and_configs(tmp_path):
     assert lines_with(why, "0.7000", "0.6100", "0.6000")
     assert lines_with(why, "`tiny`", "start")
     assert lines_with(why, "Stage 1 on a", "FLOPS 2 untrained → 1")
+    # H2's headroom: the start against BM25 and the teacher, and what the headline model (lambda 0.1) adds to it
+    curve = pd.read_csv(root / "p" / "idf_flops" / "curve.csv")
+    a = curve[curve["dataset"] == "a"]
+    start, bm25 = (a[a["arm"] == arm]["nDCG@10"].iloc[0] for arm in ("untrained", "bm25"))
+    model = a[(a["arm"] == "idf-flops") & (a["lambda"] == 0.1)]["nDCG@10"].mean()
+    assert lines_with(why, "H2 on a", f"{start:.4f} (BM25 {bm25:.4f}, the min-max teacher 0.7000)",
+                      f"adds {model - start:+.4f} (mean over 3 seeds)")
+    h2_b = [line for line in why.splitlines() if line.startswith("- H2 on b")]
+    assert len(h2_b) == 1 and "(BM25 " in h2_b[0] and "min-max teacher" not in h2_b[0]  # no baselines row for b
     details = text.split("## Details", 1)[1]
     assert lines_with(details, "stage-1 training 12.0 min over 12 runs")  # 4 teachers x 3 seeds x 60 s
     assert lines_with(details, "| a | idf-flops | 0.1 | 3 |")
