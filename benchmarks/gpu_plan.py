@@ -15,13 +15,13 @@
 3. The speed-up: this CPU's measured fp32 matrix-product rate against `--gpu-tflops`, the rate assumed
    for these small models on the device (default 100 TFLOP/s: an eighth of the 788 TFLOP/s bf16 that
    an H200 here ran on large products, .library/device/KINDS.md; small hidden sizes run far below peak),
-   Every cost here is in CPU seconds (process time, all threads), so a busy machine does not inflate it
-   (the GEMM rate too: per CPU second). What does not speed up is added at its CPU cost:
+   Every cost of compute here is in CPU seconds (process time, all threads), so a busy machine does not
+   inflate it (the GEMM rate too: per CPU second). What does not speed up is added at its CPU cost:
    tokenization (measured here per text, at the
    length), `--step-floor-ms` per optimizer step (kernel launches, optimizer, trainer bookkeeping: tiny
    models are launch-bound on a GPU), each training stage's own cost outside its steps (building the
    student, calibrating its temperature, the trainer, saving the model; and each checkpoint it saves),
-   measured here by training a miniature stage (`stage_seconds`, wall time: it is mostly files) and
+   measured here by training a miniature stage (`stage_seconds`, wall seconds: more on a busy machine) and
    doubled for what a device adds (placing the model, each stage's first kernels), unless `--stage-s`
    gives it, and `--overhead-s` per notebook (kernel start, imports, CUDA's start). Every assumption is
    printed beside the result; the estimate is a check, not a promise. A blind first run should use at
@@ -70,7 +70,11 @@ def stage_seconds(model_name: str, max_length: int, group: int, reps: int = 3) -
     """(fixed, checkpoint): wall seconds of one training stage outside its optimizer steps (build the student,
     calibrate its temperature, set up the trainer, save the model) and of one checkpoint, from miniature stages
     of ifsr.distill.trainer.train (2 queries a step): 1 step saving 1 checkpoint, 2 steps saving 2, 2 steps
-    saving none; the mean of `reps` (each a difference of wall times: a minimum would pick its noise)."""
+    saving none; wall seconds (CPU seconds would count the thread pool's spin-waits, ~10x here; a busy machine
+    inflates wall time, which errs on the safe side), the mean of `reps` (each a difference of times: a minimum
+    would pick its noise). The trainer's own log lines are kept off stdout."""
+    import contextlib
+    import io
     import tempfile
 
     import datasets
@@ -93,7 +97,7 @@ def stage_seconds(model_name: str, max_length: int, group: int, reps: int = 3) -
         cfg = TrainConfig(student=model_name, steps=steps, batch_size=2, n_neg=group - 1, max_length=max_length,
                           save_steps=save_steps, logging_steps=1, warmup_steps=0, lambda_warmup_steps=0,
                           student_temperature="auto", use_cpu=True)
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
             t0 = time.perf_counter()
             train(cfg, data, idf, out, resume=False)
             return time.perf_counter() - t0
