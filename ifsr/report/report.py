@@ -71,7 +71,7 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
 def _power_lines(claims: pd.DataFrame) -> list[str]:
     """What more training seeds or evaluation queries would buy each mean row with a power split: its MDE now,
     the floor of infinitely many seeds (the queries' part alone), the seeds per arm for MDE <= POWER_TARGET, and
-    the MDE with twice the queries (`ifsr.eval.stats.power_split`)."""
+    the MDE with twice the queries (`ifsr.eval.stats.power_split`, `curve_power_split`)."""
     if "mde_floor" not in claims:
         return []
     rows = claims[(claims["dataset"] == MEAN) & claims["mde_floor"].notna()] if (claims["dataset"] == MEAN).any() \
@@ -81,8 +81,8 @@ def _power_lines(claims: pd.DataFrame) -> list[str]:
     lines = ["## Power: what more seeds or queries would buy", "",
              f"Each paired row's bootstrap standard error split into the queries' part (seeds averaged first) and the "
              f"training seeds' part (the rest); the seed part's variance scales as 1/seeds, the queries' as 1/queries "
-             f"(approximate: 3 seeds make a coarse bootstrap). Target: MDE ≤ {POWER_TARGET:.3f}. Claim 1's curve gap "
-             "is not split.", "",
+             f"(approximate: 3 seeds make a coarse bootstrap; rougher for Claim 1, whose curve gap is not linear in a "
+             f"seed's points). Target: MDE ≤ {POWER_TARGET:.3f}.", "",
              f"| claim | dataset | seeds | MDE now | floor (∞ seeds) | seeds per arm for ≤ {POWER_TARGET:.3f} | "
              "MDE with 2× queries |", "|---|---|---|---|---|---|---|"]
     for r in rows.to_dict("records"):
