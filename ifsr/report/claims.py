@@ -157,10 +157,11 @@ POWER_TARGET = 0.010  # the MDE the protocol aims at (issue 27): one point of nD
 def _power(p: PowerSplit) -> dict[str, float]:
     """A row's power split (`ifsr.eval.stats.power_split`, `curve_power_split`): the queries' and the seeds' parts
     of its se, the MDE floor no number of seeds goes below, and the seeds per arm that would bring its MDE to
-    POWER_TARGET (NaN: the floor is above it, only more queries can)."""
+    POWER_TARGET (NaN: the floor is above it, only more queries can), and its MDE with twice the seeds or queries."""
     need = p.seeds_for(POWER_TARGET)
     return {"se_queries": p.se_queries, "se_seeds": p.se_seeds, "mde_floor": p.floor,
-            "seeds_for_target": float("nan") if need is None else float(need), "mde_2x_queries": p.mde(query_factor=2.0)}
+            "seeds_for_target": float("nan") if need is None else float(need), "mde_2x_seeds": p.mde(2 * p.seeds),
+            "mde_2x_queries": p.mde(query_factor=2.0)}
 
 
 def _both(datasets: list[str]) -> list[tuple[str, list[str]]]:

@@ -71,7 +71,7 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
 def _power_lines(claims: pd.DataFrame) -> list[str]:
     """What more training seeds or evaluation queries would buy each mean row with a power split: its MDE now,
     the floor of infinitely many seeds (the queries' part alone), the seeds per arm for MDE <= POWER_TARGET, and
-    the MDE with twice the queries (`ifsr.eval.stats.power_split`, `curve_power_split`)."""
+    the MDE with twice the seeds or twice the queries (`ifsr.eval.stats.power_split`, `curve_power_split`)."""
     if "mde_floor" not in claims:
         return []
     rows = claims[(claims["dataset"] == MEAN) & claims["mde_floor"].notna()] if (claims["dataset"] == MEAN).any() \
@@ -84,13 +84,15 @@ def _power_lines(claims: pd.DataFrame) -> list[str]:
              f"(approximate: 3 seeds make a coarse bootstrap; rougher for Claim 1, whose curve gap is not linear in a "
              f"seed's points). Target: MDE ≤ {POWER_TARGET:.3f}.", "",
              f"| claim | dataset | seeds | MDE now | floor (∞ seeds) | seeds per arm for ≤ {POWER_TARGET:.3f} | "
-             "MDE with 2× queries |", "|---|---|---|---|---|---|---|"]
+             "MDE with 2× seeds | MDE with 2× queries |", "|---|---|---|---|---|---|---|---|"]
     for r in rows.to_dict("records"):
         need = r["seeds_for_target"]
         need = (f"none: the floor is above {POWER_TARGET:.3f}" if need != need else
                 f"{int(need)}" + (" (met now)" if need <= r["seeds"] else ""))
+        seeds2 = r.get("mde_2x_seeds", float("nan"))
+        seeds2 = "–" if seeds2 != seeds2 else f"{seeds2:.4f}"  # an older verdict table has no such column
         lines.append(f"| {r['claim']} | {r['dataset']} | {r['seeds']} | {r['mde']:.4f} | {r['mde_floor']:.4f} | {need} | "
-                     f"{r['mde_2x_queries']:.4f} |")
+                     f"{seeds2} | {r['mde_2x_queries']:.4f} |")
     return lines + [""]
 
 

@@ -76,3 +76,4 @@ def test_claim_1_rows_carry_their_power_split():
     assert r["claim"] == "1" and r["delta"] == pytest.approx(0.02)
     assert r["mde_floor"] == pytest.approx(0.0, abs=1e-12) and r["se_seeds"] == pytest.approx(r["se"])
     assert 3 < r["seeds_for_target"] < 100 and r["mde"] == pytest.approx(MDE_Z * r["se"])
+    assert r["mde_2x_seeds"] == pytest.approx(r["mde"] / math.sqrt(2))  # all seed variance: twice the seeds halve it
