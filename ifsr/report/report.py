@@ -43,6 +43,9 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
     lines = ["## Verdicts", "",
              "Each statistic is a difference of nDCG@10 in the paper's direction (> 0: as the paper says), with a "
              "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.eval.stats`). "
+             "Arms that ran the same training seeds (the teachers; the two FLOPS arms) draw them together, as they "
+             "draw the queries together: a seed fixes the student's new parameters and the data order in every arm, "
+             "so its runs move together (seeds column: paired). "
              "holds / reversed: p < 0.05 from ≥ 3 seeds; not distinguishable: p ≥ 0.05. Claim 4's statistic is a p50 "
              f"ratio, inference-free / BM25, against the paper's {PAPER_RATIO:.1f}× (holds: significantly below it), with a "
              "bootstrap over training seeds, timing passes and queries; its holds / reversed need ≥ 3 of each. "
@@ -56,9 +59,11 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
         ci = "–" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
         delta = "–" if math.isnan(r["delta"]) else f"{r['delta']:+.4f}"
         mde = r.get("mde", float("nan"))
+        paired = r.get("seeds_paired", False)
+        seeds = f"{r['seeds']} paired" if paired == paired and bool(paired) else f"{r['seeds']}"  # NaN: an older table
         data = f"**{r['dataset']}**" if r["dataset"] == MEAN else r["dataset"]
         lines.append(f"| {'' if same else r['claim']} | {'' if same else r['compared']} | {'' if same else r['paper']} "
-                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {r['seeds']} | "
+                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {seeds} | "
                      f"{'–' if math.isnan(mde) else f'{mde:.4f}'} | {verdict_cell(r['verdict'], mde)} |")
     if claims.empty:
         lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | | |")

@@ -104,7 +104,8 @@ def test_verdict_table_comes_first_and_follows_the_statistic(tmp_path):
         assert "+0.05" in row_of(text, "1", dataset)  # the gap between the curves, by construction
         assert cells(row_of(text, "H1", dataset))[-1] == "holds"  # b + 0.45 vs BM25's b + 0.25
         assert cells(row_of(text, "H2", dataset))[-1] == "reversed"  # vs the start's b + 0.5
-    assert "| 3 |" in row_of(text, "2a", "a")  # seeds
+    assert "| 3 paired |" in row_of(text, "2a", "a")  # seeds: both teachers ran 0, 1, 2
+    assert "| 3 paired |" in row_of(text, "1", "a") and "| 3 |" in row_of(text, "H1", "a")  # BM25: one run, no seeds
     assert lines_with(text, "idf_flops/curve.png") and not lines_with(text, "teachers/teachers.png")
     index = (root / "REPORT.md").read_text()
     assert lines_with(index, "Claim 2a", "a: holds") and lines_with(index, "[p](p/REPORT.md)")

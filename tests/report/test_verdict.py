@@ -77,3 +77,24 @@ def test_claim_1_rows_carry_their_power_split():
     assert r["mde_floor"] == pytest.approx(0.0, abs=1e-12) and r["se_seeds"] == pytest.approx(r["se"])
     assert 3 < r["seeds_for_target"] < 100 and r["mde"] == pytest.approx(MDE_Z * r["se"])
     assert r["mde_2x_seeds"] == pytest.approx(r["mde"] / math.sqrt(2))  # all seed variance: twice the seeds halve it
+
+
+def test_teacher_rows_pair_the_seeds_both_teachers_ran():
+    """Both teachers' runs of seed s move by the same shift: paired (the same seed ids), the shift cancels and the
+    MDE is the queries' alone; with one teacher's seeds renumbered the rows are not paired, and the shift counts."""
+    rng = np.random.default_rng(9)
+    base = rng.random(300) * 0.5
+    shift = [0.0, 0.04, 0.08]
+    table, per_q = [], []
+    for teacher, extra in (("dense", 0.0), ("ensemble-minmax", 0.0)):
+        for s in range(3):
+            v = base + shift[s] + extra + rng.normal(0.0, 0.01, 300) * (teacher == "dense")
+            table.append({"dataset": "x", "teacher": teacher, "seed": s, "nDCG@10": v.mean()})
+            per_q += [{"dataset": "x", "teacher": teacher, "seed": s, "query_id": f"q{i}", "nDCG@10": y}
+                      for i, y in enumerate(v)]
+    table, per_q = pd.DataFrame(table), pd.DataFrame(per_q)
+    (paired,) = teacher_rows(table, per_q, n_boot=2000)
+    assert paired["seeds_paired"] is True and paired["mde"] < 0.005  # the queries' noise of sd 0.01 over 300
+    moved = per_q.assign(seed=np.where(per_q["teacher"] == "dense", per_q["seed"] + 10, per_q["seed"]))
+    (apart,) = teacher_rows(table, moved, n_boot=2000)
+    assert apart["seeds_paired"] is False and apart["mde"] > 0.05  # the shared shift no longer cancels
