@@ -5,7 +5,10 @@ A paired test over queries on one seed (or on values averaged over seeds) measur
 a training seed that shifts a whole run looks, to it, like a real difference. Here every bootstrap
 replicate resamples both levels (Davison & Hinkley 1997, §3.8, resampling at each stage):
   - seeds: each arm's seeds with replacement (an arm's seeds are independent runs); one draw per arm
-    serves every dataset and every lambda, since a seed's run is evaluated on all of them;
+    serves every dataset and every lambda, since a seed's run is evaluated on all of them. With
+    `paired_seeds` one draw serves both arms too: for arms whose runs of one seed share that seed's
+    randomness (the student's new parameters and the data order: `TrainConfig.seed` is the trainer's seed
+    and data_seed), seed s of one arm and seed s of the other are a block, as a query is;
   - queries: each dataset's queries with replacement, the same draw for both arms (paired).
 The statistic is recomputed on each replicate; the two-sided p-value is the bootstrap's
 p = min(1, 2 (1 + #{delta* <= 0 or >= 0, the smaller side}) / (1 + R)), and the 95% interval its
@@ -70,6 +73,11 @@ def _summary(delta: float, reps: np.ndarray, seeds: int, null: float = 0.0) -> B
     return Bootstrap(float(delta), float(p), float(low), float(high), seeds, int(reps.size), se)
 
 
+def _check_paired(paired_seeds: bool, seeds: list[int]) -> None:
+    if paired_seeds and len(set(seeds)) != 1:
+        raise ValueError(f"paired seeds need the same number of seeds in both arms, got {seeds}")
+
+
 def _check(arms: Sequence[Sequence[np.ndarray]]) -> None:
     sizes = {len(a) for a in arms}
     if len(sizes) != 1 or 0 in sizes:
@@ -77,12 +85,14 @@ def _check(arms: Sequence[Sequence[np.ndarray]]) -> None:
 
 
 def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, n_boot: int = N_BOOT,
-                 seed: int = 0) -> Bootstrap:
+                 seed: int = 0, paired_seeds: bool = False) -> Bootstrap:
     """mean(a) - mean(b) over seeds and queries, averaged over datasets, with its two-level bootstrap.
 
     a, b: per dataset, an array [seeds, queries] of per-query nDCG@10 (row s: the run of training seed
     s; column q: the same query in both arms). b None: the statistic is mean(a) itself (its interval,
-    e.g. for error bars). Raises ValueError if the arms' query columns differ."""
+    e.g. for error bars). paired_seeds: row s of a and row s of b are runs of the same training seed (the
+    module docstring), drawn together. Raises ValueError if the arms' query columns differ, or their seeds
+    when paired."""
     arms = [list(a)] + ([list(b)] if b is not None else [])
     _check(arms)
     arrays = [[np.asarray(x, dtype=float) for x in arm] for arm in arms]
@@ -93,6 +103,7 @@ def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None,
     for arm in arrays:
         if len({x.shape[0] for x in arm}) != 1:
             raise ValueError(f"an arm must have the same seeds on every dataset, got {[x.shape[0] for x in arm]}")
+    _check_paired(paired_seeds, [arm[0].shape[0] for arm in arrays])
     sign = [1.0, -1.0]
     delta = float(np.mean([sum(s * x.mean() for s, x in zip(sign, xs)) for xs in zip(*arrays)]))
     rng = np.random.default_rng(seed)
@@ -100,6 +111,8 @@ def paired_delta(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None,
     for start in range(0, n_boot, 1000):
         m = min(1000, n_boot - start)
         seed_draws = [rng.integers(0, arm[0].shape[0], size=(m, arm[0].shape[0])) for arm in arrays]  # [m, S]
+        if paired_seeds:
+            seed_draws = [seed_draws[0]] * len(arrays)
         total = np.zeros(m)
         for xs in zip(*arrays):
             q = rng.integers(0, xs[0].shape[1], size=(m, xs[0].shape[1]))  # [m, Q] shared by the arms
@@ -144,9 +157,9 @@ class PowerSplit:
 
 
 def power_split(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, n_boot: int = N_BOOT,
-                seed: int = 0) -> PowerSplit:
+                seed: int = 0, paired_seeds: bool = False) -> PowerSplit:
     """`paired_delta`'s standard error split into its queries' part and its training seeds' part (`PowerSplit`)."""
-    total = paired_delta(a, b, n_boot, seed)
+    total = paired_delta(a, b, n_boot, seed, paired_seeds)
     means = lambda arm: [np.asarray(x, dtype=float).mean(axis=0, keepdims=True) for x in arm]  # noqa: E731
     queries = paired_delta(means(a), means(b) if b is not None else None, n_boot, seed)
     return PowerSplit(total.se, queries.se, float(np.sqrt(max(total.se ** 2 - queries.se ** 2, 0.0))), total.seeds)
@@ -195,14 +208,15 @@ def _gap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray, grid: i
 
 
 def curve_gap(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.ndarray, np.ndarray]],
-              n_boot: int = 2000, seed: int = 0, grid: int = 64) -> Bootstrap:
+              n_boot: int = 2000, seed: int = 0, grid: int = 64, paired_seeds: bool = False) -> Bootstrap:
     """Claim 1's statistic: curve a's nDCG@10 minus curve b's, averaged over their common FLOPS range.
 
     a, b: per dataset, (flops [lambdas, seeds], ndcg [lambdas, seeds, queries]) of one arm. A curve's
     point at lambda l is (mean over seeds of log FLOPS, mean over seeds and queries of nDCG@10); each
     curve is interpolated linearly in log FLOPS, and the gap is averaged over `grid` points of the
     overlap of the two curves' FLOPS ranges (no extrapolation). Replicates whose curves do not overlap
-    are left out (`replicates` counts the rest); no overlap at all gives delta and p NaN."""
+    are left out (`replicates` counts the rest); no overlap at all gives delta and p NaN. paired_seeds: seed s
+    of a and of b are runs of one training seed, drawn together (`paired_delta`)."""
     _check([a, b])
     arms = [[(np.log(np.asarray(f, dtype=float)), np.asarray(y, dtype=float)) for f, y in arm] for arm in (a, b)]
     for d, ((fa, ya), (fb, yb)) in enumerate(zip(*arms)):
@@ -223,15 +237,35 @@ def curve_gap(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.n
             gaps.append(_gap(*pts[0], *pts[1], grid))
         return float(np.mean(gaps))
 
+    _check_paired(paired_seeds, [arm[0][0].shape[1] for arm in arms])
     delta = stat(None, None)
     rng = np.random.default_rng(seed)
     reps = np.full(n_boot, np.nan)
     if np.isfinite(delta):
         for r in range(n_boot):
             draws = [rng.integers(0, arm[0][0].shape[1], size=arm[0][0].shape[1]) for arm in arms]
+            if paired_seeds:
+                draws = [draws[0]] * len(arms)
             queries = [rng.integers(0, ya.shape[2], size=ya.shape[2]) for _, ya in arms[0]]
             reps[r] = stat(draws, queries)
     return _summary(delta, reps, min(arm[0][0].shape[1] for arm in arms))
+
+
+
+def curve_power_split(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.ndarray, np.ndarray]],
+                      n_boot: int = 2000, seed: int = 0, grid: int = 64, paired_seeds: bool = False) -> PowerSplit:
+    """`curve_gap`'s standard error split as `power_split` splits `paired_delta`'s: the queries' part is the same
+    statistic with each arm's seeds collapsed first (a point's log FLOPS and per-query nDCG@10 averaged over
+    seeds, which is the point `curve_gap` draws), so only the queries are drawn; the seeds' part is the rest.
+    The curve is not linear in a seed's points, so the 1/seeds scaling of the seed part is rougher here."""
+    total = curve_gap(a, b, n_boot, seed, grid, paired_seeds)
+
+    def collapsed(arm):
+        return [(np.exp(np.log(np.asarray(f, dtype=float)).mean(axis=1, keepdims=True)),
+                 np.asarray(y, dtype=float).mean(axis=1, keepdims=True)) for f, y in arm]
+
+    queries = curve_gap(collapsed(a), collapsed(b), n_boot, seed, grid)
+    return PowerSplit(total.se, queries.se, float(np.sqrt(max(total.se ** 2 - queries.se ** 2, 0.0))), total.seeds)
 
 
 # ----------------------------------------------------------------------------- from the result tables
@@ -252,6 +286,15 @@ def seed_matrix(per_query, dataset: str, queries: Sequence[str] | None = None, *
     if missing or wide[cols].isna().any().any():
         raise ValueError(f"per-query table: {dataset} {where}: a seed lacks queries (e.g. {missing[:3]})")
     return wide[cols].to_numpy(dtype=float)
+
+
+def seed_ids(per_query, dataset: str, **where) -> list[int]:
+    """The training seeds (ascending) of a per_query.csv table's rows of `dataset` matching `where`: the rows
+    `seed_matrix` stacks. Two arms with the same ids can be bootstrapped with `paired_seeds`."""
+    part = per_query[per_query["dataset"] == dataset]
+    for k, v in where.items():
+        part = part[np.isclose(part[k], v)] if isinstance(v, float) else part[part[k] == v]
+    return sorted(int(s) for s in part["seed"].unique())
 
 
 def curve_arrays(curve, per_query, dataset: str, arm: str, queries: Sequence[str] | None = None

@@ -19,7 +19,8 @@ import pandas as pd
 # Claim 4's p50 ratios are tested against GOAL_RATIO and PAPER_RATIO (ifsr.eval.stats.median_ratio, in ifsr.exp.latency)
 from ifsr.core.constants import GOAL_RATIO, MIN_AGREEMENT, PAPER_RATIO
 from ifsr.core.names import DENSE, IDF_ARM, MINMAX, PLAIN_ARM, RAW_SUM, SPARSE
-from ifsr.eval.stats import Bootstrap, curve_arrays, curve_gap, paired_delta, power_split, seed_matrix
+from ifsr.eval.stats import (Bootstrap, PowerSplit, curve_arrays, curve_gap, curve_power_split, paired_delta, power_split,
+                             seed_ids, seed_matrix)
 from ifsr.tables import read_table
 
 ALPHA = 0.05  # significance level of every verdict
@@ -153,19 +154,25 @@ def _row(claim: str, dataset: str, here: str, stat: Bootstrap, seeds: int | None
 POWER_TARGET = 0.010  # the MDE the protocol aims at (issue 27): one point of nDCG@10, the paper's kind of effect
 
 
-def _power(a: list[np.ndarray], b: list[np.ndarray], n_boot: int) -> dict[str, float]:
-    """A paired row's power split (`ifsr.eval.stats.power_split`): the queries' and the seeds' parts of its se,
-    the MDE floor no number of seeds goes below, and the seeds per arm that would bring its MDE to POWER_TARGET
-    (NaN: the floor is above it, only more queries can)."""
-    p = power_split(a, b, n_boot=n_boot)
+def _power(p: PowerSplit) -> dict[str, float]:
+    """A row's power split (`ifsr.eval.stats.power_split`, `curve_power_split`): the queries' and the seeds' parts
+    of its se, the MDE floor no number of seeds goes below, and the seeds per arm that would bring its MDE to
+    POWER_TARGET (NaN: the floor is above it, only more queries can), and its MDE with twice the seeds or queries."""
     need = p.seeds_for(POWER_TARGET)
     return {"se_queries": p.se_queries, "se_seeds": p.se_seeds, "mde_floor": p.floor,
-            "seeds_for_target": float("nan") if need is None else float(need), "mde_2x_queries": p.mde(query_factor=2.0)}
+            "seeds_for_target": float("nan") if need is None else float(need), "mde_2x_seeds": p.mde(2 * p.seeds),
+            "mde_2x_queries": p.mde(query_factor=2.0)}
 
 
 def _both(datasets: list[str]) -> list[tuple[str, list[str]]]:
     """(label, datasets) of each dataset alone, then of their mean when there are several."""
     return [(d, [d]) for d in datasets] + ([(MEAN, datasets)] if len(datasets) > 1 else [])
+
+
+def _same_seeds(per_query: pd.DataFrame, sets: list[str], column: str, a: str, b: str) -> bool:
+    """Whether arms a and b (values of `column`) ran the same training seeds on every dataset of `sets`: then
+    seed s of both is one block (the trainer's seed and data order; `ifsr.eval.stats.paired_delta`)."""
+    return all(seed_ids(per_query, d, **{column: a}) == seed_ids(per_query, d, **{column: b}) for d in sets)
 
 
 def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 10000) -> list[dict]:
@@ -179,9 +186,11 @@ def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 100
         for label, sets in _both(datasets):
             a = [seed_matrix(per_query, d, teacher=MINMAX) for d in sets]
             b = [seed_matrix(per_query, d, teacher=other) for d in sets]
-            s = paired_delta(a, b, n_boot=n_boot)
+            paired = _same_seeds(per_query, sets, "teacher", MINMAX, other)
+            s = paired_delta(a, b, n_boot=n_boot, paired_seeds=paired)
             ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
-            out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s, **_power(a, b, n_boot)))
+            out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s, seeds_paired=paired,
+                            **_power(power_split(a, b, n_boot=n_boot, paired_seeds=paired))))
     return out
 
 
@@ -195,14 +204,16 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
         for label, sets in _both(datasets):
             a = [curve_arrays(curve, per_query, d, IDF_ARM) for d in sets]
             b = [curve_arrays(curve, per_query, d, PLAIN_ARM) for d in sets]
-            s = curve_gap(a, b, n_boot=n_boot_curve)
+            paired = _same_seeds(per_query, sets, "arm", IDF_ARM, PLAIN_ARM)
+            s = curve_gap(a, b, n_boot=n_boot_curve, paired_seeds=paired)
+            split = curve_power_split(a, b, n_boot=n_boot_curve, paired_seeds=paired)
             if len(sets) > 1:
                 span = "mean of the datasets' gaps"
             else:  # the overlap of the two mean curves (geometric mean FLOPS over seeds per lambda)
                 ranges = [np.exp(np.log(f).mean(axis=1)) for f, _ in (a[0], b[0])]
                 lo, hi = max(r.min() for r in ranges), min(r.max() for r in ranges)
                 span = f"mean gap over FLOPS {lo:.3g}–{hi:.3g}" if lo < hi else "the FLOPS ranges do not overlap"
-            out.append(_row("1", label, span, s))
+            out.append(_row("1", label, span, s, seeds_paired=paired, **_power(split)))
     if headline is not None and IDF_ARM in arms:
         for claim, ref in (("H1", "bm25"), ("H2", "untrained")):
             if ref not in arms:
@@ -213,7 +224,7 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
                 s = paired_delta(a, b, n_boot=n_boot)
                 ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
                 out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f} (λ={headline:g})", s, seeds=a[0].shape[0],
-                                **_power(a, b, n_boot)))
+                                seeds_paired=False, **_power(power_split(a, b, n_boot=n_boot))))
     return out
 
 

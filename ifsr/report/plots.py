@@ -57,15 +57,18 @@ def plot_curve(curve: pd.DataFrame, path: str | Path) -> Path:
 def plot_teachers(table: pd.DataFrame, per_query: pd.DataFrame, path: str | Path) -> Path:
     """The teacher ablation as bars, in the verdict table's terms: the min-max ensemble's nDCG@10 minus
     each other teacher's (and the untrained start's), mean over seeds and queries, with the 95% interval
-    of the paired two-level bootstrap over seeds and queries (ifsr.eval.stats.paired_delta).
-    A bar above 0: the ensemble is better, as the paper says."""
-    from ifsr.eval.stats import paired_delta, seed_matrix
+    of the paired two-level bootstrap over seeds and queries (ifsr.eval.stats.paired_delta; seeds drawn together
+    where both teachers ran the same ones, as in the verdict table). A bar above 0: the ensemble is better, as the
+    paper says."""
+    from ifsr.eval.stats import paired_delta, seed_ids, seed_matrix
     sets = sorted(table["dataset"].unique())
     others = [t for t in dict.fromkeys(table["teacher"]) if t != MINMAX]
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
         ens = seed_matrix(per_query, name, teacher=MINMAX)
-        stats = [paired_delta([ens], [seed_matrix(per_query, name, teacher=t)], n_boot=2000) for t in others]
+        own = seed_ids(per_query, name, teacher=MINMAX)
+        stats = [paired_delta([ens], [seed_matrix(per_query, name, teacher=t)], n_boot=2000,
+                              paired_seeds=seed_ids(per_query, name, teacher=t) == own) for t in others]
         ax.bar(range(len(others)), [b.delta for b in stats], color="tab:blue", alpha=0.8,
                yerr=[[max(0.0, b.delta - b.low) for b in stats], [max(0.0, b.high - b.delta) for b in stats]], capsize=4)
         ax.axhline(0, color="black", lw=0.8)

@@ -43,6 +43,9 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
     lines = ["## Verdicts", "",
              "Each statistic is a difference of nDCG@10 in the paper's direction (> 0: as the paper says), with a "
              "two-level bootstrap over training seeds and queries (95% interval, two-sided p; `ifsr.eval.stats`). "
+             "Arms that ran the same training seeds (the teachers; the two FLOPS arms) draw them together, as they "
+             "draw the queries together: a seed fixes the student's new parameters and the data order in every arm, "
+             "so its runs move together (seeds column: paired). "
              "holds / reversed: p < 0.05 from ≥ 3 seeds; not distinguishable: p ≥ 0.05. Claim 4's statistic is a p50 "
              f"ratio, inference-free / BM25, against the paper's {PAPER_RATIO:.1f}× (holds: significantly below it), with a "
              "bootstrap over training seeds, timing passes and queries; its holds / reversed need ≥ 3 of each. "
@@ -56,9 +59,11 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
         ci = "–" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
         delta = "–" if math.isnan(r["delta"]) else f"{r['delta']:+.4f}"
         mde = r.get("mde", float("nan"))
+        paired = r.get("seeds_paired", False)
+        seeds = f"{r['seeds']} paired" if paired == paired and bool(paired) else f"{r['seeds']}"  # NaN: an older table
         data = f"**{r['dataset']}**" if r["dataset"] == MEAN else r["dataset"]
         lines.append(f"| {'' if same else r['claim']} | {'' if same else r['compared']} | {'' if same else r['paper']} "
-                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {r['seeds']} | "
+                     f"| {data} | {r['here']} | {delta} {ci} | {fmt_p(r['p'])} | {seeds} | "
                      f"{'–' if math.isnan(mde) else f'{mde:.4f}'} | {verdict_cell(r['verdict'], mde)} |")
     if claims.empty:
         lines.append("| – | no protocol tables (teachers/, idf_flops/ with per_query.csv) | | | | | | | | |")
@@ -71,7 +76,7 @@ def _verdicts(claims: pd.DataFrame, latency: list[dict]) -> list[str]:
 def _power_lines(claims: pd.DataFrame) -> list[str]:
     """What more training seeds or evaluation queries would buy each mean row with a power split: its MDE now,
     the floor of infinitely many seeds (the queries' part alone), the seeds per arm for MDE <= POWER_TARGET, and
-    the MDE with twice the queries (`ifsr.eval.stats.power_split`)."""
+    the MDE with twice the seeds or twice the queries (`ifsr.eval.stats.power_split`, `curve_power_split`)."""
     if "mde_floor" not in claims:
         return []
     rows = claims[(claims["dataset"] == MEAN) & claims["mde_floor"].notna()] if (claims["dataset"] == MEAN).any() \
@@ -81,16 +86,18 @@ def _power_lines(claims: pd.DataFrame) -> list[str]:
     lines = ["## Power: what more seeds or queries would buy", "",
              f"Each paired row's bootstrap standard error split into the queries' part (seeds averaged first) and the "
              f"training seeds' part (the rest); the seed part's variance scales as 1/seeds, the queries' as 1/queries "
-             f"(approximate: 3 seeds make a coarse bootstrap). Target: MDE ≤ {POWER_TARGET:.3f}. Claim 1's curve gap "
-             "is not split.", "",
+             f"(approximate: 3 seeds make a coarse bootstrap; rougher for Claim 1, whose curve gap is not linear in a "
+             f"seed's points). Target: MDE ≤ {POWER_TARGET:.3f}.", "",
              f"| claim | dataset | seeds | MDE now | floor (∞ seeds) | seeds per arm for ≤ {POWER_TARGET:.3f} | "
-             "MDE with 2× queries |", "|---|---|---|---|---|---|---|"]
+             "MDE with 2× seeds | MDE with 2× queries |", "|---|---|---|---|---|---|---|---|"]
     for r in rows.to_dict("records"):
         need = r["seeds_for_target"]
         need = (f"none: the floor is above {POWER_TARGET:.3f}" if need != need else
                 f"{int(need)}" + (" (met now)" if need <= r["seeds"] else ""))
+        seeds2 = r.get("mde_2x_seeds", float("nan"))
+        seeds2 = "–" if seeds2 != seeds2 else f"{seeds2:.4f}"  # an older verdict table has no such column
         lines.append(f"| {r['claim']} | {r['dataset']} | {r['seeds']} | {r['mde']:.4f} | {r['mde_floor']:.4f} | {need} | "
-                     f"{r['mde_2x_queries']:.4f} |")
+                     f"{seeds2} | {r['mde_2x_queries']:.4f} |")
     return lines + [""]
 
 

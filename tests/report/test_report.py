@@ -104,7 +104,8 @@ def test_verdict_table_comes_first_and_follows_the_statistic(tmp_path):
         assert "+0.05" in row_of(text, "1", dataset)  # the gap between the curves, by construction
         assert cells(row_of(text, "H1", dataset))[-1] == "holds"  # b + 0.45 vs BM25's b + 0.25
         assert cells(row_of(text, "H2", dataset))[-1] == "reversed"  # vs the start's b + 0.5
-    assert "| 3 |" in row_of(text, "2a", "a")  # seeds
+    assert "| 3 paired |" in row_of(text, "2a", "a")  # seeds: both teachers ran 0, 1, 2
+    assert "| 3 paired |" in row_of(text, "1", "a") and "| 3 |" in row_of(text, "H1", "a")  # BM25: one run, no seeds
     assert lines_with(text, "idf_flops/curve.png") and not lines_with(text, "teachers/teachers.png")
     index = (root / "REPORT.md").read_text()
     assert lines_with(index, "Claim 2a", "a: holds") and lines_with(index, "[p](p/REPORT.md)")
@@ -330,14 +331,16 @@ def test_the_power_table_says_what_seeds_or_queries_would_buy():
 
     claims = pd.DataFrame([
         {"claim": "2a", "dataset": "mean", "seeds": 3, "mde": 0.0118, "mde_floor": 0.0074, "seeds_for_target": 6.0,
-         "mde_2x_queries": 0.0101},
+         "mde_2x_seeds": 0.0099, "mde_2x_queries": 0.0101},
         {"claim": "2a", "dataset": "scifact", "seeds": 3, "mde": 0.02, "mde_floor": 0.01, "seeds_for_target": float("nan"),
          "mde_2x_queries": 0.015},
         {"claim": "H2", "dataset": "mean", "seeds": 3, "mde": 0.0190, "mde_floor": 0.0169,
-         "seeds_for_target": float("nan"), "mde_2x_queries": 0.0140}])
+         "seeds_for_target": float("nan"), "mde_2x_seeds": 0.0180, "mde_2x_queries": 0.0140}])
     text = "\n".join(_power_lines(claims))
-    assert "| 2a | mean | 3 | 0.0118 | 0.0074 | 6 | 0.0101 |" in text
-    assert "| H2 | mean | 3 | 0.0190 | 0.0169 | none: the floor is above 0.010 | 0.0140 |" in text
+    assert "| 2a | mean | 3 | 0.0118 | 0.0074 | 6 | 0.0099 | 0.0101 |" in text
+    assert "| H2 | mean | 3 | 0.0190 | 0.0169 | none: the floor is above 0.010 | 0.0180 | 0.0140 |" in text
+    older = "\n".join(_power_lines(claims.drop(columns="mde_2x_seeds")))  # a verdict table from before the column
+    assert "| H2 | mean | 3 | 0.0190 | 0.0169 | none: the floor is above 0.010 | – | 0.0140 |" in older
     assert "scifact" not in text  # the per-dataset rows stay in verdicts.csv
     assert _power_lines(claims.drop(columns="mde_floor")) == []  # an older verdict table: no section
 

@@ -262,3 +262,77 @@ def test_power_split_of_identical_seeds_is_all_queries():
     assert made.mde(query_factor=2.0) == pytest.approx(2.8016 * np.sqrt(0.003 ** 2 / 2 + 0.004 ** 2), rel=1e-4)
     with pytest.raises(ValueError, match="seeds"):
         made.mde(0)
+
+
+def _sweep(shift: np.ndarray, q: int = 200, seed: int = 5):
+    """Two arms of a 3-lambda sweep on the same FLOPS points (every seed alike): b's per-query nDCG@10 rises with
+    lambda's FLOPS; a = b + shift[seed] at every lambda and query."""
+    rng = np.random.default_rng(seed)
+    flops = np.tile(np.array([[1.0], [2.0], [4.0]]), (1, len(shift)))  # [L=3, S]
+    base = rng.random(q) * 0.5
+    yb = np.stack([np.tile(base + 0.1 * k, (len(shift), 1)) for k in range(3)])  # [3, S, q]
+    ya = yb + np.asarray(shift, dtype=float)[None, :, None]
+    return [(flops, ya)], [(flops, yb)]
+
+
+def test_curve_power_split_puts_a_per_seed_shift_in_the_seed_part():
+    """Hand-made: curve a is curve b raised by a constant per training seed (0, 0.02, 0.04). Seeds collapsed, a is
+    b + 0.02 at every query: the queries' part is 0. The whole se is that of a mean of 3 values drawn with
+    replacement (b's seeds are alike): sqrt(pop. variance / 3) = 0.00943, as in the paired case."""
+    from ifsr.eval.stats import curve_power_split
+
+    a, b = _sweep(np.array([0.0, 0.02, 0.04]))
+    p = curve_power_split(a, b, n_boot=4000)
+    assert p.se_queries == pytest.approx(0.0, abs=1e-12) and p.floor == pytest.approx(0.0, abs=1e-12)
+    assert p.se == pytest.approx(np.sqrt(np.var([0.0, 0.02, 0.04]) / 3), rel=0.05) and p.se_seeds == pytest.approx(p.se)
+    assert p.seeds == 3 and p.seeds_for(0.010) is not None
+
+
+def test_curve_power_split_of_identical_seeds_is_all_queries():
+    """Every seed alike, the arms differing per query (noise of sd 0.1): the se is the queries' alone."""
+    from ifsr.eval.stats import curve_gap, curve_power_split
+
+    a, b = _sweep(np.zeros(3))
+    noise = np.random.default_rng(6).normal(0.0, 0.1, a[0][1].shape[2])
+    a = [(a[0][0], a[0][1] + noise[None, None, :])]
+    p = curve_power_split(a, b, n_boot=2000)
+    assert p.se_seeds < 0.25 * p.se and p.se_queries == pytest.approx(p.se, rel=0.05)
+    assert p.se == pytest.approx(curve_gap(a, b, n_boot=2000).se)  # the whole se is curve_gap's own
+    assert p.se_queries == pytest.approx(0.1 / np.sqrt(200), rel=0.1)  # the mean gap's sd over 200 queries
+    assert p.seeds_for(p.floor / 2) is None
+
+
+def test_paired_seeds_cancel_a_shift_both_arms_share():
+    """Hand-made: seed s moves both arms by the same shift (0, 0.03, 0.06: its data order), a = b + 0.01 at every
+    query. Drawn together, every replicate is +0.01 (se 0); drawn apart, the shared shift no longer cancels:
+    se = sqrt(2 x pop. variance / 3) = 0.0200."""
+    from ifsr.eval.stats import paired_delta, power_split
+
+    base = np.random.default_rng(8).random(150)
+    shift = np.array([0.0, 0.03, 0.06])[:, None]
+    b = base[None, :] + shift
+    a = b + 0.01
+    together = paired_delta([a], [b], n_boot=4000, paired_seeds=True)
+    assert together.delta == pytest.approx(0.01) and together.se == pytest.approx(0.0, abs=1e-12) and together.p < 0.01
+    apart = paired_delta([a], [b], n_boot=4000)
+    assert apart.se == pytest.approx(np.sqrt(2 * np.var([0.0, 0.03, 0.06]) / 3), rel=0.05) and apart.p > 0.3
+    assert power_split([a], [b], n_boot=2000, paired_seeds=True).se_seeds == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="paired seeds need the same number of seeds"):
+        paired_delta([a], [b[:2]], paired_seeds=True)
+
+
+def test_curve_gap_with_paired_seeds_cancels_a_shared_shift():
+    """Both sweeps' curves move with the seed (0, 0.03, 0.06 at every lambda), a = b + 0.01: drawn together the
+    gap is +0.01 on every replicate; drawn apart it spreads as the paired case does."""
+    from ifsr.eval.stats import curve_gap, curve_power_split
+
+    shift = np.array([0.0, 0.03, 0.06])
+    a, b = _sweep(shift)  # a = b + shift[seed]
+    b = [(b[0][0], b[0][1] + shift[None, :, None])]  # b moves with the seed as a does
+    a = [(a[0][0], a[0][1] + 0.01)]
+    together = curve_gap(a, b, n_boot=1000, paired_seeds=True)
+    assert together.delta == pytest.approx(0.01) and together.se == pytest.approx(0.0, abs=1e-9)
+    assert curve_power_split(a, b, n_boot=500, paired_seeds=True).se == pytest.approx(0.0, abs=1e-9)
+    assert curve_gap(a, b, n_boot=1000).se == pytest.approx(np.sqrt(2 * np.var(shift) / 3), rel=0.1)
+    with pytest.raises(ValueError, match="paired seeds"):
+        curve_gap(a, [(b[0][0][:, :2], b[0][1][:, :2])], paired_seeds=True)
