@@ -23,6 +23,8 @@ effect (z_{1-alpha/2} + z_0.8) x se ~ 2.8 se, the smallest true difference the t
 every query once at its own moment, so a pass that the machine's load slowed shifts all of its queries.
 Arrays are per dataset: the statistic of several datasets is the mean of their per-dataset values.
 """
+# Over 300 lines: each claim's statistic (two bootstraps, a ratio) beside its power split, and the readers that
+# turn the result tables into their arrays: one place for what a verdict rests on.
 from __future__ import annotations
 
 from collections.abc import Sequence
