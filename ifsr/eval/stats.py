@@ -159,9 +159,10 @@ class PowerSplit:
 
 
 def power_split(a: Sequence[np.ndarray], b: Sequence[np.ndarray] | None = None, n_boot: int = N_BOOT,
-                seed: int = 0, paired_seeds: bool = False) -> PowerSplit:
-    """`paired_delta`'s standard error split into its queries' part and its training seeds' part (`PowerSplit`)."""
-    total = paired_delta(a, b, n_boot, seed, paired_seeds)
+                seed: int = 0, paired_seeds: bool = False, total: Bootstrap | None = None) -> PowerSplit:
+    """`paired_delta`'s standard error split into its queries' part and its training seeds' part (`PowerSplit`).
+    total: that paired_delta, already computed with the same arguments (else it is computed here)."""
+    total = paired_delta(a, b, n_boot, seed, paired_seeds) if total is None else total
     means = lambda arm: [np.asarray(x, dtype=float).mean(axis=0, keepdims=True) for x in arm]  # noqa: E731
     queries = paired_delta(means(a), means(b) if b is not None else None, n_boot, seed)
     return PowerSplit(total.se, queries.se, float(np.sqrt(max(total.se ** 2 - queries.se ** 2, 0.0))), total.seeds)
@@ -253,14 +254,15 @@ def curve_gap(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.n
     return _summary(delta, reps, min(arm[0][0].shape[1] for arm in arms))
 
 
-
 def curve_power_split(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tuple[np.ndarray, np.ndarray]],
-                      n_boot: int = 2000, seed: int = 0, grid: int = 64, paired_seeds: bool = False) -> PowerSplit:
+                      n_boot: int = 2000, seed: int = 0, grid: int = 64, paired_seeds: bool = False,
+                      total: Bootstrap | None = None) -> PowerSplit:
     """`curve_gap`'s standard error split as `power_split` splits `paired_delta`'s: the queries' part is the same
     statistic with each arm's seeds collapsed first (a point's log FLOPS and per-query nDCG@10 averaged over
     seeds, which is the point `curve_gap` draws), so only the queries are drawn; the seeds' part is the rest.
-    The curve is not linear in a seed's points, so the 1/seeds scaling of the seed part is rougher here."""
-    total = curve_gap(a, b, n_boot, seed, grid, paired_seeds)
+    The curve is not linear in a seed's points, so the 1/seeds scaling of the seed part is rougher here.
+    total: that curve_gap, already computed with the same arguments (else it is computed here)."""
+    total = curve_gap(a, b, n_boot, seed, grid, paired_seeds) if total is None else total
 
     def collapsed(arm):
         return [(np.exp(np.log(np.asarray(f, dtype=float)).mean(axis=1, keepdims=True)),
@@ -272,13 +274,19 @@ def curve_power_split(a: Sequence[tuple[np.ndarray, np.ndarray]], b: Sequence[tu
 
 # ----------------------------------------------------------------------------- from the result tables
 
+def _rows(per_query, dataset: str, where: dict):
+    """The rows of a per_query.csv table of `dataset` matching `where` (floats compared with isclose)."""
+    part = per_query[per_query["dataset"] == dataset]
+    for k, v in where.items():
+        part = part[np.isclose(part[k], v)] if isinstance(v, float) else part[part[k] == v]
+    return part
+
+
 def seed_matrix(per_query, dataset: str, queries: Sequence[str] | None = None, **where) -> np.ndarray:
     """[seeds, queries] of per-query nDCG@10 from a per_query.csv table: the rows of `dataset` matching
     `where` (e.g. teacher="dense", or arm="idf-flops", lambda=0.01), seeds in ascending order, queries
     in `queries`' order (default: sorted). Raises ValueError if no row matches or a seed lacks a query."""
-    part = per_query[per_query["dataset"] == dataset]
-    for k, v in where.items():
-        part = part[np.isclose(part[k], v)] if isinstance(v, float) else part[part[k] == v]
+    part = _rows(per_query, dataset, where)
     if part.empty:
         raise ValueError(f"per-query table: no rows for {dataset} {where}")
     wide = part.pivot_table(index="seed", columns="query_id", values="nDCG@10", aggfunc="first").sort_index()
@@ -293,10 +301,7 @@ def seed_matrix(per_query, dataset: str, queries: Sequence[str] | None = None, *
 def seed_ids(per_query, dataset: str, **where) -> list[int]:
     """The training seeds (ascending) of a per_query.csv table's rows of `dataset` matching `where`: the rows
     `seed_matrix` stacks. Two arms with the same ids can be bootstrapped with `paired_seeds`."""
-    part = per_query[per_query["dataset"] == dataset]
-    for k, v in where.items():
-        part = part[np.isclose(part[k], v)] if isinstance(v, float) else part[part[k] == v]
-    return sorted(int(s) for s in part["seed"].unique())
+    return sorted(int(s) for s in _rows(per_query, dataset, where)["seed"].unique())
 
 
 def curve_arrays(curve, per_query, dataset: str, arm: str, queries: Sequence[str] | None = None

@@ -190,7 +190,7 @@ def teacher_rows(table: pd.DataFrame, per_query: pd.DataFrame, n_boot: int = 100
             s = paired_delta(a, b, n_boot=n_boot, paired_seeds=paired)
             ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
             out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f}", s, seeds_paired=paired,
-                            **_power(power_split(a, b, n_boot=n_boot, paired_seeds=paired))))
+                            **_power(power_split(a, b, n_boot=n_boot, paired_seeds=paired, total=s))))
     return out
 
 
@@ -206,7 +206,7 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
             b = [curve_arrays(curve, per_query, d, PLAIN_ARM) for d in sets]
             paired = _same_seeds(per_query, sets, "arm", IDF_ARM, PLAIN_ARM)
             s = curve_gap(a, b, n_boot=n_boot_curve, paired_seeds=paired)
-            split = curve_power_split(a, b, n_boot=n_boot_curve, paired_seeds=paired)
+            split = curve_power_split(a, b, n_boot=n_boot_curve, paired_seeds=paired, total=s)
             if len(sets) > 1:
                 span = "mean of the datasets' gaps"
             else:  # the overlap of the two mean curves (geometric mean FLOPS over seeds per lambda)
@@ -224,7 +224,7 @@ def sweep_rows(curve: pd.DataFrame, per_query: pd.DataFrame, headline: float | N
                 s = paired_delta(a, b, n_boot=n_boot)
                 ma, mb = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
                 out.append(_row(claim, label, f"{ma:.4f} vs {mb:.4f} (λ={headline:g})", s, seeds=a[0].shape[0],
-                                seeds_paired=False, **_power(power_split(a, b, n_boot=n_boot))))
+                                seeds_paired=False, **_power(power_split(a, b, n_boot=n_boot, total=s))))
     return out
 
 
