@@ -261,7 +261,7 @@ def train_from_config(config: str, **overrides: Any):
     from ifsr.exp.runs import trained_run
 
     init_from_env()  # under `torchrun --nproc_per_node N -m ifsr.cli train`: teacher scoring sharded, then DDP
-    return trained_run(cfg, cfg.train, lambda: finetune_dataset(cfg))
+    return trained_run(cfg, cfg.finetune_train(), lambda: finetune_dataset(cfg))
 
 
 # ----------------------------------------------------------------------------- export, index, search

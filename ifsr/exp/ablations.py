@@ -94,7 +94,7 @@ def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> 
     teacher, FLOPS weight `lam`, training seed `seed`."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
-    return dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
+    return dataclasses.replace(cfg.finetune_train(), query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
                                **cfg.teacher_fields())
 
 

@@ -5,6 +5,7 @@ importable from here too. This module does not import torch: reading a results f
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,10 @@ class AblationConfig:
     #   0.010, where H1's and H2's floors are above it (results/REPORT.md, its power table)
     headline_lambda: float | None = None  # the IDF-aware lambda the report calls "the replication's model",
     #   named before anything runs (never picked on test data); None: no headline model
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)  # both stages' settings (stage 1 replaces steps,
+    #   teacher, lambda, query weights and seed: ifsr.exp.runs.pretrain_config); its `steps` are stage 2's
+    finetune_n_neg: int | None = None  # stage 2's BM25 negatives per query (its candidates and its batches); null:
+    #   train.n_neg. Stage 1 keeps train.n_neg, so its runs keep their keys (`finetune_train`)
     idf_path: str | None = None  # default: <data_dir>/idf/msmarco_bert-base-uncased_idf.json
     data_dir: str | None = None
     cache_dir: str = ".cache/ifsr"
@@ -83,6 +87,10 @@ class AblationConfig:
         if t is not None and (not isinstance(t, list) or not t or len(set(t)) != len(t) or
                               not all(isinstance(s, int) and not isinstance(s, bool) for s in t)):
             raise ValueError(f"teacher_seeds must be null or a non-empty list of distinct integers, got {t!r}")
+        n = self.finetune_n_neg
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.mining_depth):
+            raise ValueError(f"finetune_n_neg must be null or an integer from 1 to mining_depth ({self.mining_depth}), "
+                             f"got {n!r}")
         if self.headline_lambda is not None and self.headline_lambda not in self.lambdas:
             raise ValueError(f"headline_lambda {self.headline_lambda} is not one of lambdas {self.lambdas}")
 
@@ -111,6 +119,12 @@ class AblationConfig:
         if len(set(names)) != len(names) or set(names) & set(ENSEMBLES):
             raise ValueError(f"ensemble names must be distinct and not {list(ENSEMBLES)}, got {names}")
         return out
+
+    def finetune_train(self) -> TrainConfig:
+        """Stage 2's base TrainConfig: `train`, with `finetune_n_neg` negatives per query when it is set."""
+        if self.finetune_n_neg is None:
+            return self.train
+        return dataclasses.replace(self.train, n_neg=self.finetune_n_neg)
 
     def teacher_fields(self) -> dict[str, Any]:
         """TrainConfig's teacher_names and teacher_weights for this ensemble; {} for the default members, so a

@@ -31,10 +31,11 @@ from ifsr.models import resolve_model_path
 
 # AblationConfig fields that do not change a trained student: where things are, which runs a sweep
 # holds (each run's own lambda / teacher / query weights are in its TrainConfig), evaluation-only
-# settings, and `train` (the preset's base TrainConfig; the run's own is hashed instead).
+# settings, and `train` and `finetune_n_neg` (the preset's base TrainConfig and stage 2's override of it; the
+# run's own TrainConfig is hashed instead).
 NOT_TRAINING = frozenset({"preset", "data_dir", "cache_dir", "runs_dir", "idf_path", "device", "eval_max_length",
                           "lambdas", "arms", "teachers", "seeds", "teacher_seeds", "headline_lambda",
-                          "train"})
+                          "train", "finetune_n_neg"})
 # The fields every run key has hashed since the key took its present form: always in the key, so the keys of
 # existing runs stand. A field added after them enters a key only when its value differs from its default:
 # adding a field with its default re-keys no run (issue 30); setting it does.

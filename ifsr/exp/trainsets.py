@@ -61,7 +61,7 @@ def finetune_candidates(cfg: AblationConfig) -> tuple[list, dict[str, str], str]
     tq = training_queries(ds)[: cfg.train_query_limit]
     index = Bm25Index().build(ds.doc_texts())
     cands = mine_hard_negatives({q: t for q, t, _ in tq}, {q: p for q, _, p in tq}, ds.doc_ids, index,
-                                n_neg=cfg.train.n_neg, depth=cfg.mining_depth, seed=cfg.seed)
+                                n_neg=cfg.finetune_train().n_neg, depth=cfg.mining_depth, seed=cfg.seed)
     Path(cfg.cache_dir).mkdir(parents=True, exist_ok=True)
     return cands, dict(zip(ds.doc_ids, ds.doc_texts())), f"{ds.name}-train"
 
@@ -70,7 +70,7 @@ def finetune_dataset(cfg: AblationConfig):
     """The fine-tuning candidates (`finetune_candidates`) with both teachers' raw scores (cached)."""
     cands, doc_text, name = finetune_candidates(cfg)
     scores = [score_candidates(t, cands, doc_text, cfg.cache_dir, name) for t in build_teachers(cfg)]
-    return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.train.n_neg))
+    return datasets.Dataset.from_dict(_examples(cands, scores, doc_text, cfg.finetune_train().n_neg))
 
 
 def pretrain_pairs(cfg: AblationConfig) -> list:

@@ -10,6 +10,7 @@ other run (ifsr.exp.runs), so the grid point equal to the preset's steps is the 
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 100 160 --lrs 1e-4 3e-4 --out results/cpu/explore/steps
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 --pretrain 100:150 400:600 --out results/cpu/explore/scale
     python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 --max-lengths 128 256 --out results/cpu/explore/length
+    python -m ifsr.exp.tuning configs/cpu.yaml --steps 40 80 160 --n-negs 3 7 --out results/cpu/explore/negatives
 """
 from __future__ import annotations
 
@@ -54,14 +55,15 @@ def dev_score(cfg: AblationConfig, model: str | Path, dev: BeirSet) -> dict[str,
 def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = None,
                seed: int | None = None, teacher_lambdas: list[float] | None = None,
                pretrain: list[tuple[int, int]] | None = None,
-               max_lengths: list[int] | None = None) -> pd.DataFrame:
+               max_lengths: list[int] | None = None, n_negs: list[int] | None = None) -> pd.DataFrame:
     """One row per (stage-1 scale, stage-1 lambda, learning rate, stage-2 step count), and the untrained and
     stage-1 starts: dev nDCG@10 of the replication's model (idf-flops at `headline_lambda`) trained for that many
     steps, training seed `seed` (default seeds[0]). A learning rate of `lrs` (default: the preset's) is the
     preset's `train.lr` for both stages, as the protocol would run it; a value of `teacher_lambdas` (default: the
     preset's) is stage 1's FLOPS weight and one of `pretrain` (default: the preset's) a (pairs per source, steps)
     scale of stage 1, and one of `max_lengths` (default: the preset's) the document length both stages train at
-    (evaluation stays at `eval_max_length`), so each combination brings its own stage-1 start."""
+    (evaluation stays at `eval_max_length`), so each combination brings its own stage-1 start. A value of `n_negs`
+    (default: the preset's) is stage 2's negatives per query (`finetune_n_neg`): its points share their start."""
     if cfg.headline_lambda is None:
         raise ValueError(f"{cfg.preset}: no headline_lambda, no model to tune")
     if not steps or any(not isinstance(n, int) or n <= 0 for n in steps):
@@ -74,11 +76,13 @@ def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = 
         raise ValueError(f"stage-1 scales must be positive (pairs per source, steps), got {pretrain}")
     if max_lengths is not None and (not max_lengths or any(not (isinstance(m, int) and m > 0) for m in max_lengths)):
         raise ValueError(f"training lengths must be positive integers, got {max_lengths}")
+    if n_negs is not None and (not n_negs or any(not (isinstance(n, int) and 1 <= n <= cfg.mining_depth) for n in n_negs)):
+        raise ValueError(f"stage-2 negatives must be integers from 1 to mining_depth ({cfg.mining_depth}), got {n_negs}")
     seed = cfg.seeds[0] if seed is None else seed
     dev = dev_set(cfg)
     nan = float("nan")
     rows = [{"model": "untrained", "pretrain_pairs": 0, "pretrain_steps": 0, "teacher_lambda": nan, "lr": nan,
-             "max_length": 0, "steps": 0, **dev_score(cfg, cfg.train.student, dev)}]
+             "max_length": 0, "n_neg": 0, "steps": 0, **dev_score(cfg, cfg.train.student, dev)}]
     grid = [(p, t, lr, m) for p in pretrain or [(cfg.pretrain_pairs, cfg.pretrain_steps)]
             for t in teacher_lambdas or [cfg.teacher_lambda] for lr in lrs or [cfg.train.lr]
             for m in max_lengths or [cfg.train.max_length]]
@@ -86,18 +90,21 @@ def step_sweep(cfg: AblationConfig, steps: list[int], lrs: list[float] | None = 
         c = dataclasses.replace(cfg, pretrain_pairs=pairs, pretrain_steps=pre_steps, teacher_lambda=t,
                                 train=dataclasses.replace(cfg.train, lr=lr, max_length=m))
         point = {"pretrain_pairs": pairs, "pretrain_steps": pre_steps, "teacher_lambda": t, "lr": lr, "max_length": m}
-        data, pre = _lazy(lambda c=c: finetune_dataset(c)), _lazy(lambda c=c: pretrain_dataset(c))
-        base = sweep_train_config(c, IDF_ARM, c.headline_lambda, seed)
-        start = start_config(c, base)
+        pre = _lazy(lambda c=c: pretrain_dataset(c))
+        start = start_config(c, sweep_train_config(c, IDF_ARM, c.headline_lambda, seed))
         if start is not None:
             run = pretrained_run(c, start, pre)
-            rows.append({"model": "stage-1 start", **point, "steps": 0, **dev_score(c, run.model_dir, dev)})
-        for n in sorted(set(steps)):
-            tic = time.perf_counter()
-            run = trained_run(c, dataclasses.replace(base, steps=n), data, pre)
-            rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", **point, "steps": n,
-                         **dev_score(c, run.model_dir, dev), "wall_s": round(time.perf_counter() - tic, 1),
-                         "run": run.model_dir.parent.name})
+            rows.append({"model": "stage-1 start", **point, "n_neg": c.train.n_neg, "steps": 0,
+                         **dev_score(c, run.model_dir, dev)})
+        for k in n_negs or [c.finetune_train().n_neg]:
+            ck = dataclasses.replace(c, finetune_n_neg=k)
+            data, base = _lazy(lambda ck=ck: finetune_dataset(ck)), sweep_train_config(ck, IDF_ARM, ck.headline_lambda, seed)
+            for n in sorted(set(steps)):
+                tic = time.perf_counter()
+                run = trained_run(ck, dataclasses.replace(base, steps=n), data, pre)
+                rows.append({"model": f"idf-flops λ={c.headline_lambda:g}", **point, "n_neg": k, "steps": n,
+                             **dev_score(ck, run.model_dir, dev), "wall_s": round(time.perf_counter() - tic, 1),
+                             "run": run.model_dir.parent.name})
     return pd.DataFrame(rows)
 
 
@@ -121,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="stage-1 scales (pairs per source:steps) to cross with the rest (default: the preset's)")
     ap.add_argument("--max-lengths", type=int, nargs="+", default=None,
                     help="document lengths (tokens) both stages train at (default: the preset's train.max_length)")
+    ap.add_argument("--n-negs", type=int, nargs="+", default=None,
+                    help="stage-2 negatives per query to cross with the rest (default: the preset's finetune_n_neg, or "
+                         "train.n_neg); stage 1 keeps train.n_neg")
     ap.add_argument("--out", required=True, help="folder for steps.csv and config.yaml (results/<preset>/explore/...)")
     ap.add_argument("--data-dir", default=None, help="data directory (default: ifsr.data.beir.find_data_dir)")
     args = ap.parse_args(argv)
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(AblationConfig, args.config, data_dir=args.data_dir)
         table = step_sweep(cfg, args.steps, args.lrs, teacher_lambdas=args.teacher_lambdas,
                            pretrain=None if args.pretrain is None else [_scale(v) for v in args.pretrain],
-                           max_lengths=args.max_lengths)
+                           max_lengths=args.max_lengths, n_negs=args.n_negs)
     except (ValueError, FileNotFoundError) as e:
         print(f"ifsr.exp.tuning: error: {e}", file=sys.stderr)
         return 2

@@ -62,8 +62,8 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
-                tc = dataclasses.replace(cfg.train, query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
-                                         **cfg.teacher_fields())
+                tc = dataclasses.replace(cfg.finetune_train(), query_weights=ARMS[arm], teacher=MINMAX, lam=lam,
+                                         seed=seed, **cfg.teacher_fields())
                 start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
                 if start is not None and pre(start) not in stages:
                     stages.append(pre(start))
@@ -149,13 +149,11 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
         cfg = notebook_config(root, params, data_dir)
         if cfg is None:
             continue
-        tc = cfg.train
-        group = tc.n_neg + 1
         teach = [(m["model"], cfg.teacher_max_length) for m in cfg.members()]
         dense = {m["model"] for m in cfg.members() if m["kind"] == "dense"}
-        sets = [("finetune", _train_queries(cfg))] + ([("pretrain", _pair_count(cfg))]
-                                                       if cfg.pretrain_pairs and cfg.pretrain_steps else [])
-        for what, n_queries in sets:
+        sets = [("finetune", _train_queries(cfg), cfg.finetune_train().n_neg + 1)] + (
+            [("pretrain", _pair_count(cfg), cfg.train.n_neg + 1)] if cfg.pretrain_pairs and cfg.pretrain_steps else [])
+        for what, n_queries, group in sets:
             for model, length in teach:
                 if prepared and model in dense:
                     continue
@@ -165,10 +163,11 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
                     totals[key] += n_queries * (1 + group)  # queries + candidates
                     tokenized[key] += n_queries * (1 + group)
         sizes = _sizes(cfg, cfg.eval_datasets, cfg.eval_split)
-        untrained = ("untrained", tc.student, cfg.eval_max_length)
+        student = cfg.train.student
+        untrained = ("untrained", student, cfg.eval_max_length)
         if untrained not in seen_enc:
             seen_enc.add(untrained)
-            _evaluation(totals, tokenized, tc.student, cfg.eval_max_length, sizes)
+            _evaluation(totals, tokenized, student, cfg.eval_max_length, sizes)
         for stage in _train_stages(cfg, entry):
             key = json.dumps(stage, sort_keys=True, default=str)
             if key in seen_stages:
@@ -176,11 +175,12 @@ def preset_work(preset: str, root: str | Path = ".", data_dir: str | None = None
             seen_stages.add(key)
             t = stage["train"]
             checkpoints += t["steps"] // t["save_steps"]
-            key = ("train", tc.student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], group, False, False)
+            key = ("train", student, t["max_length"], "steps", t["batch_size"] * t["grad_accum"], t["n_neg"] + 1, False,
+                   False)
             totals[key] += t["steps"]
             tokenized[key] += t["steps"]  # each step's batch is tokenized (benchmarks/gpu_plan.py: per text)
             # each trained student is evaluated once on every eval set (encodings are cached by model content)
-            _evaluation(totals, tokenized, tc.student, cfg.eval_max_length, sizes)
+            _evaluation(totals, tokenized, student, cfg.eval_max_length, sizes)
     items = [Work(kind=k, model=m, max_length=length, unit=u, count=c, batch_size=b, group=g, dense=dense,
                   query_vocab=qv, tokenized=tokenized[key])
              for key, c in sorted(totals.items()) for (k, m, length, u, b, g, dense, qv) in [key]]

@@ -245,7 +245,9 @@ def _details(root: Path, cfg: dict | None, teachers: pd.DataFrame | None, curve:
                         if cfg.get("dev_queries") else "") +
                      f", from the stage-1 min-max student of {start}, λ {cfg.get('lambdas')}, arms "
                      f"{', '.join(cfg.get('arms', []))}; "
-                     f"{t['batch_size']} queries × (1 + {t['n_neg']}) documents per step, training length "
+                     f"{t['batch_size']} queries × (1 + {t['n_neg']}) documents per step"
+                     + (f" in stage 1, × (1 + {cfg['finetune_n_neg']}) in stage 2" if cfg.get("finetune_n_neg") is not None
+                        and cfg["finetune_n_neg"] != t["n_neg"] else "") + ", training length "
                      f"{t['max_length']}, evaluation length {cfg.get('eval_max_length')} for every row; seeds "
                      f"{cfg.get('seeds')}; the replication's model: IDF-aware λ {cfg.get('headline_lambda')} (named in the "
                      "config before the runs).")

@@ -156,3 +156,24 @@ def test_teacher_seeds_default_to_seeds_and_are_checked():
     for bad in ([], [1, 1], [0, "1"], [True], 3):
         with pytest.raises(ValueError, match="teacher_seeds must be null or a non-empty list of distinct integers"):
             AblationConfig(seeds=[0], teacher_seeds=bad)
+
+
+def test_finetune_n_neg_is_stage_2s_alone():
+    """`finetune_n_neg` (issue 27: more teacher signal a stage-2 step) changes stage 2's TrainConfig only; null is
+    train.n_neg; a bad value is refused naming the field and mining_depth."""
+    import dataclasses
+
+    from ifsr.exp.ablations import sweep_train_config
+    from ifsr.exp.config import AblationConfig
+    from ifsr.exp.runs import pretrain_config, start_config
+
+    cfg = AblationConfig(seeds=[0], lambdas=[0.01], pretrain_pairs=4, pretrain_steps=2)
+    assert cfg.finetune_train() is cfg.train and cfg.train.n_neg == 2
+    seven = dataclasses.replace(cfg, finetune_n_neg=7)
+    assert seven.finetune_train().n_neg == 7 and seven.train.n_neg == 2
+    tc = sweep_train_config(seven, "idf-flops", 0.01, 0)
+    assert tc.n_neg == 7 and tc.lam == 0.01
+    assert start_config(seven, tc).n_neg == 2 == pretrain_config(seven, "ensemble-minmax", 0).n_neg
+    for bad in (0, 51, 2.0, True, "7"):
+        with pytest.raises(ValueError, match=r"finetune_n_neg must be null or an integer from 1 to mining_depth \(50\)"):
+            AblationConfig(finetune_n_neg=bad)

@@ -159,3 +159,21 @@ def test_teachers_as_a_list(smoke, tmp_path, monkeypatch):
                 [{**default[0], "name": "ensemble-raw"}], [{**default[0], "colour": "red"}]):
         with pytest.raises(ValueError, match="ensemble"):
             dataclasses.replace(smoke, teachers=["ensemble-minmax"], ensemble=bad)
+
+
+def test_finetune_n_neg_re_keys_stage_2_and_not_stage_1(smoke, tmp_path):
+    """Stage 2's own negatives re-key its runs (through their TrainConfig) and leave every stage-1 run's key, so a
+    preset that sets it keeps its pre-trained students; its candidates carry that many negatives."""
+    from ifsr.exp.ablations import sweep_train_config
+    from ifsr.exp.runs import start_config
+
+    other = dataclasses.replace(smoke, finetune_n_neg=smoke.train.n_neg + 1)
+    for lam in smoke.lambdas:
+        tc, tc2 = sweep_train_config(smoke, "idf-flops", lam, 0), sweep_train_config(other, "idf-flops", lam, 0)
+        assert run_key(other, tc2) != run_key(smoke, tc)
+        assert run_key(other, start_config(other, tc2), "pretrain") == run_key(smoke, start_config(smoke, tc), "pretrain")
+    assert run_key(dataclasses.replace(smoke, finetune_n_neg=smoke.train.n_neg), smoke.train) == run_key(smoke, smoke.train)
+    from ifsr.exp.trainsets import finetune_candidates
+
+    cands, _, _ = finetune_candidates(dataclasses.replace(other, cache_dir=str(tmp_path / "cache")))
+    assert cands and {len(c.negatives) for c in cands} == {smoke.train.n_neg + 1}

@@ -83,3 +83,11 @@ def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
     lengths = [dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, max_length=m)) for m in (16, 32)]
     assert len({run_key(c, start_config(c, dataclasses.replace(base, max_length=c.train.max_length)), "pretrain")
                 for c in lengths}) == 2
+    # stage 2's negatives (--n-negs): one start for all of them, each point's stage-2 run with its own n_neg
+    seen.clear()
+    monkeypatch.setattr(tuning, "trained_run", lambda c, cfg, data, pre: Run(c, f"ft-{cfg.steps}-n{cfg.n_neg}"))
+    table = step_sweep(smoke, [1, 3], n_negs=[2, 5])
+    assert list(table["n_neg"]) == [0, smoke.train.n_neg, 2, 2, 5, 5]
+    assert [s[3] for s in seen] == ["pre-2", "ft-1-n2", "ft-3-n2", "ft-1-n5", "ft-3-n5"]
+    with pytest.raises(ValueError, match=r"stage-2 negatives must be integers from 1 to mining_depth \(20\)"):
+        step_sweep(smoke, [1], n_negs=[2, 21])

@@ -323,6 +323,12 @@ def test_why_and_details_come_from_tables_and_configs(tmp_path):
     details = text.split("## Details", 1)[1]
     assert lines_with(details, "stage-1 training 12.0 min over 12 runs")  # 4 teachers x 3 seeds x 60 s
     assert lines_with(details, "| a | idf-flops | 0.1 | 3 |")
+    assert lines_with(details, "4 queries × (1 + 2) documents per step, training length")
+    # stage 2's own negatives (finetune_n_neg) are said apart from stage 1's
+    config = root / "p" / "idf_flops" / "config.yaml"
+    config.write_text(config.read_text() + "finetune_n_neg: 7\n")
+    details = write_report(root, "p", n_boot=200).read_text().split("## Details", 1)[1]
+    assert lines_with(details, "4 queries × (1 + 2) documents per step in stage 1, × (1 + 7) in stage 2, training length")
 
 
 def test_the_power_table_says_what_seeds_or_queries_would_buy():
