@@ -2,6 +2,7 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ifsr.exp.config import AblationConfig, load_config
@@ -62,7 +63,7 @@ def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
             self.model_dir = tmp_path / key / "model"
 
     monkeypatch.setattr(tuning, "dev_set", lambda c: None)
-    monkeypatch.setattr(tuning, "dev_score", lambda c, model, dev: {"nDCG@10": 0.5})
+    monkeypatch.setattr(tuning, "dev_score", lambda c, model, dev: {"nDCG@10": 0.5, "per_query": np.full(4, 0.5)})
     monkeypatch.setattr(tuning, "pretrained_run", lambda c, start, pre: Run(c, "pre-" + str(start.steps)))
     monkeypatch.setattr(tuning, "trained_run", lambda c, cfg, data, pre: Run(c, f"ft-{cfg.steps}-{cfg.max_length}"))
     table = step_sweep(smoke, [1, 3], pretrain=[(12, 2), (20, 5)], teacher_lambdas=[0.0, 0.01])
@@ -91,3 +92,23 @@ def test_a_stage1_scale_brings_its_own_start(data_root, tmp_path, monkeypatch):
     assert [s[3] for s in seen] == ["pre-2", "ft-1-n2", "ft-3-n2", "ft-1-n5", "ft-3-n5"]
     with pytest.raises(ValueError, match=r"stage-2 negatives must be integers from 1 to mining_depth \(20\)"):
         step_sweep(smoke, [1], n_negs=[2, 21])
+
+
+def test_dev_resolution_says_what_dev_can_tell_apart():
+    """Each trained point against its own stage-1 start, paired over the dev queries (hand-made: the point gains 0.5 on
+    one query of four, so Δ 0.125 and a bootstrap se near sqrt(var/n) = 0.108), and the best point against the
+    rest."""
+    from ifsr.exp.tuning import dev_resolution
+
+    start = np.array([0.0, 0.5, 1.0, 0.5])
+    rows = [{"model": "untrained", "steps": 0, "nDCG@10": 0.4, "per_query": np.array([0.0, 0.5, 0.5, 0.6])},
+            {"model": "stage-1 start", "steps": 0, "nDCG@10": start.mean(), "per_query": start},
+            {"model": "m", "steps": 10, "nDCG@10": 0.625, "per_query": start + [0.5, 0, 0, 0]},
+            {"model": "m", "steps": 20, "nDCG@10": 0.5, "per_query": start.copy()}]
+    t = dev_resolution(rows)
+    assert "per_query" not in t and t["Δ vs start"].isna().tolist() == [True, True, False, False]
+    assert t.loc[2, "Δ vs start"] == 0.125 and abs(t.loc[2, "se"] - np.sqrt(0.046875 / 4)) < 0.01
+    assert t.loc[2, "MDE"] == pytest.approx(2.8 * t.loc[2, "se"], rel=0.01)
+    assert t.loc[3, "Δ vs start"] == 0.0 and t.loc[3, "se"] == 0.0
+    assert np.isnan(t.loc[2, "best ahead by"]) and t.loc[3, "best ahead by"] == 0.125  # the best is the 10-step point
+    assert t.loc[3, "its MDE"] == pytest.approx(t.loc[2, "MDE"], rel=0.05)
