@@ -8,8 +8,10 @@ Each notebook's parameters come from configs/presets.yaml; they are checked agai
 `parameters` cell (papermill.inspect_notebook; the plan: `ifsr.exp.presets.plan`) and unknown names are refused before anything runs, as
 are unknown keys in a training notebook's config (its YAML, its overrides and `train_overrides`), and
 `only` names that are not entries of the preset.
-A finished result (its manifest.json exists) is not overwritten without `force`; a forced run first
-moves the old manifest aside (manifest.previous.json), so a run that fails leaves its folder unfinished.
+A finished result (its manifest.json exists) is not overwritten without `force`, unless it is stale: a training
+notebook whose folder's config.yaml trains other stages or evaluates otherwise than the preset now resolves
+(`stale_reason`) runs again, and says why. A forced (or stale) run first moves the old manifest aside
+(manifest.previous.json), so a run that fails leaves its folder unfinished.
 The data directory, unless given, is found by `ifsr.data.beir.find_data_dir`. Progress: "[i/n]" per notebook with an
 estimate from the last run's manifest (wall_seconds), papermill's per-cell bar, and at the end the
 paths of the report and of every figure written.
@@ -26,6 +28,7 @@ from typing import Any
 import papermill
 
 from ifsr.data.beir import IDF_FILE, default_idf_path, find_data_dir
+from ifsr.exp.config import AblationConfig, load_config
 from ifsr.exp.presets import notebook_config, plan
 from ifsr.manifest import atomic_write, git_commit
 from ifsr.report.report import write_report
@@ -58,6 +61,32 @@ def _record_wall_time(manifest: Path, seconds: float) -> None:
         data = json.loads(manifest.read_text())
         data["wall_seconds"] = round(seconds, 1)
         atomic_write(manifest, json.dumps(data, indent=2).encode("utf-8"))
+
+
+# The AblationConfig fields a finished folder is checked on besides its training stages: how it was evaluated.
+EVAL_FIELDS = ("eval_split", "eval_max_length", "headline_lambda")
+
+
+def stale_reason(root: str | os.PathLike, notebook: Path, out_dir: Path, params: dict[str, Any],
+                 data_dir: str | None = None) -> str | None:
+    """Why a finished training notebook's results no longer answer its preset: the folder's config.yaml trains
+    other stages (the run keys' config parts, `ifsr.exp.work._train_stages`: a changed step count, lambda, seed
+    list, ...) or sets an EVAL_FIELDS value otherwise than the preset resolves now. None when they match, for a
+    notebook without a training config, and for a folder without config.yaml (nothing to compare)."""
+    from ifsr.exp.work import _train_stages
+
+    cfg = notebook_config(root, params, data_dir)
+    path = out_dir / "config.yaml"
+    if cfg is None or not path.is_file():
+        return None
+    try:
+        old = load_config(AblationConfig, path, data_dir=data_dir)
+    except ValueError as e:
+        return f"its config.yaml no longer loads ({e})"
+    changed = [f for f in EVAL_FIELDS if getattr(old, f) != getattr(cfg, f)]
+    if _train_stages(old, notebook.stem) != _train_stages(cfg, notebook.stem):
+        changed.insert(0, "the training stages")
+    return f"not what {params['config_path']} resolves now: {', '.join(changed)}" if changed else None
 
 
 PREVIOUS = "manifest.previous.json"  # a forced run's old manifest, kept aside until the new one is written
@@ -107,9 +136,13 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
     steps = plan(preset, root, data_dir, only)  # every check before any work
     todo = []
     for notebook, out_dir, params in steps:
-        if (out_dir / "manifest.json").is_file() and not force:
+        why = None if force or not (out_dir / "manifest.json").is_file() else stale_reason(root, notebook, out_dir,
+                                                                                               params, data_dir)
+        if (out_dir / "manifest.json").is_file() and not force and why is None:
             print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
         else:
+            if why is not None:
+                print(f"stale {notebook.name}: {why}; it runs again")
             todo.append((notebook, out_dir, params, last_wall_seconds(out_dir)))
     check_data_dir(data_dir, root, [(notebook, out_dir, params) for notebook, out_dir, params, _ in todo])
     if todo:  # the code as it was when the run began; only when something runs

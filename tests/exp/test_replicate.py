@@ -89,3 +89,32 @@ def test_model_from_curve_picks_the_row_or_says_why(tmp_path):
         model_from_curve(f"{curve}:idf-flops:0.01")
     with pytest.raises(ValueError, match="expected '<curve.csv>:<arm>:<lambda>'"):
         model_from_curve(str(curve))
+
+
+def test_a_stale_result_runs_again_and_says_why(tmp_path):
+    """A finished training folder whose config.yaml trains other stages than the preset now resolves is stale
+    (stage 2's steps: the sweep, not the teachers, whose stage-1 runs are unchanged); so is one evaluated at another
+    length, or one whose config no longer loads. A matching folder, and a notebook without a training config, are
+    not."""
+    from ifsr.exp.config import save_config
+    from ifsr.exp.presets import notebook_config
+    from ifsr.replicate import stale_reason
+
+    root = repo_copy(tmp_path, "smoke:\n  01_teachers: {config_path: configs/smoke.yaml}\n"
+                               "  02_idf_flops: {config_path: configs/smoke.yaml}\n  03_latency: {sizes: [300]}\n")
+    steps = plan("smoke", root, data_dir="d")
+    for notebook, out_dir, params in steps:
+        out_dir.mkdir(parents=True)
+        cfg = notebook_config(root, params)
+        if cfg is not None:
+            save_config(cfg, out_dir / "config.yaml")
+    assert [stale_reason(root, *step) for step in steps] == [None, None, None]
+    yaml_path = root / "configs" / "smoke.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("  steps: 2\n", "  steps: 3\n"))
+    teachers, sweep, latency = (stale_reason(root, *step) for step in steps)
+    assert teachers is None and latency is None
+    assert sweep == "not what configs/smoke.yaml resolves now: the training stages"
+    yaml_path.write_text(yaml_path.read_text().replace("eval_max_length: 64", "eval_max_length: 128"))
+    assert stale_reason(root, *steps[0]) == "not what configs/smoke.yaml resolves now: eval_max_length"
+    (steps[0][1] / "config.yaml").write_text("preset: smoke\nno_such_field: 1\n")
+    assert "its config.yaml no longer loads (" in stale_reason(root, *steps[0])
