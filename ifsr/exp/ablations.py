@@ -11,7 +11,6 @@ Both tables come with per-query nDCG@10, from which the report computes each cla
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,14 +19,15 @@ from typing import Any
 import pandas as pd
 
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder
-from ifsr.core.names import IDF_ARM, MINMAX
+from ifsr.core.names import IDF_ARM
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import load_beir
 from ifsr.distill.teachers import resolve_device
 from ifsr.eval.evaluate import bm25_per_query, query_vocab_evaluation
 from ifsr.eval.metrics import per_query
-from ifsr.exp.config import ARMS, AblationConfig, TrainConfig, arm_views, load_config
-from ifsr.exp.runs import TrainedRun, pretrain_config, pretrained_run, start_config, trained_run
+from ifsr.exp.config import ARMS, AblationConfig, arm_views, load_config
+from ifsr.exp.runs import (TrainedRun, pretrain_config, pretrained_run, start_config, sweep_train_config,
+                            trained_run)
 from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.models import SPARSE_ENCODER, resolve_model_path, saved_layout
@@ -87,15 +87,6 @@ def _rows(evals: list[dict[str, Any]], keys: dict[str, Any], run: TrainedRun | N
 def start_label(arm: str) -> str:
     """The curve table's label of an arm's stage-1 starts: "stage-1 start" (IDF-aware), "stage-1 start (flops)"."""
     return "stage-1 start" if ARMS[arm] == "idf" else f"stage-1 start ({arm})"
-
-
-def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> TrainConfig:
-    """The TrainConfig of one stage-2 run of the sweep: the arm's query weights, the min-max ensemble
-    teacher, FLOPS weight `lam`, training seed `seed`."""
-    if arm not in ARMS:
-        raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
-    return dataclasses.replace(cfg.finetune_train(), query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
-                               **cfg.teacher_fields())
 
 
 def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> TrainedRun:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ifsr.core.encoder import load_tokenizer
-from ifsr.core.names import MINMAX
+from ifsr.core.names import ARMS, MINMAX
 from ifsr.core.idf import load_idf
 from ifsr.data.beir import data_dir, load_beir
 from ifsr.distill.student import mlm_dir
@@ -92,6 +92,15 @@ def pretrain_config(cfg: AblationConfig, teacher: str, seed: int, query_weights:
     plain arm's start: "ones"), `pretrain_steps` steps and this training seed."""
     return dataclasses.replace(cfg.train, steps=cfg.pretrain_steps, teacher=teacher, lam=cfg.teacher_lambda,
                                query_weights=query_weights, seed=seed, **cfg.teacher_fields())
+
+
+def sweep_train_config(cfg: AblationConfig, arm: str, lam: float, seed: int) -> TrainConfig:
+    """Stage 2 (fine-tuning, one run of the sweep): the preset's `finetune_train()` with the arm's query weights,
+    the min-max ensemble teacher, FLOPS weight `lam` and training seed `seed`."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {sorted(ARMS)}, got {arm!r}")
+    return dataclasses.replace(cfg.finetune_train(), query_weights=ARMS[arm], teacher=MINMAX, lam=lam, seed=seed,
+                               **cfg.teacher_fields())
 
 
 def start_config(cfg: AblationConfig, train_cfg: TrainConfig | None = None) -> TrainConfig | None:

@@ -29,9 +29,9 @@ from ifsr.data.beir import BeirSet, dev_split, load_beir
 from ifsr.eval.evaluate import query_vocab_evaluation
 from ifsr.eval.metrics import per_query
 from ifsr.eval.stats import paired_delta
-from ifsr.exp.ablations import _lazy, protocol_encoders, sweep_train_config
+from ifsr.exp.ablations import _lazy, protocol_encoders
 from ifsr.exp.config import AblationConfig, load_config, save_config
-from ifsr.exp.runs import pretrained_run, start_config, trained_run
+from ifsr.exp.runs import pretrained_run, start_config, sweep_train_config, trained_run
 from ifsr.exp.trainsets import finetune_dataset, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir
 

@@ -10,14 +10,12 @@ data sizes (queries, documents, pairs per source) but trains and encodes nothing
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifsr.core.names import ARMS, MINMAX
 from ifsr.exp.config import AblationConfig, BaselinesConfig, preset_config
 
 
@@ -52,7 +50,7 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     """Each training stage of one notebook entry, as a hashable description (stage, config), built by the
     functions that build the runs (ifsr.exp.runs): stage 1 per (teacher, seed) in the teachers notebook;
     the stage-1 start, then stage 2 per (arm, lambda, seed) in the sweep."""
-    from ifsr.exp.runs import ablation_key_fields, pretrain_config, start_config, train_key_fields
+    from ifsr.exp.runs import ablation_key_fields, pretrain_config, start_config, sweep_train_config, train_key_fields
 
     shared = ablation_key_fields(cfg)
     pre = lambda tc: {"stage": "pretrain", "ablation": shared, "train": train_key_fields(tc)}  # noqa: E731
@@ -62,8 +60,7 @@ def _train_stages(cfg: AblationConfig, entry: str) -> list[dict[str, Any]]:
     for arm in cfg.arms:
         for lam in cfg.lambdas:
             for seed in cfg.seeds:
-                tc = dataclasses.replace(cfg.finetune_train(), query_weights=ARMS[arm], teacher=MINMAX, lam=lam,
-                                         seed=seed, **cfg.teacher_fields())
+                tc = sweep_train_config(cfg, arm, lam, seed)
                 start = start_config(cfg, tc)  # the run's own arm and seed in stage 1
                 if start is not None and pre(start) not in stages:
                     stages.append(pre(start))
