@@ -30,10 +30,12 @@ from ifsr.eval.evaluate import query_vocab_evaluation
 from ifsr.eval.metrics import per_query
 from ifsr.eval.stats import paired_delta
 from ifsr.exp.ablations import _lazy, protocol_encoders
-from ifsr.exp.config import AblationConfig, load_config, save_config
+from ifsr.exp.config import AblationConfig, load_config
 from ifsr.exp.runs import pretrained_run, start_config, sweep_train_config, trained_run
-from ifsr.exp.trainsets import finetune_dataset, limited, pretrain_dataset
-from ifsr.manifest import sha256_dir
+from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
+from ifsr.manifest import sha256_dir, sha256_file
+from ifsr.models import resolve_model_path
+from ifsr.tables import write_table
 
 
 def dev_set(cfg: AblationConfig) -> BeirSet:
@@ -169,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"ifsr.exp.tuning: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    table.to_csv(out / "steps.csv", index=False)
+    train = load_beir(cfg.train_dataset, split="train", data_dir=cfg.data_dir)  # the dev split is drawn from it
+    write_table(table, cfg, args.out, "steps", data={f"{train.name}-train": train.checksum(),
+                                                     "idf": sha256_file(idf_path(cfg))},
+                models={cfg.train.student: sha256_dir(resolve_model_path(cfg.train.student))})
     print(table.to_string(index=False))
     return 0
 
