@@ -12,7 +12,7 @@ splade-tiny with a frozen IDF query route, the same batches and the same setting
 Each runs in its own process so peak memory (max RSS) is its own. Prints steps/s, peak memory and
 the ratios to `st`.
 
-    python benchmarks/train_step.py --steps 6 --batch-size 8 --max-length 128
+    python benchmarks/train_step.py --steps 6 --batch-size 8 --max-length 128 [--docs 8]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from _args import anchor_to_repo, max_length, positive_int  # also puts this che
 IMPLS = ("ifsr", "ifsr-inbatch", "ifsr-dense", "st")  # `st` last: the reference of the ratios
 
 
-def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
+def one(impl: str, steps: int, batch_size: int, max_length: int, docs: int = 3) -> dict:
     import datasets
     import numpy as np
     import torch
@@ -45,8 +45,8 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
     rng = np.random.default_rng(0)
     n = steps * batch_size
     pick = lambda: [texts[i] for i in rng.integers(0, len(texts), n)]  # noqa: E731
-    rows = {"query": [t[:80] for t in pick()], "doc_0": pick(), "doc_1": pick(), "doc_2": pick()}
-    labels = rng.random((n, 2, 3)).astype(np.float32)
+    rows = {"query": [t[:80] for t in pick()], **{f"doc_{k}": pick() for k in range(docs)}}
+    labels = rng.random((n, 2, docs)).astype(np.float32)
     idf = load_idf(default_idf_path(), load_tokenizer("splade-tiny"))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, max_length=max_length, lam=0.01, lambda_warmup_steps=1)
     model = build_student("splade-tiny", idf, "idf", max_length, seed=0, fused=impl in ("ifsr", "ifsr-inbatch"))
@@ -58,9 +58,9 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
         cfg = dataclasses.replace(cfg, in_batch_negatives=True)
         teachers = [Teacher(), Teacher()]  # the base class: dot products of the bank's vectors
         bank = TeacherBank(teachers, [rng.random((n, 64), dtype=np.float32)] * 2,
-                           [rng.random((n * 3, 64), dtype=np.float32)] * 2, group=3)
+                           [rng.random((n * docs, 64), dtype=np.float32)] * 2, group=docs)
         loss = InferenceFreeDistillLoss(model, cfg, bank)
-        rows["label"] = [lab + [[float(i), 0.0, 0.0]] for i, lab in enumerate(labels.tolist())]  # with_row_index
+        rows["label"] = [lab + [[float(i)] + [0.0] * (docs - 1)] for i, lab in enumerate(labels.tolist())]  # with_row_index
     elif impl in ("ifsr", "ifsr-dense"):
         loss = InferenceFreeDistillLoss(model, cfg)
         rows["label"] = labels.tolist()
@@ -78,7 +78,7 @@ def one(impl: str, steps: int, batch_size: int, max_length: int) -> dict:
         output_dir="/tmp/ifsr_bench_train", max_steps=steps, per_device_train_batch_size=batch_size,
         learning_rate=2e-5, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000,
         disable_tqdm=True, seed=0,
-        router_mapping={"query": "query", "doc_0": "document", "doc_1": "document", "doc_2": "document"})
+        router_mapping={"query": "query", **{f"doc_{k}": "document" for k in range(docs)}})
     trainer = SparseEncoderTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict(rows), loss=loss)
     t = time.perf_counter()
     trainer.train()
@@ -92,18 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=positive_int, default=6, help="optimizer steps timed (default: 6)")
     ap.add_argument("--batch-size", type=positive_int, default=8, help="queries per batch (default: 8)")
     ap.add_argument("--max-length", type=max_length, default=128, help="document tokens, 1..512 (default: 128)")
+    ap.add_argument("--docs", type=positive_int, default=3,
+                    help="documents per query, the positive and its negatives (default: 3; cpu's stage 2: 8)")
     ap.add_argument("--repeats", type=positive_int, default=2, help="runs of each implementation (default: 2)")
     ap.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     anchor_to_repo()
     if args.impl:
-        print(json.dumps(one(args.impl, args.steps, args.batch_size, args.max_length)))
+        print(json.dumps(one(args.impl, args.steps, args.batch_size, args.max_length, args.docs)))
         return 0
     results = {impl: [] for impl in IMPLS}
     for _ in range(args.repeats):  # alternate, each in a fresh process
         for impl in IMPLS:
             child = subprocess.run([sys.executable, __file__, "--impl", impl, "--steps", str(args.steps),
-                                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
+                                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+                                    "--docs", str(args.docs)],
                                    capture_output=True, text=True)
             if child.returncode != 0:  # the child's own error, not a CalledProcessError traceback
                 print(child.stderr[-3000:], file=sys.stderr, end="")
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 1
             results[impl].append(json.loads(child.stdout.strip().splitlines()[-1]))
-    print(f"batch {args.batch_size} queries x 3 documents, max length {args.max_length}, {args.steps} steps")
+    print(f"batch {args.batch_size} queries x {args.docs} documents, max length {args.max_length}, {args.steps} steps")
     for impl, rs in results.items():
         sps = sorted(r["steps_per_s"] for r in rs)[len(rs) // 2]
         mem = max(r["peak_rss_mb"] for r in rs)

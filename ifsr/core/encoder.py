@@ -57,6 +57,9 @@ def load_mlm(name_or_path: str, seed: int = 0) -> PreTrainedModel:
         return AutoModelForMaskedLM.from_pretrained(path)
 
 
+CPU_GRAD_COLUMNS = 256  # vocabulary columns per block of the training (gradient) path on CPU (at most `chunk`)
+
+
 class _MaxPooledLogits(torch.autograd.Function):
     """max_i (h_i · W_j + b_j) over each document's real tokens, without the [B, L, V] logits.
 
@@ -65,7 +68,8 @@ class _MaxPooledLogits(torch.autograd.Function):
     argmax token) is kept. Without a gradient (encoding) one document at a time over its real tokens: a block
     [n, chunk] stays in cache and padding costs nothing (at 512 tokens the whole-batch [B, L, chunk] block is
     memory-bound: 0.64x the per-document speed, benchmarks/eval_encode.py). With a gradient (training, short
-    documents) the whole batch at once, padding masked, which is faster there (benchmarks/train_step.py).
+    documents) the whole batch at once, padding excluded, which is faster there (benchmarks/train_step.py), on CPU
+    in blocks of CPU_GRAD_COLUMNS columns (the same values: each logit is still one row of one product).
     Backward: the max routes d/dlogit_bj to one token, and only entries with a non-zero upstream gradient count
     (after ReLU: the few hundred active terms per document), so it is a scatter, not a matmul.
     """
@@ -88,11 +92,15 @@ class _MaxPooledLogits(torch.autograd.Function):
                         values[b, s : s + width] = (h @ w_t[:, s : s + chunk]).amax(dim=0)[:width]
             return values.add_(bias)  # [B, V]
         index = torch.zeros((bsz, vocab), dtype=torch.long, device=hidden.device)
-        pad = ~mask[:, :, None]  # [B, L, 1]: padding never wins the max (a document without tokens: -inf)
-        for s in range(0, vocab, chunk):
-            width = min(chunk, vocab - s)
-            block = (hidden @ w_t[:, s : s + chunk]).masked_fill_(pad, float("-inf"))  # [B, L, chunk]
-            v, i = block.max(dim=1)  # [B, chunk]: the winning token's position
+        pad_rows = (~mask).reshape(-1).nonzero().squeeze(1)  # [P] padding positions of [B*L]: never win the max
+        # on CPU narrower blocks: a [B, L, chunk] block of a training batch overflows the cache and the max over
+        # it is memory-bound (benchmarks/train_step.py --docs 8: the head's forward at 64 x 128 tokens)
+        cols = min(chunk, CPU_GRAD_COLUMNS) if hidden.device.type == "cpu" else chunk
+        for s in range(0, vocab, cols):
+            width = min(cols, vocab - s)
+            block = hidden @ w_t[:, s : s + cols]  # [B, L, cols]
+            block.view(bsz * length, -1).index_fill_(0, pad_rows, float("-inf"))  # (a document without tokens: -inf)
+            v, i = block.max(dim=1)  # [B, cols]: the winning token's position
             index[:, s : s + width] = i[:, :width]
             values[:, s : s + width] = v[:, :width]
         values += bias

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import SAMPLE_TEXTS
 
-from ifsr.core.encoder import (DocumentEncoder, QueryEncoder, checked_path, load_mlm, load_tokenizer, max_pooled_logits,
+from ifsr.core.encoder import (CPU_GRAD_COLUMNS, DocumentEncoder, QueryEncoder, checked_path, load_mlm, load_tokenizer, max_pooled_logits,
                                seeded, special_ids)
 from ifsr.core.idf import load_idf
 from ifsr.models import resolve_model_path
@@ -145,22 +145,25 @@ def test_max_pooled_logits_under_bf16_autocast():
     assert weight.grad.tolist() == [[0.0, 4.0], [3.0, 0.0]] and bias.grad.tolist() == [2.0, 3.0]
 
 
-def test_max_pooled_logits_equals_dense_head_and_its_gradient():
+@pytest.mark.parametrize("chunk", [16, 1024])  # 1024: the training path's narrower CPU blocks (CPU_GRAD_COLUMNS)
+def test_max_pooled_logits_equals_dense_head_and_its_gradient(chunk):
+    assert CPU_GRAD_COLUMNS < 600 < 1024  # so chunk 1024 runs three blocks of 256 columns, the last one partial
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(4, 7, 8, generator=g, requires_grad=True)
-    weight = torch.randn(50, 8, generator=g, requires_grad=True)
-    bias = torch.randn(50, generator=g, requires_grad=True)
+    weight = torch.randn(600, 8, generator=g, requires_grad=True)
+    bias = torch.randn(600, generator=g, requires_grad=True)
     mask = torch.ones(4, 7, dtype=torch.bool)
     mask[1, 3:] = False
     mask[2, :] = False  # a document with no real token
-    upstream = torch.randn(4, 50, generator=g)
+    hidden.data[1, 3:] += 100.0  # padding that would win every max if it were not excluded
+    upstream = torch.randn(4, 600, generator=g)
 
     def dense():
         logits = (hidden @ weight.T + bias).masked_fill(~mask[:, :, None], float("-inf"))  # [B, L, V]
         return logits.amax(dim=1)
 
     grads = []
-    for f in (dense, lambda: max_pooled_logits(hidden, mask, weight, bias, chunk=16)):
+    for f in (dense, lambda: max_pooled_logits(hidden, mask, weight, bias, chunk=chunk)):
         out = f()
         torch.log1p(torch.relu(out)).mul(upstream).sum().backward()  # the SPLADE activation on top
         grads.append((out.detach(), *(t.grad.clone() for t in (hidden, weight, bias))))
