@@ -13,7 +13,8 @@ notebook whose folder's config.yaml trains other stages or evaluates otherwise t
 (`stale_reason`) runs again, and says why. A forced (or stale) run first moves the old manifest aside
 (manifest.previous.json), so a run that fails leaves its folder unfinished.
 The data directory, unless given, is found by `ifsr.data.beir.find_data_dir`. Progress: "[i/n]" per notebook with an
-estimate from the last run's manifest (wall_seconds), papermill's per-cell bar, and at the end the
+estimate from the earlier runs' manifest (wall_seconds; the longest on record, wall_seconds_longest, when a
+warm rerun was much quicker than a cold run), papermill's per-cell bar, and at the end the
 paths of the report and of every figure written.
 """
 from __future__ import annotations
@@ -55,11 +56,13 @@ def check_data_dir(data_dir: str, root: str | os.PathLike, steps: list[tuple[Pat
                          f"read); expected a data directory holding beir/, idf/, pairs/")
 
 
-def _record_wall_time(manifest: Path, seconds: float) -> None:
-    """The whole notebook's wall time in its manifest (the manifest object itself is made at the end)."""
+def _record_wall_time(manifest: Path, seconds: float, longest_before: float | None = None) -> None:
+    """The whole notebook's wall time in its manifest (the manifest object itself is made at the end), and the
+    longest on record (`wall_seconds_longest`: a run that reused cached runs is quicker than a cold one)."""
     if manifest.is_file():
         data = json.loads(manifest.read_text())
         data["wall_seconds"] = round(seconds, 1)
+        data["wall_seconds_longest"] = round(max(seconds, longest_before or 0.0), 1)
         atomic_write(manifest, json.dumps(data, indent=2).encode("utf-8"))
 
 
@@ -93,16 +96,28 @@ PREVIOUS = "manifest.previous.json"  # a forced run's old manifest, kept aside u
 FAILED = "manifest.failed.json"      # the manifest of a notebook that failed after writing it
 
 
-def last_wall_seconds(out_dir: Path) -> float | None:
-    """The last run's wall time of this notebook (its manifest, or the one a forced run moved aside)."""
+def wall_times(out_dir: Path) -> tuple[float, float] | None:
+    """(last, longest) wall seconds of this notebook's runs on record (its manifest, or the one a forced run moved
+    aside); None without one. A manifest from before `wall_seconds_longest` counts its last run as the longest."""
     for name in ("manifest.json", PREVIOUS):
         try:
-            seconds = json.loads((out_dir / name).read_text()).get("wall_seconds")
+            data = json.loads((out_dir / name).read_text())
+            last, longest = data.get("wall_seconds"), data.get("wall_seconds_longest")
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(seconds, (int, float)) and seconds > 0:
-            return float(seconds)
+        if isinstance(last, (int, float)) and last > 0:
+            longest = longest if isinstance(longest, (int, float)) and longest >= last else last
+            return float(last), float(longest)
     return None
+
+
+def _estimate(times: tuple[float, float] | None) -> str:
+    if times is None:
+        return "no estimate: no earlier run's manifest"
+    last, longest = times
+    if longest <= 1.5 * last:
+        return f"estimated {duration(last)} from the last run's manifest"
+    return f"estimated up to {duration(longest)}, the longest run on record (the last took {duration(last)})"
 
 
 def duration(seconds: float) -> str:
@@ -143,22 +158,20 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
         else:
             if why is not None:
                 print(f"stale {notebook.name}: {why}; it runs again")
-            todo.append((notebook, out_dir, params, last_wall_seconds(out_dir)))
+            todo.append((notebook, out_dir, params, wall_times(out_dir)))
     check_data_dir(data_dir, root, [(notebook, out_dir, params) for notebook, out_dir, params, _ in todo])
     if todo:  # the code as it was when the run began; only when something runs
         launch = Path(root) / "results" / preset / "LAUNCH.json"
         launch.parent.mkdir(parents=True, exist_ok=True)
         launch.write_text(json.dumps({"git": git_commit(root), "notebooks": [str(n) for n, *_ in todo]}, indent=1))
     done, started = [], time.time()
-    for i, (notebook, out_dir, params, estimate) in enumerate(todo, 1):
+    for i, (notebook, out_dir, params, times) in enumerate(todo, 1):
         out_dir.mkdir(parents=True, exist_ok=True)
         if (out_dir / "manifest.json").is_file():  # forced: the folder is unfinished until the new manifest
             os.replace(out_dir / "manifest.json", out_dir / PREVIOUS)
         executed = out_dir / notebook.name
-        guess = (f"estimated {duration(estimate)} from the last run's manifest" if estimate is not None
-                 else "no estimate: no earlier run's manifest")
-        print(f"[{i}/{len(todo)}] {notebook.name} -> {executed} ({guess}; "
-              f"{_left([e for *_, e in todo[i - 1:]])} for the preset)", flush=True)
+        print(f"[{i}/{len(todo)}] {notebook.name} -> {executed} ({_estimate(times)}; "
+              f"{_left([t and t[1] for *_, t in todo[i - 1:]])} for the preset)", flush=True)
         t0 = time.time()
         try:
             papermill.execute_notebook(str(notebook), str(executed), parameters=params,
@@ -169,12 +182,12 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
             print(f"[{i}/{len(todo)}] {notebook.name} failed after {duration(time.time() - t0)}: see {executed} "
                   f"({out_dir} is left unfinished: no manifest.json)", file=sys.stderr, flush=True)
             raise
-        _record_wall_time(out_dir / "manifest.json", time.time() - t0)
+        _record_wall_time(out_dir / "manifest.json", time.time() - t0, times and times[1])
         (out_dir / PREVIOUS).unlink(missing_ok=True)
         (out_dir / FAILED).unlink(missing_ok=True)
         done.append(executed)
         print(f"[{i}/{len(todo)}] {notebook.name} done in {duration(time.time() - t0)}; "
-              f"{duration(time.time() - started)} elapsed, {_left([e for *_, e in todo[i:]])}", flush=True)
+              f"{duration(time.time() - started)} elapsed, {_left([t and t[1] for *_, t in todo[i:]])}", flush=True)
     report = write_report(Path(root) / "results", preset)
     figures = sorted(p for _, out_dir, _, _ in todo for p in out_dir.rglob("*.png") if p.stat().st_mtime >= started)
     print(f"report: {report}")

@@ -118,3 +118,22 @@ def test_a_stale_result_runs_again_and_says_why(tmp_path):
     assert stale_reason(root, *steps[0]) == "not what configs/smoke.yaml resolves now: eval_max_length"
     (steps[0][1] / "config.yaml").write_text("preset: smoke\nno_such_field: 1\n")
     assert "its config.yaml no longer loads (" in stale_reason(root, *steps[0])
+
+
+def test_wall_times_keep_the_longest_run_for_the_estimate(tmp_path):
+    """A warm rerun (cached runs reused) records its own short wall time, but the estimate of the next run is the
+    longest on record; a manifest from before the field counts its last run as the longest."""
+    import json
+
+    from ifsr.replicate import _estimate, _record_wall_time, wall_times
+
+    manifest = tmp_path / "manifest.json"
+    assert wall_times(tmp_path) is None and _estimate(None) == "no estimate: no earlier run's manifest"
+    manifest.write_text(json.dumps({"wall_seconds": 2070.5}))  # an older manifest: no wall_seconds_longest
+    assert wall_times(tmp_path) == (2070.5, 2070.5)
+    _record_wall_time(manifest, 56.2, 2070.5)  # the warm rerun
+    assert wall_times(tmp_path) == (56.2, 2070.5)
+    assert _estimate(wall_times(tmp_path)) == "estimated up to 34m30s, the longest run on record (the last took 56s)"
+    _record_wall_time(manifest, 3000.0, 2070.5)  # a slower cold run raises the record
+    assert wall_times(tmp_path) == (3000.0, 3000.0)
+    assert _estimate(wall_times(tmp_path)) == "estimated 50m00s from the last run's manifest"
