@@ -151,14 +151,13 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
     steps = plan(preset, root, data_dir, only)  # every check before any work
     todo = []
     for notebook, out_dir, params in steps:
-        why = None if force or not (out_dir / "manifest.json").is_file() else stale_reason(root, notebook, out_dir,
-                                                                                               params, data_dir)
-        if (out_dir / "manifest.json").is_file() and not force and why is None:
-            print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
-        else:
-            if why is not None:
-                print(f"stale {notebook.name}: {why}; it runs again")
-            todo.append((notebook, out_dir, params, wall_times(out_dir)))
+        if (out_dir / "manifest.json").is_file() and not force:
+            why = stale_reason(root, notebook, out_dir, params, data_dir)
+            if why is None:
+                print(f"skip {notebook.name}: {out_dir}/manifest.json exists (use --force to redo)")
+                continue
+            print(f"stale {notebook.name}: {why}; it runs again")
+        todo.append((notebook, out_dir, params, wall_times(out_dir)))
     check_data_dir(data_dir, root, [(notebook, out_dir, params) for notebook, out_dir, params, _ in todo])
     if todo:  # the code as it was when the run began; only when something runs
         launch = Path(root) / "results" / preset / "LAUNCH.json"
