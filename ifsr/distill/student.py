@@ -94,6 +94,23 @@ def document_mlm(model: SparseEncoder) -> Transformer:
     return model[0].sub_modules["document"][0]
 
 
+@torch.no_grad()
+def document_columns(model: SparseEncoder, texts: list[str], columns: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """[n, C] the document route's weights log1p(ReLU(max-pooled MLM logits)) of `texts` on the vocabulary ids
+    `columns` only (in input order, `batch_size` texts at a time): the columns of `model.encode_document`'s
+    [n, V] vectors, with only those decoder rows in the head (`mlm_max_logits(columns=)`), so a score
+    against queries whose tokens are all in `columns` costs C/V of the head's work. Special tokens stay live,
+    as in the training route (`FusedSpladeDocument`); a query never weighs them."""
+    doc = document_mlm(model)
+    out = []
+    for s in range(0, len(texts), batch_size):
+        features = doc.tokenize(texts[s : s + batch_size])
+        ids, mask = (features[k].to(model.device) for k in ("input_ids", "attention_mask"))
+        pooled = mlm_max_logits(doc.auto_model, ids, mask, columns=columns.to(model.device))
+        out.append(torch.log1p(torch.relu(pooled)))  # [b, C]
+    return torch.cat(out) if out else torch.zeros((0, len(columns)))
+
+
 def _output_bias(mlm: PreTrainedModel) -> torch.Tensor:
     head = mlm.get_output_embeddings()
     if getattr(head, "bias", None) is None:

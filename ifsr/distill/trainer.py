@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 from ifsr.config import save_config
 from ifsr.core.objective import inference_free_loss, lambda_at, teacher_targets
 from ifsr.distill.config import TrainConfig
-from ifsr.distill.student import build_student, document_mlm, save_student
+from ifsr.distill.student import build_student, document_columns, document_mlm, save_student
 from ifsr.distributed import barrier, gather_objects, gather_with_grad, global_count, is_main, rank_world
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ TEMPERATURE_GRID = tuple(2.0 ** (k / 2) for k in range(-2, 9))  # 0.5 ... 16
 
 def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> float:
     """The student temperature under which the *untrained* student's ranking loss is least, on the
-    first `n` training examples (grid TEMPERATURE_GRID).
+    first `n` training examples (grid TEMPERATURE_GRID). The documents are weighted on the queries' token ids
+    only (`document_columns`): the same scores as their full vectors, at a fraction of the MLM head's work.
 
     Why: a student that starts from a siamese SPLADE scores s = sum idf_j w_j, whose spread over a
     candidate set is ~2-4x the teacher's [0, S] targets (IDF multiplies every matched weight). Under
@@ -111,17 +112,24 @@ def calibrate_temperature(model, dataset, config: TrainConfig, n: int = 256) -> 
     """
     dataset = flat_dataset(dataset)
     rows = dataset.select(range(min(n, len(dataset))))
-    cols = [f"doc_{g}" for g in range(config.n_neg + 1)]
-    with torch.no_grad():
-        q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
-        scores = torch.stack([(q * model.encode_document(list(rows[c]), convert_to_tensor=True).to_dense()).sum(1)
-                              for c in cols], dim=1)  # [n, G]
+    scores = candidate_scores(model, rows, config.n_neg + 1)  # [n, G]
     labels = torch.tensor(rows["label"], dtype=torch.float32)[:, :len(config.teacher_names)]  # [n, K, G]
     target = teacher_targets(labels, config.teacher, scale=config.teacher_scale, names=config.teacher_names,
                              weights=config.teacher_weights)  # [n, G]
     losses = [inference_free_loss(torch.ones(1, 1), scores[:, :, None], target, 0.0, rank_loss=config.rank_loss,
                                   temperature=t)["rank"].item() for t in TEMPERATURE_GRID]
     return TEMPERATURE_GRID[int(np.argmin(losses))]
+
+
+def candidate_scores(model, rows, groups: int) -> torch.Tensor:
+    """[n, G] the student's scores of each row's candidates doc_0 .. doc_{G-1}: sum_j q_j w_j(d), the documents
+    weighted on the rows' query token ids only (`document_columns`; no other column enters a score)."""
+    with torch.no_grad():
+        q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
+        vocab = q.any(dim=0).nonzero().squeeze(1)  # [C]
+        q = q[:, vocab]  # [n, C]
+        return torch.stack([(q * document_columns(model, list(rows[f"doc_{g}"]), vocab)).sum(1)
+                            for g in range(groups)], dim=1)
 
 
 def flat_dataset(dataset):

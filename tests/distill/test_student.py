@@ -11,7 +11,8 @@ from sentence_transformers import SparseEncoder
 
 from ifsr.core.encoder import DocumentEncoder, QueryEncoder, load_mlm, special_ids
 from ifsr.core.idf import load_idf
-from ifsr.distill.student import (TRAINING_BIAS_FILE, build_student, document_mlm, mlm_dir, query_weight_vector,
+from ifsr.distill.student import (TRAINING_BIAS_FILE, build_student, document_columns, document_mlm, mlm_dir,
+                                  query_weight_vector,
                                   save_student)
 from ifsr.distill.trainer import train
 from ifsr.exp.config import TrainConfig
@@ -155,3 +156,20 @@ def test_trained_student_gives_no_weight_to_special_tokens(loud_dir, tokenizer, 
     path = train(cfg, datasets.Dataset.from_dict(rows), idf, tmp_path / "run")
     check_saved(path, tokenizer, idf)
     assert (_bias(build_student(str(path), idf, "idf", 32, seed=0))[[tokenizer.cls_token_id, tokenizer.sep_token_id]] > 1).all()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_document_columns_are_those_of_the_full_vectors(loud_dir, tokenizer, idf, fused):
+    """`document_columns` gives the columns asked for (in the order asked, special tokens live as in training)
+    of encode_document's full [n, V] vectors, whatever the batching."""
+    model = build_student(str(loud_dir), idf, "idf", 32, seed=0, fused=fused)
+    model.eval()
+    full = torch.from_numpy(_doc_vectors(model))  # [3, V]
+    active = full.any(dim=0).nonzero().squeeze(1)
+    rng = np.random.default_rng(0)
+    cols = torch.cat([active, torch.from_numpy(special_ids(tokenizer)), torch.from_numpy(rng.choice(full.shape[1], 200))])
+    cols = cols[torch.from_numpy(rng.permutation(len(cols)))]  # unsorted, specials and inactive ids among them
+    got = document_columns(model, TEXTS, cols, batch_size=2)  # [3, C]
+    assert got.shape == (len(TEXTS), len(cols))
+    assert torch.allclose(got, full[:, cols], atol=1e-5)
+    assert (got > 0).sum() > 30 and (got[:, torch.isin(cols, torch.tensor([tokenizer.cls_token_id]))] > 0).all()

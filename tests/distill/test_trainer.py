@@ -18,7 +18,8 @@ from ifsr.core.encoder import load_tokenizer
 from ifsr.core.idf import load_idf
 from ifsr.core.objective import inference_free_loss, teacher_targets
 from ifsr.distill.student import build_student
-from ifsr.distill.trainer import InferenceFreeDistillLoss, LambdaWarmup, train, with_row_index
+from ifsr.distill.trainer import (TEMPERATURE_GRID, InferenceFreeDistillLoss, LambdaWarmup, calibrate_temperature,
+                                  candidate_scores, train, with_row_index)
 from ifsr.exp.config import TrainConfig, load_config, save_config
 
 WORDS = "cell protein gene lung cancer brain virus heat flow plate wing boundary layer pressure".split()
@@ -348,3 +349,23 @@ def test_a_third_teacher_is_a_config_entry(idf):
         TrainConfig(teacher_names=["dense", "sparse", "third"], teacher_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="teacher must be one of"):
         TrainConfig(teacher_names=["dense", "third"], teacher="sparse")
+
+
+def test_temperature_calibration_scores_are_those_of_full_vectors(idf):
+    """The calibration's scores (documents on the queries' vocabulary only) are the full vectors' dot products,
+    and its temperature the grid point a full-vector scoring picks (the second formulation, written out here)."""
+    model = build_student("splade-tiny", idf, "idf", 32, seed=0)
+    model.eval()
+    cfg = TrainConfig(student="splade-tiny", n_neg=2, max_length=32, teacher="ensemble-minmax")
+    rows = _dataset(n=24, g=3, seed=3)
+    with torch.no_grad():
+        q = model.encode_query(list(rows["query"]), convert_to_tensor=True).to_dense()  # [n, V]
+        full = torch.stack([(q * model.encode_document(list(rows[f"doc_{g}"]), convert_to_tensor=True).to_dense()).sum(1)
+                            for g in range(3)], dim=1)  # [n, G]
+    got = candidate_scores(model, rows, 3)
+    assert torch.allclose(got, full, rtol=1e-5, atol=1e-4) and full.std() > 1.0
+    target = teacher_targets(torch.tensor(rows["label"])[:, :2], "ensemble-minmax", scale=cfg.teacher_scale,
+                             names=cfg.teacher_names)
+    losses = [inference_free_loss(torch.ones(1, 1), full[:, :, None], target, 0.0, temperature=t)["rank"].item()
+              for t in TEMPERATURE_GRID]
+    assert calibrate_temperature(model, rows, cfg) == TEMPERATURE_GRID[int(np.argmin(losses))]
