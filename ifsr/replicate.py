@@ -70,6 +70,16 @@ def _record_wall_time(manifest: Path, seconds: float, longest_before: float | No
 EVAL_FIELDS = ("eval_split", "eval_max_length", "headline_lambda")
 
 
+def drop_widget_state(executed: Path) -> None:
+    """Remove the executed notebook's saved widget state (`metadata.widgets`: the progress bars' live models, most of
+    a cold training notebook's size, 3.3 of 4.5 MB); every output keeps its text/plain form. Written atomically."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=nbformat.NO_CONVERT)
+    if nb.metadata.pop("widgets", None) is not None:
+        atomic_write(Path(executed), nbformat.writes(nb).encode("utf-8"))
+
+
 def stale_reason(root: str | os.PathLike, notebook: Path, out_dir: Path, params: dict[str, Any],
                  data_dir: str | None = None) -> str | None:
     """Why a finished training notebook's results no longer answer its preset: the folder's config.yaml trains
@@ -182,6 +192,7 @@ def replicate(preset: str, root: str | os.PathLike = ".", force: bool = False, d
                   f"({out_dir} is left unfinished: no manifest.json)", file=sys.stderr, flush=True)
             raise
         _record_wall_time(out_dir / "manifest.json", time.time() - t0, times and times[1])
+        drop_widget_state(executed)
         (out_dir / PREVIOUS).unlink(missing_ok=True)
         (out_dir / FAILED).unlink(missing_ok=True)
         done.append(executed)

@@ -137,3 +137,30 @@ def test_wall_times_keep_the_longest_run_for_the_estimate(tmp_path):
     _record_wall_time(manifest, 3000.0, 2070.5)  # a slower cold run raises the record
     assert wall_times(tmp_path) == (3000.0, 3000.0)
     assert _estimate(wall_times(tmp_path)) == "estimated 50m00s from the last run's manifest"
+
+
+def test_the_executed_notebook_keeps_its_outputs_and_loses_the_widget_state(tmp_path):
+    """drop_widget_state removes metadata.widgets (the progress bars' live models) and nothing else; a notebook
+    without it is left byte for byte."""
+    import nbformat
+
+    from ifsr.replicate import drop_widget_state
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "m1", "version_major": 2, "version_minor": 0},
+        "text/plain": "encode docs: 100%|##########| 3/3"})]
+    nb.cells = [cell]
+    nb.metadata["papermill"] = {"duration": 1.5}
+    plain = tmp_path / "plain.ipynb"
+    plain.write_text(nbformat.writes(nb), encoding="utf-8")  # as papermill writes an executed notebook
+    before = plain.read_bytes()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m1": {"x": "y" * 1000}}}}
+    heavy = tmp_path / "heavy.ipynb"
+    heavy.write_text(nbformat.writes(nb), encoding="utf-8")
+    drop_widget_state(heavy)
+    drop_widget_state(plain)
+    assert plain.read_bytes() == before
+    assert heavy.read_bytes() == before  # the same notebook as one never given the widget state
+    assert "encode docs: 100%" in heavy.read_text() and len(before) < 1000
