@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
 
@@ -27,7 +28,7 @@ def _fake_papermill(monkeypatch, fail: bool = False, wall: float = 1.0, fail_aft
     def execute(src, dest, parameters=None, **kw):
         calls.append((Path(src).name, kw))
         out = Path(parameters["out_dir"])
-        Path(dest).write_text("{}")
+        Path(dest).write_text(nbformat.writes(nbformat.v4.new_notebook()))  # papermill writes a notebook
         (out / "out.csv").write_text("new\n")
         (out / "figure.png").write_bytes(b"png")
         if fail:
