@@ -104,21 +104,39 @@ def git_commit(repo: str | os.PathLike = ".") -> dict[str, Any]:
     return {"commit": run("rev-parse", "HEAD") or None, "dirty": bool(run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"))}
 
 
+# The CPU instruction-set extensions that change speed (and, through other float kernels, the last digits) of fp32
+# and bf16 work; a manifest names those its machine had.
+CPU_ISA = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_features(cpuinfo: str) -> dict[str, Any]:
+    """The CPU model and which of CPU_ISA its first processor lists, from the text of /proc/cpuinfo."""
+    fields = dict(line.split(":", 1) for line in cpuinfo.split("\n\n", 1)[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": fields.get("model name"), "cpu_isa": [f for f in CPU_ISA if f in flags]}
+
+
 def machine() -> dict[str, Any]:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info.update(cpu_features(f.read()))
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
 class Manifest:
-    """Collects provenance while a job runs; `write(dir)` adds wall time and saves manifest.json."""
+    """Collects provenance while a job runs; `write(dir)` adds wall time and saves manifest.json. `written`: when
+    this object was made (`ifsr.tables.write_table` makes it as it writes the tables; a notebook's whole wall time is
+    the runner's `wall_seconds`)."""
 
     def __init__(self, config: dict[str, Any], repo: str | os.PathLike = "."):
         self.start = time.time()
         self.data: dict[str, Any] = {"git": git_commit(repo), "config": config, "data": {}, "models": {},
-                                     "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                                     "machine": machine(), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def add_data(self, name: str, checksum: str) -> None:
         self.data["data"][name] = checksum
