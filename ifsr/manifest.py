@@ -111,8 +111,8 @@ CPU_ISA = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def cpu_features(cpuinfo: str) -> dict[str, Any]:
     """The CPU model and which of CPU_ISA its first processor lists, from the text of /proc/cpuinfo."""
-    fields = dict(line.split(":", 1) for line in cpuinfo.split("\n\n", 1)[0].splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    first = cpuinfo.split("\n\n", 1)[0].splitlines()
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first if ":" in line)}
     flags = set(fields.get("flags", "").split())
     return {"cpu": fields.get("model name"), "cpu_isa": [f for f in CPU_ISA if f in flags]}
 
