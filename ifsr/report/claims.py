@@ -102,16 +102,23 @@ def _basis(r) -> str:
 
 
 def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFrame | None],
-                   headline: float | None) -> list[dict]:
+                   headline: float | None, lengths: dict[str, int] | None = None) -> list[dict]:
     """Claim 4's rows of the verdict table, each against the paper's 1.1x (`latency_verdict(..., paper=True)`):
     the latency table's best agreeing setting at its largest corpus against the fastest BM25, and, for each latency
     variant whose levers time the replication's model (the `lambda` lever at `headline`, no pruning), that model
-    against BM25 on the same engine. Keys: compared, here, p, basis, verdict."""
+    against BM25 on the same engine. `lengths`: folder ("latency", "latency_<variant>") -> the document tokens
+    its encoder read, said first in its `here` (the latency folders need not share the protocol's evaluation
+    length). Keys: compared, here, p, basis, verdict."""
     rows = []
     best = None if latency is None else best_ratio(latency)
+
+    def at(folder: str) -> str:
+        n = (lengths or {}).get(folder)
+        return "" if n is None else f"documents at {n} tokens; "
+
     if latency is not None:
         rows.append({"compared": "inference-free / fastest BM25, p50 latency (top-10 agreement ≥ 0.99)",
-                     "here": "; ".join(latency_rows(latency)),
+                     "here": at("latency") + "; ".join(latency_rows(latency)),
                      "p": float("nan") if best is None else best.get("if_over_best_bm25_p_paper", float("nan")),
                      "basis": "–" if best is None else _basis(best),
                      "verdict": "not judged: no setting agrees ≥ 0.99" if best is None else
@@ -127,7 +134,7 @@ def latency_claims(latency: pd.DataFrame | None, variants: dict[str, pd.DataFram
         r = own.iloc[0]
         rows.append({"compared": f"the replication's model (IDF-aware λ {headline:g}, no pruning) / BM25 on the same "
                                  f"engine, p50 latency (`{folder}`)",
-                     "here": f"{int(r['docs']):,} docs: {r['if_over_bm25']:.2f}× [{r['if_over_bm25_lo']:.2f}, "
+                     "here": at(folder) + f"{int(r['docs']):,} docs: {r['if_over_bm25']:.2f}× [{r['if_over_bm25_lo']:.2f}, "
                              f"{r['if_over_bm25_hi']:.2f}] ({r['engine']})",
                      "p": r.get("if_over_bm25_p_paper", float("nan")), "basis": _basis(r),
                      "verdict": latency_verdict(r, "if_over_bm25", paper=True)})

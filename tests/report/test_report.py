@@ -296,6 +296,14 @@ def test_latency_verdicts_follow_the_ratios_p_and_what_it_rests_on():
     assert rows[0]["here"] == "1,000,000 docs: 1.70× [1.50, 1.90] (pisa)"
     assert rows[0]["basis"] == "3 training seeds, 3 timing passes, the queries" and rows[0]["p"] == 0.001
     assert latency_claims(None, {"latency_seeds": levers}, None) == []  # no headline named: no row
+    # each folder's document length, when known, comes first in its cell (the folders may differ from 512)
+    table = pd.DataFrame([{"system": "inference-free", "engine": "pisa", "docs": 5183, "top10_agreement": 1.0,
+                           "if_over_best_bm25": 1.5, "if_over_best_bm25_lo": 1.4, "if_over_best_bm25_hi": 1.6,
+                           "best_bm25_engine": "pisa", "if_over_best_bm25_p_paper": 0.001, "repeats": 1}])
+    main, seeds = latency_claims(table, {"latency_seeds": levers}, 0.005, {"latency": 256, "latency_seeds": 512})
+    assert main["here"] == "documents at 256 tokens; 5,183 docs: 1.50× [1.40, 1.60] (pisa vs pisa)"
+    assert seeds["here"] == "documents at 512 tokens; 1,000,000 docs: 1.70× [1.50, 1.90] (pisa)"
+    assert latency_claims(table, {}, 0.005, {"latency_seeds": 512})[0]["here"].startswith("5,183 docs")  # unknown
 
 
 def test_why_and_details_come_from_tables_and_configs(tmp_path):
