@@ -9,8 +9,9 @@ Each notebook's parameters come from configs/presets.yaml; they are checked agai
 are unknown keys in a training notebook's config (its YAML, its overrides and `train_overrides`), and
 `only` names that are not entries of the preset.
 A finished result (its manifest.json exists) is not overwritten without `force`, unless it is stale: a training
-notebook whose folder's config.yaml trains other stages or evaluates otherwise than the preset now resolves
-(`stale_reason`) runs again, and says why. A forced (or stale) run first moves the old manifest aside
+notebook whose folder's config.yaml trains other stages or evaluates otherwise than the preset now resolves, or a
+latency folder measured with other settings or other "lambda=" students than the preset now resolves
+(`stale_reason`), runs again, and says why. A forced (or stale) run first moves the old manifest aside
 (manifest.previous.json), so a run that fails leaves its folder unfinished.
 The data directory, unless given, is found by `ifsr.data.beir.find_data_dir`. Progress: "[i/n]" per notebook with an
 estimate from the earlier runs' manifest (wall_seconds; the longest on record, wall_seconds_longest, when a
@@ -19,6 +20,7 @@ paths of the report and of every figure written.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,10 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import papermill
 
 from ifsr.data.beir import IDF_FILE, default_idf_path, find_data_dir
-from ifsr.exp.config import AblationConfig, load_config
+from ifsr.core.names import IDF_ARM
+from ifsr.exp.config import AblationConfig, LatencyConfig, load_config
 from ifsr.exp.presets import notebook_config, plan
 from ifsr.manifest import atomic_write, git_commit
 from ifsr.report.report import write_report
@@ -82,16 +86,19 @@ def drop_widget_state(executed: Path) -> None:
 
 def stale_reason(root: str | os.PathLike, notebook: Path, out_dir: Path, params: dict[str, Any],
                  data_dir: str | None = None) -> str | None:
-    """Why a finished training notebook's results no longer answer its preset: the folder's config.yaml trains
-    other stages (the run keys' config parts, `ifsr.exp.work._train_stages`: a changed step count, lambda, seed
-    list, ...) or sets an EVAL_FIELDS value otherwise than the preset resolves now. None when they match, for a
-    notebook without a training config, and for a folder without config.yaml (nothing to compare)."""
+    """Why a finished notebook's results no longer answer its preset: a training notebook's folder config.yaml
+    trains other stages (the run keys' config parts, `ifsr.exp.work._train_stages`: a changed step count, lambda,
+    seed list, ...) or sets an EVAL_FIELDS value otherwise than the preset resolves now; a latency folder as
+    `latency_stale_reason` says. None when they match, for the baselines notebook, and for a folder without
+    config.yaml (nothing to compare)."""
     from ifsr.exp.work import _train_stages
 
     cfg = notebook_config(root, params, data_dir)
     path = out_dir / "config.yaml"
-    if cfg is None or not path.is_file():
+    if not path.is_file():
         return None
+    if cfg is None:
+        return latency_stale_reason(root, out_dir, params, data_dir) if notebook.stem == LATENCY else None
     try:
         old = load_config(AblationConfig, path, data_dir=data_dir)
     except ValueError as e:
@@ -100,6 +107,53 @@ def stale_reason(root: str | os.PathLike, notebook: Path, out_dir: Path, params:
     if _train_stages(old, notebook.stem) != _train_stages(cfg, notebook.stem):
         changed.insert(0, "the training stages")
     return f"not what {params['config_path']} resolves now: {', '.join(changed)}" if changed else None
+
+
+LATENCY = "03_latency"  # the notebook whose folders `latency_stale_reason` checks
+WHERE_FIELDS = ("data_dir", "cache_dir")  # LatencyConfig fields that say where, not what: never make a folder stale
+
+
+def latency_stale_reason(root: str | os.PathLike, out_dir: Path, params: dict[str, Any],
+                         data_dir: str | None = None) -> str | None:
+    """Why a finished latency folder no longer answers its preset entry: its config.yaml sets a LatencyConfig
+    field otherwise than the entry's parameters now resolve (where it reads and caches aside), or its "lambda="
+    levers timed other students than the lever_students YAML's runs now are (their run keys, `sweep_key`,
+    against the run directories in the model column of levers/table.csv). None when both match."""
+    from ifsr.exp.ablations import sweep_key
+    from ifsr.exp.latency import model_from_curve
+    from ifsr.exp.levers import parse_levers
+
+    try:
+        old = load_config(LatencyConfig, out_dir / "config.yaml")
+    except ValueError as e:
+        return f"its config.yaml no longer loads ({e})"
+    names = [f.name for f in dataclasses.fields(LatencyConfig)]
+    given = {k: v for k, v in params.items() if k in names}
+    if params.get("model_from"):
+        given["model"] = model_from_curve(params["model_from"])
+    now = load_config(LatencyConfig, **given)
+    changed = [f"{f} ({_short(getattr(old, f))} -> {_short(getattr(now, f))})" for f in names
+               if f not in WHERE_FIELDS and getattr(old, f) != getattr(now, f)]
+    if changed:
+        return f"not what its preset entry resolves now: {', '.join(changed)}"
+    table = out_dir / "levers" / "table.csv"
+    lams = sorted({lever.lam for lever in parse_levers(old.levers) if lever.lam is not None})
+    if not lams or not table.is_file():
+        return None
+    timed = {Path(m.strip()).parent.name for cell in pd.read_csv(table)["model"].dropna() for m in str(cell).split(";")}
+    try:
+        cfg = load_config(AblationConfig, Path(root) / old.lever_students,
+                          **({"data_dir": data_dir} if data_dir is not None else {}))
+        other = [f"lambda={lam} seed {seed}" for lam in lams for seed in cfg.seeds[:max(old.lever_seeds, 1)]
+                 if sweep_key(cfg, IDF_ARM, lam, seed) not in timed]
+    except (OSError, ValueError) as e:  # the YAML, its data or a lambda are gone: what it timed cannot be checked
+        return f"its students cannot be keyed now ({e})"
+    return f"its students are not the runs {old.lever_students} resolves now: {', '.join(other)}" if other else None
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 PREVIOUS = "manifest.previous.json"  # a forced run's old manifest, kept aside until the new one is written

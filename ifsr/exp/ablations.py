@@ -26,8 +26,8 @@ from ifsr.distill.teachers import resolve_device
 from ifsr.eval.evaluate import bm25_per_query, query_vocab_evaluation
 from ifsr.eval.metrics import per_query
 from ifsr.exp.config import ARMS, AblationConfig, arm_views, load_config
-from ifsr.exp.runs import (TrainedRun, pretrain_config, pretrained_run, start_config, sweep_train_config,
-                            trained_run)
+from ifsr.exp.runs import (TrainedRun, pretrain_config, pretrained_run, run_key, start_config,
+                            sweep_train_config, trained_run)
 from ifsr.exp.trainsets import finetune_dataset, idf_path, limited, pretrain_dataset
 from ifsr.manifest import sha256_dir, sha256_file
 from ifsr.models import SPARSE_ENCODER, resolve_model_path, saved_layout
@@ -96,6 +96,13 @@ def sweep_student(cfg: AblationConfig, arm: str, lam: float, seed: int | None = 
     seed = cfg.seeds[0] if seed is None else seed
     return trained_run(cfg, sweep_train_config(cfg, arm, lam, seed), _lazy(lambda: finetune_dataset(cfg)),
                        _lazy(lambda: pretrain_dataset(cfg)))
+
+
+def sweep_key(cfg: AblationConfig, arm: str, lam: float, seed: int | None = None) -> str:
+    """The run key of `sweep_student`'s run (`ifsr.exp.runs.run_key`), without training it: what a finished
+    folder's recorded students are checked against (`ifsr.replicate.stale_reason`)."""
+    lam = cfg.curve_point(arm, lam)
+    return run_key(cfg, sweep_train_config(cfg, arm, lam, cfg.seeds[0] if seed is None else seed))
 
 
 def lambda_student(students: str | os.PathLike, lam: float, seed_index: int = 0,

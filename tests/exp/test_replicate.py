@@ -120,6 +120,43 @@ def test_a_stale_result_runs_again_and_says_why(tmp_path):
     assert "its config.yaml no longer loads (" in stale_reason(root, *steps[0])
 
 
+def test_a_latency_folder_is_stale_when_its_settings_or_students_change(tmp_path, data_root, splade_tiny_path,
+                                                                        minilm_path):
+    """A finished latency folder is stale when its config.yaml measured otherwise than its entry now resolves
+    (where it reads and caches aside), and when its "lambda=" levers timed other students than the runs the
+    lever_students YAML keys now (stage 2 trained one more step); its lever table names the runs it timed."""
+    import dataclasses
+
+    from ifsr.core.names import IDF_ARM
+    from ifsr.exp.ablations import sweep_key
+    from ifsr.exp.config import AblationConfig, LatencyConfig, load_config, save_config
+    from ifsr.replicate import stale_reason
+
+    root = repo_copy(tmp_path, "smoke:\n  03_latency: {sizes: [300], levers: [none, lambda=0.1], lever_engine: pisa,"
+                               " lever_students: configs/smoke.yaml, lever_seeds: 2}\n")
+    data = str(data_root.resolve())
+    [(notebook, out_dir, params)] = plan("smoke", root, data_dir=data)
+    (out_dir / "levers").mkdir(parents=True)
+    fields = {f.name for f in dataclasses.fields(LatencyConfig)}
+    save_config(load_config(LatencyConfig, **{k: v for k, v in params.items() if k in fields}), out_dir / "config.yaml")
+    smoke = load_config(AblationConfig, root / "configs" / "smoke.yaml", data_dir=data)
+    timed = " ; ".join(f"runs/smoke/{sweep_key(smoke, IDF_ARM, 0.1, seed)}/model" for seed in (0, 1))
+    pd.DataFrame({"lever": ["none", "lambda"], "model": ["splade-tiny", timed]}).to_csv(
+        out_dir / "levers" / "table.csv", index=False)
+    assert stale_reason(root, notebook, out_dir, params, data) is None
+    assert stale_reason(root, notebook, out_dir, {**params, "cache_dir": "elsewhere"}, data) is None
+    assert (stale_reason(root, notebook, out_dir, {**params, "max_length": 128}, data)
+            == "not what its preset entry resolves now: max_length (256 -> 128)")
+    yaml_path = root / "configs" / "smoke.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("  steps: 2\n", "  steps: 3\n"))
+    assert (stale_reason(root, notebook, out_dir, params, data)
+            == "its students are not the runs configs/smoke.yaml resolves now: lambda=0.1 seed 0, lambda=0.1 seed 1")
+    yaml_path.unlink()
+    assert "its students cannot be keyed now (" in stale_reason(root, notebook, out_dir, params, data)
+    (out_dir / "config.yaml").write_text("preset: smoke\nno_such_field: 1\n")
+    assert "its config.yaml no longer loads (" in stale_reason(root, notebook, out_dir, params, data)
+
+
 def test_wall_times_keep_the_longest_run_for_the_estimate(tmp_path):
     """A warm rerun (cached runs reused) records its own short wall time, but the estimate of the next run is the
     longest on record; a manifest from before the field counts its last run as the longest."""
