@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import papermill
 
 from ifsr.data.beir import IDF_FILE, default_idf_path, find_data_dir
@@ -37,6 +36,7 @@ from ifsr.exp.config import AblationConfig, LatencyConfig, load_config
 from ifsr.exp.presets import notebook_config, plan
 from ifsr.manifest import atomic_write, git_commit
 from ifsr.report.report import write_report
+from ifsr.tables import read_table
 
 
 def reads_default_idf(root: str | os.PathLike, params: dict[str, Any]) -> bool:
@@ -121,7 +121,7 @@ def latency_stale_reason(root: str | os.PathLike, out_dir: Path, params: dict[st
     against the run directories in the model column of levers/table.csv). None when both match."""
     from ifsr.exp.ablations import sweep_key
     from ifsr.exp.latency import model_from_curve
-    from ifsr.exp.levers import parse_levers
+    from ifsr.exp.levers import lever_models, parse_levers
 
     try:
         old = load_config(LatencyConfig, out_dir / "config.yaml")
@@ -136,11 +136,11 @@ def latency_stale_reason(root: str | os.PathLike, out_dir: Path, params: dict[st
                if f not in WHERE_FIELDS and getattr(old, f) != getattr(now, f)]
     if changed:
         return f"not what its preset entry resolves now: {', '.join(changed)}"
-    table = out_dir / "levers" / "table.csv"
+    table = read_table(out_dir / "levers" / "table.csv")
     lams = sorted({lever.lam for lever in parse_levers(old.levers) if lever.lam is not None})
-    if not lams or not table.is_file():
+    if not lams or table is None:
         return None
-    timed = {Path(m.strip()).parent.name for cell in pd.read_csv(table)["model"].dropna() for m in str(cell).split(";")}
+    timed = {Path(m).parent.name for m in lever_models(table)}  # a student's run directory is named by its key
     try:
         cfg = load_config(AblationConfig, Path(root) / old.lever_students,
                           **({"data_dir": data_dir} if data_dir is not None else {}))

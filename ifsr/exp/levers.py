@@ -56,6 +56,7 @@ COLUMNS = ["lever", "engine", "value", "seeds", "nDCG@10 scifact", "delta scifac
            "if_over_bm25", "if_over_bm25_lo", "if_over_bm25_hi", "if_over_bm25_p", "if_over_bm25_p_paper", "repeats",
            "top10_agreement", "approximate", "no_relevance_cost", "pareto", "doc_nnz", "query_terms"]
 DATASETS = ("scifact", "cranfield")
+MODELS_SEP = " ; "  # the `model` column of a row with several models (each training seed's student)
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def lever_table(levers: Sequence[Lever], engine: str, size: str | int = "scifact
                         f"delta {ds_name} lo": change["lo"], f"delta {ds_name} hi": change["hi"]})
         row.update(_timing_columns(runs, timed, repeats, seed))
         row.update({"engine": mine, "approximate": ENGINES[parse_engine(mine)[0]].approximate,
-                    "docs": len(corpus.texts), "corpus": corpus.name, "model": " ; ".join(names)})
+                    "docs": len(corpus.texts), "corpus": corpus.name, "model": MODELS_SEP.join(names)})
         rows.append(row)
     table = pareto(pd.DataFrame(rows)).reindex(columns=COLUMNS + [
         "bm25_p50_ms", "postings_per_query", "bm25_postings_per_query", "index_mb", "docs", "corpus", "model"])
@@ -404,6 +405,11 @@ def _short(row: pd.Series) -> str:
     label = label if value != value else f"{label}={value:g}"  # NaN: "none"
     _, opts = parse_engine(str(row["engine"]))
     return label + ("" if not opts else " " + ",".join(f"{k}={v}" for k, v in opts.items() if k != "base"))
+
+
+def lever_models(table: pd.DataFrame) -> list[str]:
+    """Every model a lever table names in its `model` column (a row's several seeds split), in order."""
+    return [m for cell in table["model"].dropna() for m in str(cell).split(MODELS_SEP)]
 
 
 def lever_kwargs(config: LatencyConfig) -> dict[str, Any]:
